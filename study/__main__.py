@@ -1,0 +1,5 @@
+"""`python -m study <command>`."""
+
+from study.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""User-facing errors: one line naming the problem and the fix, and a non-zero exit code."""
+
+
+class KitError(Exception):
+    """An error the user can fix; the CLI prints its message on one line, with no traceback."""
+
+    exit_code = 1
+
+
+class SpecError(KitError):
+    """A malformed spec file or spec value (exit code 2)."""
+
+    exit_code = 2
+
+
+class UnknownModelError(KitError):
+    """A model name that is not registered (exit code 2)."""
+
+    exit_code = 2
+
+
+class DataError(KitError):
+    """A dataset that is missing, corrupt or inconsistent (exit code 3)."""
+
+    exit_code = 3
