@@ -1,0 +1,188 @@
+"""Params, FLOPs (fvcore), throughput and memory, with the provenance needed to trust the numbers.
+
+FLOP convention: one multiply-add = one FLOP (fvcore's). Beyond fvcore's defaults the kit counts an
+elementwise addition as 1 per output element and a k×k pooling window as k·k per output element,
+and states activations, concatenation, dropout and reshapes as free, so no op is silently dropped:
+`count_flops` reports any op that still has no handle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from fvcore.nn import FlopCountAnalysis
+from fvcore.nn.jit_handles import get_shape
+from torch import nn
+
+FLOP_CONVENTION = "one multiply-add = one FLOP (fvcore); adds 1/element, k×k pooling k·k/output element; activations, concat free"
+
+_FREE_OPS = (
+    "aten::relu", "aten::relu_", "aten::gelu", "aten::silu", "aten::silu_", "aten::cat", "aten::dropout",
+    "aten::dropout_", "aten::feature_dropout", "aten::flatten", "aten::expand", "aten::size", "aten::view",
+    "aten::reshape", "aten::contiguous", "aten::to", "aten::detach", "aten::clone",
+)
+
+
+def _elementwise_out(inputs: list[Any], outputs: list[Any]) -> int:
+    return math.prod(get_shape(outputs[0]))
+
+
+def _pool(inputs: list[Any], outputs: list[Any]) -> int:
+    kernel = inputs[1].toIValue()
+    if kernel is None or None in kernel:  # a non-constant list: read the ListConstruct's elements
+        kernel = [v.toIValue() for v in inputs[1].node().inputs()]
+    return math.prod(get_shape(outputs[0])) * math.prod(kernel if isinstance(kernel, (list, tuple)) else [kernel] * 2)
+
+
+def flop_analysis(model: nn.Module, example: torch.Tensor) -> FlopCountAnalysis:
+    """An fvcore FlopCountAnalysis with the kit's handles registered (see the module docstring)."""
+    analysis = FlopCountAnalysis(model, example)
+    analysis.set_op_handle(**{op: None for op in _FREE_OPS})
+    analysis.set_op_handle(**{
+        "aten::add": _elementwise_out, "aten::add_": _elementwise_out,
+        "aten::max_pool2d": _pool, "aten::avg_pool2d": _pool,
+    })
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return analysis
+
+
+def count_params(model: nn.Module) -> dict[str, int]:
+    """Trainable and total parameters (buffers such as BN running statistics excluded)."""
+    return {
+        "params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "params_total": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> dict[str, Any]:
+    """Inference FLOPs per image (eval mode), a per-block breakdown and any op left uncounted."""
+    was_training = model.training
+    model.eval()
+    try:
+        analysis = flop_analysis(model, torch.zeros(input_shape, device=next(model.parameters()).device))
+        total = analysis.total() // input_shape[0]
+        by_module = analysis.by_module()
+        blocks = {}
+        if hasattr(model, "blocks"):
+            for i in range(len(model.blocks)):
+                blocks[f"block{i + 1}"] = by_module.get(f"blocks.{i}", 0) // input_shape[0]
+            blocks["head"] = by_module.get("head", 0) // input_shape[0]
+        return {"flops": int(total), "flops_by_block": blocks, "uncounted_ops": dict(analysis.unsupported_ops())}
+    finally:
+        model.train(was_training)
+
+
+# --------------------------------------------------------------------------- throughput
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for a precision name (fp32 = no autocast)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def _synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], None], device: str, steps: int) -> float:
+    """Seconds for `steps` calls: CUDA events on a GPU, perf_counter on the CPU."""
+    if torch.device(device).type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(steps):
+            fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000
+    begin = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return time.perf_counter() - begin
+
+
+def _measure(fn: Callable[[], None], batch: int, device: str, steps: int, warmup: int, repeats: int) -> dict[str, float]:
+    for _ in range(warmup):
+        fn()
+    _synchronize(device)
+    seconds = [_timed(fn, device, steps) for _ in range(repeats)]
+    median = statistics.median(seconds)
+    return {"img_per_s": batch * steps / median, "ms_per_step": 1000 * median / steps,
+            "spread_pct": 100 * (max(seconds) - min(seconds)) / median}
+
+
+def time_inference(model: nn.Module, batch: int = 128, *, device: str = "cpu", precision: str = "fp32",
+                   channels_last: bool = False, input_shape: tuple[int, int, int] = (1, 28, 28),
+                   steps: int = 5, warmup: int = 2, repeats: int = 5) -> dict[str, float]:
+    """Inference img/s (eval mode, no grad): warm-up, then the median of `repeats` timings of `steps` batches."""
+    x = torch.rand(batch, *input_shape, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    model.eval()
+
+    def step() -> None:
+        with torch.inference_mode(), autocast(device, precision):
+            model(x)
+
+    return _measure(step, batch, device, steps, warmup, repeats)
+
+
+def time_training(model: nn.Module, batch: int = 128, *, device: str = "cpu", precision: str = "fp32",
+                  channels_last: bool = False, input_shape: tuple[int, int, int] = (1, 28, 28),
+                  steps: int = 3, warmup: int = 2, repeats: int = 5) -> dict[str, float]:
+    """Training img/s (forward, cross-entropy, backward, Adam step) measured like `time_inference`."""
+    x = torch.rand(batch, *input_shape, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device, precision):
+            loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+
+    return _measure(step, batch, device, steps, warmup, repeats)
+
+
+def try_batches(fn: Callable[[int], dict[str, float]], batch: int) -> dict[str, Any]:
+    """Run `fn(batch)`, halving the batch on out-of-memory; the error is recorded, not raised."""
+    while batch >= 1:
+        try:
+            return {"batch": batch, **fn(batch)}
+        except torch.OutOfMemoryError as err:
+            error = f"out of memory at batch {batch}: {str(err).splitlines()[0]}"
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            batch //= 2
+    return {"batch": 0, "img_per_s": float("nan"), "error": error}
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak memory: CUDA max allocated on a GPU, else the process's peak resident set (both in MiB)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def provenance(device: str, precision: str) -> dict[str, Any]:
+    """Versions, device and threads: what a reader needs to compare two numbers."""
+    name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else (platform.processor() or platform.machine())
+    return {"torch_version": torch.__version__, "python": platform.python_version(), "device": device,
+            "device_name": name, "threads": torch.get_num_threads(), "precision": precision}
