@@ -100,7 +100,7 @@ def load_table(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.Dat
         if col not in frame.columns:
             frame[col] = pd.NA
     if len(frame):
-        keys = frame[list(KEY)].astype(str).agg("|".join, axis=1)
+        keys = frame[list(KEY)].astype(object).fillna("").astype(str).agg("|".join, axis=1)
         frame = frame[~keys.duplicated(keep="last")].reset_index(drop=True)
     return frame
 
