@@ -18,10 +18,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import warnings
+
 import torch
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
-from torch import nn
+
+# fvcore imports torch.jit.script, deprecated in recent torch; the warning says nothing about the user's run
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
+from fvcore.nn import FlopCountAnalysis  # noqa: E402
+from fvcore.nn.jit_handles import get_shape  # noqa: E402
+from torch import nn  # noqa: E402
 
 FLOP_CONVENTION = "one multiply-add = one FLOP (fvcore); adds 1/element, k×k pooling k·k/output element; activations, concat free"
 
@@ -181,8 +186,18 @@ def peak_memory_mb(device: str) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(device: str, precision: str) -> dict[str, Any]:
     """Versions, device and threads: what a reader needs to compare two numbers."""
-    name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else (platform.processor() or platform.machine())
+    name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else _cpu_name()
     return {"torch_version": torch.__version__, "python": platform.python_version(), "device": device,
             "device_name": name, "threads": torch.get_num_threads(), "precision": precision}

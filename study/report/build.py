@@ -1,0 +1,553 @@
+"""Build `reports/<study>/index.html` (plus its SVG figures and CSV tables) for each study of a runs directory.
+
+Reading order of the page: verdicts first (the paper's claims, Table I in one line per dataset,
+ablation verdict counts, caveats), then the evidence section by section.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from study import stats
+from study.errors import KitError
+from study.report import display, figures, tables
+from study.report.claims import check_claims
+from study.report.curves import load_histories, mean_curves
+from study.report.html import (
+    Facts,
+    Figure,
+    Note,
+    ReportBook,
+    Section,
+    Verdicts,
+    frame_table,
+    render_index,
+)
+from study.results import load_table
+
+_GENERATED = ("*.csv", "*.svg", "index.html")
+
+
+@dataclass
+class StudyRun:
+    """One study's run directory, read: results table, provenance and optional Optuna journal."""
+
+    name: str
+    run_dir: Path
+    table: pd.DataFrame
+    provenance: dict
+    journal: Path | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def profile(self) -> str:
+        """The study's profile, from study.json or else from its rows."""
+        if self.provenance.get("profile"):
+            return str(self.provenance["profile"])
+        return ", ".join(sorted({str(p) for p in self.table["profile"].dropna()})) or "–"
+
+    @property
+    def last_update(self) -> str:
+        """When the results file last changed (a running study keeps appending to it)."""
+        results = self.run_dir / "results.jsonl"
+        source = results if results.exists() else self.run_dir / "study.json"
+        if not source.exists():
+            return "–"
+        return datetime.fromtimestamp(source.stat().st_mtime).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def find_studies(runs_dir: Path) -> list[Path]:
+    """Study folders of a runs directory: those holding results.jsonl or study.json."""
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p for p in runs_dir.iterdir()
+                  if p.is_dir() and ((p / "results.jsonl").exists() or (p / "study.json").exists()))
+
+
+def load_study(run_dir: Path) -> StudyRun:
+    """Read one study folder; an unreadable study.json is a problem noted in the report, not a crash."""
+    problems, provenance = [], {}
+    meta = run_dir / "study.json"
+    if meta.exists():
+        try:
+            provenance = json.loads(meta.read_text(encoding="utf-8"))
+            if not isinstance(provenance, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            problems.append(f"study.json could not be read ({err}); provenance below comes from the rows only.")
+            provenance = {}
+    journal = run_dir / "optuna.journal"
+    return StudyRun(run_dir.name, run_dir, load_table(run_dir / "results.jsonl"), provenance,
+                    journal if journal.exists() else None, problems)
+
+
+def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None) -> list[Path]:
+    """Write a report per study (or only `study`) and the index of all studies; returns the pages written."""
+    selected = [runs_dir / study] if study else find_studies(runs_dir)
+    studies = [load_study(p) for p in selected if p.is_dir()]
+    with_rows = [s for s in studies if len(s.table)]
+    if not with_rows:
+        raise KitError(f"no results in {runs_dir / study if study else runs_dir} — run nox -s ablations first")
+    written = [write_study_report(s, out_dir / s.name) for s in with_rows]
+    others = [load_study(p) for p in find_studies(runs_dir) if p.name not in {s.name for s in studies}]
+    written.append(write_index(sorted(studies + others, key=lambda s: s.name), out_dir))
+    return written
+
+
+def write_index(studies: list[StudyRun], out_dir: Path) -> Path:
+    """`<out>/index.html`: every study with profile, rows ok/total, last update and a link to its report."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = [{
+        "name": s.name, "profile": s.profile, "ok": int((s.table["status"] == "ok").sum()), "total": len(s.table),
+        "cells_total": display.text(s.provenance.get("cells_total")), "updated": s.last_update,
+        "link": urllib.parse.quote(s.name) + "/index.html" if (out_dir / s.name / "index.html").exists() else None,
+    } for s in studies]
+    path = out_dir / "index.html"
+    path.write_text(render_index(entries, _now()), encoding="utf-8")
+    return path
+
+
+class _Outputs:
+    """Files written beside a study's page, named safely and uniquely from labels found in the data."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.used: set[str] = set()
+        folder.mkdir(parents=True, exist_ok=True)
+        for pattern in _GENERATED:  # a stale figure of a removed axis must not linger beside the new page
+            for stale in folder.glob(pattern):
+                stale.unlink()
+
+    def _name(self, stem: str, ext: str) -> str:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "item"
+        if safe != stem or f"{safe}.{ext}" in self.used:
+            safe = f"{safe}-{hashlib.sha256(stem.encode()).hexdigest()[:6]}"
+        self.used.add(f"{safe}.{ext}")
+        return f"{safe}.{ext}"
+
+    def csv(self, frame: pd.DataFrame, stem: str) -> str:
+        """Write a table as CSV; returns its file name (relative to the page)."""
+        name = self._name(stem, "csv")
+        frame.to_csv(self.folder / name, index=False)
+        return name
+
+    def figure(self, svg: bytes, stem: str, caption: str) -> Figure:
+        """Write a figure as SVG and return it ready to embed."""
+        name = self._name(stem, "svg")
+        (self.folder / name).write_bytes(svg)
+        return Figure(svg, caption, name)
+
+
+def write_study_report(study: StudyRun, folder: Path) -> Path:
+    """Write one study's page, figures and tables into `folder`; returns the page."""
+    out = _Outputs(folder)
+    table = study.table
+    main = tables.main_rows(table)
+    table_one = tables.table_one(table)
+    versus = tables.lrnet_vs_baselines(table)
+    table_two = tables.table_two(table)
+    claims = check_claims(versus, table_two, set(main["model"]))
+    palette = figures.model_palette(table["model"].dropna().astype(str))
+    book = ReportBook(f"Study {study.name}", _subtitle(study))
+
+    ablations = {axis: _compare_axis(table, axis) for axis in tables.ablation_axes(table)}
+
+    _summary(book, study, table_one, claims, ablations)
+    _run_section(book.section("Run"), study)
+    _table_one_section(book.section("Table I — accuracy vs the paper"), out, table_one, versus, main)
+    _table_two_section(book.section("Table II — cost"), out, table_two)
+    _ablation_section(book.section("Ablations"), out, table, ablations)
+    _curves_section(book.section("Training curves"), out, study, main, palette)
+    _pareto_section(book.section("Accuracy vs FLOPs"), out, study, table, palette)
+    _robustness_section(book.section("Robustness to degradation"), out, table, palette)
+    book.section("Claims check").add(
+        Note("Each claim of the paper is checked against this study's own numbers. Accuracy: supported only "
+             "if LR-Net is significantly better (Holm-adjusted, α = 0.05) than every baseline on every dataset "
+             "where both were run. Parameters and speed: medians of Table II, LR-Net against every baseline."),
+        Verdicts(claims),
+    )
+    return book.to_file(folder / "index.html", _now())
+
+
+def _now() -> str:
+    return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _subtitle(study: StudyRun) -> str:
+    table = study.table
+    ok = int((table["status"] == "ok").sum())
+    return (f"profile {study.profile} · {ok} of {len(table)} runs ok · "
+            f"{display.duration(tables.compute_seconds(table))} of compute · last update {study.last_update}")
+
+
+# --- summary -----------------------------------------------------------------------------------
+
+
+def _summary(book: ReportBook, study: StudyRun, table_one: pd.DataFrame, claims,
+             ablations: dict[str, pd.DataFrame | str]) -> None:
+    """Verdicts first: the claims, LR-Net against the paper, ablation verdict counts, then caveats."""
+    book.summary.append(Verdicts(claims, with_evidence=False))
+    lrnet = table_one[table_one["model"] == tables.LRNET]
+    if len(lrnet):
+        book.summary.append(Note("LR-Net test accuracy (%), ours [95% CI] vs the paper:", "info", [
+            f"{r['dataset']} ({r['protocol']}): {display.pts(r['mean'])} "
+            f"{display.interval(r['ci_low'], r['ci_high'])}, n = {r['n']} — paper {display.pts(r['paper'])}"
+            + (" (outside our CI)" if _paper_in_ci_cell(r)[1] == "flag" else "")
+            for r in lrnet.to_dict("records")
+        ]))
+    counts = []
+    for axis, result in ablations.items():
+        if isinstance(result, str) or result.empty:
+            continue
+        verdicts = result["verdict"].astype(str)
+        counts.append(f"{axis}: {(verdicts == 'better').sum()} better, {(verdicts == 'worse').sum()} worse, "
+                      f"{verdicts.str.startswith('no detectable').sum()} no detectable difference "
+                      f"(of {len(verdicts)} comparisons)")
+    if counts:
+        book.summary.append(Note("Ablations, each variant vs the paper configuration (Holm, α = 0.05):",
+                                 "info", counts))
+    caveats = [*study.problems]
+    mde = _quick_mde_sentence(study)
+    if mde:
+        caveats.append(mde)
+    missing = _missing_note(study)
+    if missing:
+        book.summary.append(missing)
+    caveats.append(_protocol_caveat(study.table))
+    book.summary.append(Note("Read with care:", "warn", caveats))
+
+
+def _quick_mde_sentence(study: StudyRun) -> str | None:
+    """For quick-profile studies: the typical minimum detectable difference, in one sentence."""
+    if "quick" not in study.profile:
+        return None
+    mde = stats.typical_mde(study.table)
+    if pd.isna(mde):
+        return ("Quick profile: too few seeds per cell to estimate the minimum detectable difference; "
+                "treat every difference as undetectable.")
+    return (f"Quick profile (CPU-budgeted): with this study's seeds and seed-to-seed spread the typical minimum "
+            f"detectable difference is {mde:.1f} points (two-sided, α = 0.05, power 0.8); differences smaller "
+            f"than that are not detectable here.")
+
+
+def _protocol_caveat(table: pd.DataFrame) -> str:
+    protocols = set(table["protocol"].dropna().astype(str))
+    text = ("The authors used the test set as the validation set (early stopping on it); this kit holds out a "
+            "validation split from the training data and evaluates the test set once, on the best-validation "
+            "weights.")
+    if any(p.startswith("kfold") for p in protocols):
+        text += (" Rows marked kfold-test use stratified k-fold on the test split only (no training split "
+                 "available): they are not directly comparable with the paper's numbers.")
+    return text
+
+
+def _missing_note(study: StudyRun) -> Note | None:
+    """The "missing" box of a partial study: planned cells without an ok result."""
+    planned = study.provenance.get("cells_total")
+    table = study.table
+    ok = int((table["status"] == "ok").sum())
+    unfinished = tables.unfinished_cells(table)
+    if not isinstance(planned, int) or ok >= planned:
+        return None
+    not_run = max(planned - len(table), 0)
+    return Note(
+        f"Partial results: {ok} of {planned} planned cells have an ok result; {len(unfinished)} ended without one "
+        f"and {not_run} have not run yet. A cell is one (axis, variant, dataset, degradation, protocol, fold, "
+        f"seed) run.", "warn", [_cell_label(r) for r in unfinished.to_dict("records")], collapse_over=8,
+    )
+
+
+def _cell_label(record: dict) -> str:
+    return (f"{record['axis']} · {record['variant']} · {record['dataset']} · {record['degradation']} · "
+            f"{record['protocol']} fold {record['fold']} · seed {record['seed']} → {record['status']}")
+
+
+# --- sections ----------------------------------------------------------------------------------
+
+
+def _describe_protocol(protocol: str) -> str:
+    if protocol == "val-split":
+        return "val-split: validation held out from the training data; test set evaluated once"
+    match = re.fullmatch(r"kfold-test:(\d+)", protocol)
+    if match:
+        return f"{protocol}: stratified {match.group(1)}-fold cross-validation on the test split only"
+    if protocol == "paper":
+        return "paper: the authors' protocol (the test set doubles as validation set)"
+    return protocol
+
+
+def _unique(series: pd.Series) -> str:
+    values = sorted({str(v) for v in series.dropna() if str(v)})
+    return ", ".join(values) if values else "–"
+
+
+def _run_section(section: Section, study: StudyRun) -> None:
+    """What ran, on what, with what, and when; then statuses and runs without a result."""
+    table, prov = study.table, study.provenance
+    axes = ", ".join(f"{a} ({table.loc[table['axis'] == a, 'variant'].nunique()} variants)"
+                     for a in table["axis"].dropna().unique())
+    datasets = prov.get("datasets") if isinstance(prov.get("datasets"), dict) else {}
+    baselines = sorted({m for m in table["model"].dropna().astype(str) if tables.is_baseline(m)})
+    facts = [
+        ("study", str(prov.get("study", study.name))),
+        ("what ran", f"{len(table)} runs · axes: {axes or '–'} · models: {_unique(table['model'])} · "
+                     f"datasets: {_unique(table['dataset'])} · seeds: {_unique(table['seed'])}"),
+        ("profile", study.profile),
+        ("protocol", "; ".join(_describe_protocol(p) for p in sorted(set(table["protocol"].dropna().astype(str))))
+         or str(prov.get("protocol", "–"))),
+        ("baselines", _describe_baselines(baselines)),
+        ("data", "; ".join(f"{k}: {v}" for k, v in datasets.items()) or "not recorded"),
+        ("device", str(prov.get("device") or _unique(table["device"]))),
+        ("versions", f"torch {prov.get('torch_version') or _unique(table['torch_version'])} · "
+                     f"python {prov.get('python', '–')} · precision {_unique(table['precision'])}"),
+        ("git commit", str(prov.get("git_commit") or _unique(table["git_commit"]))),
+        ("started / finished", f"{display.text(prov.get('started'))} / "
+                               f"{display.text(prov.get('finished')) if prov.get('finished') else 'still running'}"),
+        ("total compute", f"{display.duration(tables.compute_seconds(table))} "
+                          f"(sum of wall_s over {len(table)} runs)"),
+        ("statuses", ", ".join(f"{r.status} {r.rows}" for r in tables.status_counts(table).itertuples())),
+    ]
+    mde = _quick_mde_sentence(study)
+    if mde:
+        facts.append(("detectable difference", mde))
+    section.add(Facts(facts))
+    unfinished = tables.unfinished_cells(table)
+    if len(unfinished):
+        section.add(Note(f"{len(unfinished)} runs ended without an ok result:", "info",
+                         [_cell_label(r) for r in unfinished.to_dict("records")], collapse_over=8))
+
+
+def _describe_baselines(baselines: list[str]) -> str:
+    if not baselines:
+        return "none in this study"
+    parts = []
+    if any(b.endswith("_scratch") for b in baselines):
+        parts.append("*_scratch: trained from scratch, stem adapted to 28×28×1")
+    if any(b.endswith("_paper") for b in baselines):
+        parts.append("*_paper: the paper's protocol, images resized and repeated to 3 channels")
+    return "; ".join(parts) + (" — the paper fine-tuned ImageNet weights, unavailable here, so baselines start "
+                               "from random weights")
+
+
+def _table_one_section(section: Section, out: _Outputs, table_one: pd.DataFrame, versus: pd.DataFrame,
+                       main: pd.DataFrame) -> None:
+    source = "the study's “paper” axis" if (main["axis"] == "paper").any() else "all axes (each run once)"
+    section.add(Note(
+        f"Test accuracy (%) on clean data from {source}: mean and 95% t-interval over seeds (n seeds; k-fold "
+        "folds are averaged within a seed). “Paper” is the paper's Table I (VGG-16 ↔ vgg16_*, InceptionV3 ↔ "
+        "inception_v3_*, LR-Net ↔ lrnet_paper); Δ = ours − paper, flagged where the paper's number lies "
+        "outside our interval."))
+    if table_one.empty:
+        section.add(Note("No ok clean-data rows yet.", "warn"))
+        return
+    section.add(frame_table(table_one, {
+        "dataset": ("dataset", display.text), "model": ("model", display.text),
+        "protocol": ("protocol", display.text), "n": ("n", display.count),
+        "accuracy %": ("mean", display.pts),
+        "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"]),
+        "paper": ("paper", display.pts), "Δ vs paper": lambda r: display.pts(r["diff_vs_paper"], signed=True),
+        "paper in CI": _paper_in_ci_cell,
+    }, caption="Table I reproduction.", csv=out.csv(table_one, "table_i"),
+        row_class=lambda r: "reference" if r["model"] == tables.LRNET else "", collapse_over=30))
+    sub = section.subsection("LR-Net vs each baseline")
+    if versus.empty:
+        sub.add(Note("Not computable: needs ok rows of lrnet_paper and of at least one baseline on the same "
+                     "dataset."))
+        return
+    sub.add(Note("Δ = LR-Net − baseline in points. Paired by seed where at least two seeds are shared, "
+                 "Welch otherwise; p-values Holm-adjusted across the baselines of each dataset. A difference "
+                 "that is not significant is reported with its minimum detectable difference (MDE)."))
+    sub.add(frame_table(versus, {
+        "dataset": ("dataset", display.text), "baseline": ("baseline", display.text),
+        "LR-Net %": ("mean_lrnet", display.pts), "baseline %": ("mean_baseline", display.pts),
+        "n": lambda r: f"{r['n_lrnet']} / {r['n_baseline']}",
+        "Δ": lambda r: display.pts(r["diff"], signed=True),
+        "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"], signed=True),
+        "p (Holm)": ("p_adjusted", display.p_value), "test": lambda r: "paired" if r["paired"] else "Welch",
+        "LR-Net is": _verdict_cell,
+    }, caption="LR-Net against the baselines.", csv=out.csv(versus, "lrnet_vs_baselines")))
+
+
+def _paper_in_ci_cell(record: dict):
+    inside = record["paper_in_ci"]
+    if inside is pd.NA or inside is None:
+        return ("–", "muted")
+    return ("yes", "good") if inside else ("no: outside CI", "flag")
+
+
+def _verdict_cell(record: dict):
+    verdict = str(record["verdict"])
+    return (verdict, {"better": "good", "worse": "bad"}.get(verdict, "muted"))
+
+
+def _short_verdict_cell(record: dict):
+    """The verdict without the MDE it repeats, for tables that show MDE in a column of its own."""
+    text, css = _verdict_cell(record)
+    return (text.split(" (MDE")[0], css)
+
+
+def _table_two_section(section: Section, out: _Outputs, table_two: pd.DataFrame) -> None:
+    section.add(Note(
+        "Medians over each model's ok rows. Parameters are trainable parameters; FLOPs are fvcore counts per "
+        "image where one multiply-add counts as one FLOP (so they equal MACs); throughput in images per "
+        "second; peak memory in MB. Throughput depends on the device listed."))
+    if table_two.empty:
+        section.add(Note("No ok rows yet.", "warn"))
+        return
+    section.add(frame_table(table_two, {
+        "model": ("model", display.text), "rows": ("rows", display.count), "params": ("params", display.count),
+        "MFLOPs": ("flops", display.mega), "train img/s": ("train_img_per_s", display.rate),
+        "inference img/s": ("infer_img_per_s", display.rate), "peak memory MB": ("peak_mem_mb", display.rate),
+        "device": ("devices", display.text),
+    }, caption="Table II: cost per model (1 multiply-add = 1 FLOP, fvcore).", csv=out.csv(table_two, "table_ii"),
+        row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
+
+
+def _compare_axis(table: pd.DataFrame, axis: str) -> pd.DataFrame | str:
+    """stats.compare_axis, or why the axis could not be compared (e.g. two variants flagged as reference)."""
+    try:
+        result = stats.compare_axis(table, axis)
+    except ValueError as err:
+        return f"Could not compare this axis: {err}"
+    if result.empty:
+        return "No reference rows (is_reference) on this axis: nothing to compare against."
+    return result
+
+
+def _ablation_section(section: Section, out: _Outputs, table: pd.DataFrame,
+                      ablations: dict[str, pd.DataFrame | str]) -> None:
+    if not ablations:
+        section.add(Note("This study has no ablation axis (only paper / robustness / search rows)."))
+        return
+    section.add(Note(
+        "Each variant against the axis's reference (the paper configuration), per dataset and degradation: "
+        "Δ = variant − reference in points with its 95% CI, paired by seed where possible, p-values "
+        "Holm-adjusted across the axis's variants, and the minimum detectable difference (MDE)."))
+    for axis, result in ablations.items():
+        sub = section.subsection(f"Axis: {axis}")
+        points = tables.axis_points(table, axis)
+        if isinstance(result, str):
+            sub.add(Note(result, "warn"))
+        else:
+            result = tables.sort_like(result, dataset=tables.dataset_order(result["dataset"]),
+                                      variant=list(dict.fromkeys(points["variant"].astype(str))))
+            sub.add(frame_table(result, {
+                "dataset": ("dataset", display.text), "degradation": ("degradation", display.text),
+                "variant": ("variant", display.text), "n": lambda r: f"{r['n_variant']} / {r['n_reference']}",
+                "variant %": ("mean_variant", display.pts), "reference %": ("mean_reference", display.pts),
+                "Δ": lambda r: display.pts(r["diff"], signed=True),
+                "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"], signed=True),
+                "p": ("p_value", display.p_value), "p (Holm)": ("p_adjusted", display.p_value),
+                "MDE": ("mde", display.pts), "verdict": _short_verdict_cell,
+            }, caption=f"Reference: {result['reference'].iloc[0]}.", csv=out.csv(result, f"ablation_{axis}")))
+        if len(points):
+            sub.add(out.figure(figures.to_svg(figures.ablation_figure(points, axis)), f"ablation_{axis}",
+                               f"Test accuracy per {axis} variant: dots are seeds, bars the mean with its 95% "
+                               f"t-interval; the reference is vermillion, its mean the dashed line."))
+
+
+def _curves_section(section: Section, out: _Outputs, study: StudyRun, main: pd.DataFrame,
+                    palette: dict[str, str]) -> None:
+    histories, missing = load_histories(main, study.run_dir)
+    if histories.empty:
+        section.add(Note("No training history could be read for the Table I runs.", "warn", missing))
+        return
+    curves = mean_curves(histories)
+    section.add(Note("Mean over seeds with a ±1 SD band, per epoch; runs stopped early drop out of later "
+                     "epochs, so the tail of a curve may rest on fewer seeds."))
+    csv = out.csv(curves, "training_curves")
+    for dataset in tables.dataset_order(curves["dataset"]):
+        section.add(out.figure(figures.to_svg(figures.curves_figure(curves, dataset, palette)),
+                               f"curves_{dataset}", f"{dataset}: validation accuracy and training loss."))
+    section.add(Note("Per-epoch means and SDs of every curve:", link=csv))
+    if missing:
+        section.add(Note(f"{len(missing)} history files missing or unreadable:", "info", missing, collapse_over=8))
+
+
+def _pareto_section(section: Section, out: _Outputs, study: StudyRun, table: pd.DataFrame,
+                    palette: dict[str, str]) -> None:
+    points = tables.pareto_points(table)
+    if points.empty:
+        section.add(Note("No ok clean-data rows with FLOPs yet.", "warn"))
+    else:
+        section.add(Note("One point per network and dataset (mean clean test accuracy over its runs, median "
+                         "FLOPs). The Pareto front — no other network both more accurate and cheaper — is "
+                         "computed from this table; coloured points are the Table I models, grey the "
+                         "ablation and search variants."))
+        section.add(out.figure(figures.to_svg(figures.pareto_figure(points, palette)), "pareto",
+                               "Accuracy vs FLOPs with the Pareto front (vermillion)."))
+        front = points[points["on_front"]]
+        section.add(frame_table(front, {
+            "dataset": ("dataset", display.text), "network": ("network", display.text),
+            "accuracy %": ("accuracy", display.pts), "MFLOPs": ("flops", display.mega),
+            "params": ("params", display.count), "runs": ("n", display.count),
+        }, caption=f"Pareto-optimal networks ({len(front)} of {len(points)} points; all points in the CSV).",
+            csv=out.csv(points, "pareto_points")))
+    _optuna_subsection(section.subsection("Optuna search"), out, study)
+
+
+def _optuna_subsection(section: Section, out: _Outputs, study: StudyRun) -> None:
+    if study.journal is None:
+        section.add(Note("No optuna.journal in this study's run directory: no search to show."))
+        return
+    try:
+        search = _load_optuna(study)
+    except Exception as err:  # noqa: BLE001  (a corrupt or foreign journal is a note, not a crash)
+        section.add(Note(f"optuna.journal could not be read: {type(err).__name__}: {err}".splitlines()[0], "warn"))
+        return
+    states = pd.Series([t.state.name for t in search.trials]).value_counts()
+    summary = f"Optuna study {search.study_name}: {len(search.trials)} trials (" + ", ".join(
+        f"{s.lower()} {n}" for s, n in states.items()) + ")."
+    directions = [d.name.lower() for d in search.directions]
+    if len(directions) == 1 and states.get("COMPLETE", 0):
+        best = search.best_trial
+        params = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in best.params.items())
+        summary += f" Best value {best.value:.4g} ({directions[0]}) at trial {best.number}: {params}."
+    elif len(directions) > 1 and states.get("COMPLETE", 0):
+        summary += f" {len(search.best_trials)} Pareto-optimal trials for objectives {', '.join(directions)}."
+    section.add(Note(summary))
+    drawn, notes = figures.optuna_figures(search)
+    for name, title, svg in drawn:
+        section.add(out.figure(svg, name, title + "."))
+    for note in notes:
+        section.add(Note(note, "info"))
+
+
+def _load_optuna(study: StudyRun):
+    """The study's Optuna study from its journal (named like the study, or the journal's only study)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    backend = optuna.storages.journal.JournalFileBackend(str(study.journal))
+    storage = optuna.storages.JournalStorage(backend)
+    names = optuna.get_all_study_names(storage)
+    wanted = [str(study.provenance.get("study", study.name)), study.name]
+    name = next((n for n in wanted if n in names), names[0] if len(names) == 1 else None)
+    if name is None:
+        raise KitError(f"no study named {study.name!r} in the journal (it holds {names})")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _robustness_section(section: Section, out: _Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:
+    robust = tables.robustness_table(table)
+    if robust.empty:
+        section.add(Note("No degraded-data rows in this study."))
+        return
+    section.add(Note("Test accuracy (%) per degradation, mean and 95% t-interval over seeds; “none” is the same "
+                     "models on clean data."))
+    section.add(out.figure(figures.to_svg(figures.robustness_figure(robust, palette)), "robustness",
+                           "Accuracy vs degradation per model."))
+    section.add(frame_table(robust, {
+        "dataset": ("dataset", display.text), "model": ("model", display.text),
+        "degradation": ("degradation", display.text), "n": ("n", display.count),
+        "accuracy %": ("mean", display.pts), "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"]),
+    }, caption="Robustness.", csv=out.csv(robust, "robustness"),
+        row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))

@@ -1,0 +1,127 @@
+"""The paper's three claims, each given a verdict computed from the study's own numbers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from study.report import display
+from study.report.tables import LRNET, is_baseline
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+NOT_TESTABLE = "not testable"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper, our verdict on it, and the numbers behind the verdict."""
+
+    key: str
+    statement: str
+    verdict: str
+    evidence: tuple[str, ...]
+    headline: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The verdict without its detail, for styling ("supported", "not supported", "not testable")."""
+        return self.verdict.split(":")[0]
+
+
+def check_claims(comparisons: pd.DataFrame, costs: pd.DataFrame, models: set[str]) -> list[Claim]:
+    """Verdicts on (a) accuracy, (b) parameters and (c) speed of LR-Net against the baselines.
+
+    Args:
+        comparisons: `tables.lrnet_vs_baselines` (LR-Net minus each baseline, per dataset).
+        costs: `tables.table_two` (median cost per model).
+        models: every model with an ok clean-data row, to say what is missing.
+    """
+    return [_accuracy_claim(comparisons, models), _params_claim(costs), _speed_claim(costs)]
+
+
+def _missing_models(models: set[str]) -> str | None:
+    """Why LR-Net cannot be compared with a baseline, or None when both are present."""
+    if LRNET not in models:
+        return f"no ok {LRNET} rows on clean data"
+    if not any(is_baseline(m) for m in models):
+        return "no ok baseline rows (vgg16_*, inception_v3_*, resnet50_*, alexnet_*, resnet18_*) on clean data"
+    return None
+
+
+def _accuracy_claim(comparisons: pd.DataFrame, models: set[str]) -> Claim:
+    statement = "(a) LR-Net is more accurate than the baselines"
+    missing = _missing_models(models)
+    if missing or comparisons.empty:
+        reason = missing or "LR-Net and the baselines share no dataset"
+        return Claim("accuracy", statement, f"{NOT_TESTABLE}: {reason}", ())
+    evidence = tuple(
+        f"{r.dataset}: LR-Net {r.mean_lrnet:.2f} vs {r.baseline} {r.mean_baseline:.2f} "
+        f"(Δ {r.diff:+.2f} pts, 95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], Holm p = {display.p_value(r.p_adjusted)}) "
+        f"→ LR-Net {r.verdict}"
+        for r in comparisons.itertuples()
+    )
+    verdicts = comparisons["verdict"].astype(str)
+    testable = verdicts[~verdicts.str.startswith("insufficient")]
+    if testable.empty:
+        return Claim("accuracy", statement, f"{NOT_TESTABLE}: fewer than 2 seeds per model", evidence)
+    headline = (f"LR-Net better in {(testable == 'better').sum()}, worse in {(testable == 'worse').sum()}, "
+                f"no detectable difference in {testable.str.startswith('no detectable').sum()} of "
+                f"{len(testable)} dataset × baseline comparisons")
+    if len(testable) < len(verdicts):
+        headline += f" ({len(verdicts) - len(testable)} more with too few seeds)"
+    verdict = SUPPORTED if (testable == "better").all() else NOT_SUPPORTED
+    return Claim("accuracy", statement, verdict, evidence, headline)
+
+
+def _lrnet_vs_baselines(costs: pd.DataFrame, column: str) -> tuple[float, pd.DataFrame] | str:
+    """LR-Net's value of a cost column and the baselines' rows, or why they cannot be compared."""
+    lrnet = costs.loc[costs["model"] == LRNET, column].dropna()
+    baselines = costs[costs["model"].map(is_baseline)].dropna(subset=[column])
+    if lrnet.empty:
+        return f"no {column} measured for {LRNET}"
+    if baselines.empty:
+        return f"no {column} measured for any baseline"
+    return float(lrnet.iloc[0]), baselines
+
+
+def _params_claim(costs: pd.DataFrame) -> Claim:
+    statement = "(b) LR-Net has fewer parameters than the baselines"
+    found = _lrnet_vs_baselines(costs, "params")
+    if isinstance(found, str):
+        return Claim("params", statement, f"{NOT_TESTABLE}: {found}", ())
+    ours, baselines = found
+    evidence = tuple(
+        f"LR-Net {ours:,.0f} vs {r.model} {r.params:,.0f} ({ours / r.params:.2f}×)" for r in baselines.itertuples()
+    )
+    verdict = SUPPORTED if (baselines["params"] > ours).all() else NOT_SUPPORTED
+    headline = (f"LR-Net {ours / 1e6:.2f} M parameters; baselines {baselines['params'].min() / 1e6:.2f}–"
+                f"{baselines['params'].max() / 1e6:.2f} M")
+    return Claim("params", statement, verdict, evidence, headline)
+
+
+def _speed_claim(costs: pd.DataFrame) -> Claim:
+    statement = "(c) LR-Net is faster than the baselines (training and inference images/s)"
+    evidence, faster, untestable, ranges = [], [], [], []
+    for column, what in (("train_img_per_s", "training"), ("infer_img_per_s", "inference")):
+        found = _lrnet_vs_baselines(costs, column)
+        if isinstance(found, str):
+            untestable.append(found)
+            continue
+        ours, baselines = found
+        ratios = ours / baselines[column]
+        ranges.append(f"{what} {ratios.min():.2f}–{ratios.max():.2f}×")
+        for r, ratio in zip(baselines.itertuples(), ratios, strict=True):
+            theirs = getattr(r, column)
+            evidence.append(f"{what}: LR-Net {ours:,.0f} img/s vs {r.model} {theirs:,.0f} img/s ({ratio:.2f}×)")
+            faster.append(ours > theirs)
+    devices = sorted({d for d in costs.get("devices", pd.Series(dtype=str)).dropna() if d})
+    if devices:
+        evidence.append(f"measured on: {'; '.join(devices)}")
+    if not faster:
+        return Claim("speed", statement, f"{NOT_TESTABLE}: {'; '.join(untestable)}", tuple(evidence))
+    evidence.extend(f"not compared: {u}" for u in untestable)
+    headline = "LR-Net throughput relative to the baselines: " + ", ".join(ranges)
+    return Claim("speed", statement, SUPPORTED if all(faster) else NOT_SUPPORTED, tuple(evidence), headline)
+

@@ -1,0 +1,72 @@
+"""How numbers read in the report: one formatter per kind of quantity, shared by tables, claims and text."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+def _missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def pts(value, signed: bool = False) -> str:
+    """Accuracy in percentage points, two decimals (the paper's precision)."""
+    if _missing(value):
+        return "–"
+    return f"{value:+.2f}" if signed else f"{value:.2f}"
+
+
+def interval(low, high, signed: bool = False) -> str:
+    """A confidence interval "[low, high]", or a dash when it could not be computed (n < 2)."""
+    if _missing(low) or _missing(high):
+        return "–"
+    return f"[{pts(low, signed)}, {pts(high, signed)}]"
+
+
+def p_value(value) -> str:
+    """Small p-values in scientific notation, others with three decimals."""
+    if _missing(value):
+        return "–"
+    return f"{value:.1e}" if value < 0.001 else f"{value:.3f}"
+
+
+def count(value) -> str:
+    """An integer count with thousands separators (parameters, rows)."""
+    if _missing(value):
+        return "–"
+    return f"{value:,.0f}"
+
+
+def mega(value) -> str:
+    """A large count in millions, two decimals (FLOPs)."""
+    if _missing(value):
+        return "–"
+    return f"{value / 1e6:,.2f}"
+
+
+def rate(value) -> str:
+    """A throughput or memory figure, no decimals."""
+    if _missing(value):
+        return "–"
+    return f"{value:,.0f}"
+
+
+def duration(seconds) -> str:
+    """Wall time as "1 h 02 min" / "3 min 05 s" / "12.3 s"."""
+    if _missing(seconds):
+        return "–"
+    seconds = float(seconds)
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{seconds:.1f} s"
+
+
+def text(value) -> str:
+    """Any cell value as text, missing values as a dash."""
+    if _missing(value):
+        return "–"
+    return str(value)

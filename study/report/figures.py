@@ -1,0 +1,244 @@
+"""Report figures: matplotlib/seaborn plots rendered to SVG bytes (Agg backend, no display needed).
+
+Colours are fixed across the report: LR-Net and every axis's reference (the paper configuration)
+are vermillion; other models take the remaining colour-blind-safe colours in a stable order.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the report runs in CI and over ssh
+
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from study import stats  # noqa: E402
+from study.report.tables import LRNET, dataset_order, degradation_order, model_order  # noqa: E402
+
+HIGHLIGHT = "#d55e00"
+OTHER = "#0173b2"
+#: Colour-blind-safe colours for the other models, without the oranges that read as the highlight.
+_COLOURS = ["#0173b2", "#029e73", "#cc78bc", "#56b4e9", "#ca9161", "#949494", "#ece133", "#fbafe4"]
+#: Text renders as paths, so the SVG looks the same everywhere and carries no text to inject.
+_RC = {"svg.fonttype": "path", "font.size": 9, "axes.titlesize": 10, "axes.spines.top": False,
+       "axes.spines.right": False, "svg.hashsalt": "study-report"}
+
+
+def _styled(draw):
+    """Draw under the report's matplotlib style (fonts and spines are read when artists are made)."""
+
+    @functools.wraps(draw)
+    def styled(*args, **kwargs):
+        with matplotlib.rc_context(_RC):
+            return draw(*args, **kwargs)
+
+    return styled
+
+
+def model_palette(models) -> dict[str, str]:
+    """A colour per model: LR-Net highlighted, the rest in a stable order."""
+    others = [m for m in model_order(models) if m != LRNET]
+    palette = {m: _COLOURS[i % len(_COLOURS)] for i, m in enumerate(others)}
+    palette[LRNET] = HIGHLIGHT
+    return palette
+
+
+def to_svg(fig: Figure) -> bytes:
+    """The figure as standalone SVG bytes (and the figure released)."""
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _panels(n: int, width: float = 4.2, height: float = 3.4, max_columns: int = 3) -> tuple[Figure, list]:
+    """A figure with n panels wrapped into rows of at most `max_columns`."""
+    columns = min(n, max_columns)
+    rows = math.ceil(n / columns)
+    fig = Figure(figsize=(width * columns, height * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n])
+
+
+def _ci_errorbar(ax, x: float, values: np.ndarray, colour: str) -> None:
+    """Mean with its 95% t-interval as an error bar."""
+    mean, low, high, _ = stats.mean_ci(values)
+    if math.isnan(mean):
+        return
+    yerr = None if math.isnan(low) else [[mean - low], [high - mean]]
+    ax.errorbar([x], [mean], yerr=yerr, fmt="o", color=colour, markersize=6, capsize=4, lw=1.6, zorder=3)
+
+
+@_styled
+def ablation_figure(points: pd.DataFrame, axis: str) -> Figure:
+    """Accuracy per variant of one axis (seeds as dots, mean ± 95% CI), one panel per dataset/degradation."""
+    points = points.assign(panel=_panel_names(points))
+    panels = list(dict.fromkeys(points["panel"]))
+    fig, axes = _panels(len(panels))
+    variants = list(dict.fromkeys(points["variant"].astype(str)))
+    reference = set(points.loc[points["is_reference"], "variant"].astype(str))
+    colours = {v: HIGHLIGHT if v in reference else OTHER for v in variants}
+    for ax, panel in zip(axes, panels, strict=True):
+        data = points[points["panel"] == panel].assign(variant=lambda d: d["variant"].astype(str))
+        sns.stripplot(data=data, x="variant", y="value", hue="variant", order=variants, palette=colours,
+                      ax=ax, size=3.5, alpha=0.45, jitter=0.15, legend=False)
+        for i, variant in enumerate(variants):
+            _ci_errorbar(ax, i, data.loc[data["variant"] == variant, "value"].to_numpy(), colours[variant])
+        ref_values = data.loc[data["variant"].isin(reference), "value"]
+        if len(ref_values):
+            ax.axhline(ref_values.mean(), color=HIGHLIGHT, lw=0.8, ls="--", zorder=1)
+        ax.set_title(panel)
+        ax.set_xlabel(f"{axis} variant (reference in vermillion)")
+        ax.set_ylabel("test accuracy (%)")
+        _rotate_if_crowded(ax, variants)
+    return fig
+
+
+def _panel_names(points: pd.DataFrame) -> pd.Series:
+    """Panel titles: the dataset, plus the degradation when it is not clean."""
+    degraded = points["degradation"].fillna("none") != "none"
+    return points["dataset"].astype(str).where(~degraded, points["dataset"].astype(str) + " · " +
+                                               points["degradation"].astype(str))
+
+
+def _rotate_if_crowded(ax, labels) -> None:
+    if len(labels) > 4 or max((len(str(v)) for v in labels), default=0) > 10:
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+
+
+@_styled
+def curves_figure(curves: pd.DataFrame, dataset: str, palette: dict[str, str]) -> Figure:
+    """Validation accuracy and training loss per epoch for one dataset, mean ± 1 SD over seeds."""
+    data = curves[curves["dataset"] == dataset]
+    fig, (acc_ax, loss_ax) = _panels(2, width=5.2, height=3.4)
+    for model in model_order(data["model"]):
+        curve = data[data["model"] == model]
+        seeds = int(curve["n"].max())
+        for ax, col in ((acc_ax, "val_acc"), (loss_ax, "train_loss")):
+            mean, sd = curve[f"{col}_mean"].astype(float), curve[f"{col}_sd"].astype(float).fillna(0)
+            scale = 100.0 if col == "val_acc" and mean.max() <= 1.0 else 1.0
+            ax.plot(curve["epoch"], mean * scale, color=palette[model], lw=1.6 if model == LRNET else 1.1,
+                    label=f"{model} (n={seeds})")
+            ax.fill_between(curve["epoch"], (mean - sd) * scale, (mean + sd) * scale, color=palette[model],
+                            alpha=0.18, lw=0)
+    acc_ax.set(title=f"{dataset}: validation accuracy", xlabel="epoch", ylabel="validation accuracy (%)")
+    loss_ax.set(title=f"{dataset}: training loss", xlabel="epoch", ylabel="training loss")
+    acc_ax.legend(fontsize=7, frameon=False)
+    return fig
+
+
+@_styled
+def pareto_figure(points: pd.DataFrame, palette: dict[str, str], max_labels: int = 8) -> Figure:
+    """Accuracy vs FLOPs per dataset, the Pareto front drawn as a step line and its points named."""
+    datasets = dataset_order(points["dataset"])
+    fig, axes = _panels(len(datasets), width=4.6, height=3.6)
+    for ax, dataset in zip(axes, datasets, strict=True):
+        data = points[points["dataset"] == dataset]
+        colours = [palette.get(m, OTHER) if a == "paper" else "#9a9a9a" for m, a in zip(data["model"], data["axis"], strict=True)]
+        ax.scatter(data["flops"] / 1e6, data["accuracy"], c=colours, s=18, alpha=0.75, lw=0, zorder=2)
+        front = data[data["on_front"]].sort_values("flops")
+        ax.step(front["flops"] / 1e6, front["accuracy"], where="post", color=HIGHLIGHT, lw=1.2, zorder=3,
+                label="Pareto front")
+        ax.scatter(front["flops"] / 1e6, front["accuracy"], facecolors="none", edgecolors=HIGHLIGHT, s=46,
+                   lw=1.2, zorder=4)
+        for row in front.tail(max_labels).itertuples():
+            ax.annotate(str(row.network), (row.flops / 1e6, row.accuracy), fontsize=7, xytext=(4, -10),
+                        textcoords="offset points")
+        if data["flops"].min() > 0 and data["flops"].max() / data["flops"].min() > 20:
+            ax.set_xscale("log")
+        for model in model_order(data.loc[data["axis"] == "paper", "model"]):
+            ax.scatter([], [], color=palette.get(model, OTHER), s=18, label=model)
+        if (data["axis"] != "paper").any():
+            ax.scatter([], [], color="#9a9a9a", s=18, label="ablation / search variants")
+        ax.set(title=dataset, xlabel="MFLOPs per image (1 multiply-add = 1 FLOP)", ylabel="test accuracy (%)")
+        ax.legend(fontsize=7, frameon=False, loc="best")
+    return fig
+
+
+def _kind(degradation: str) -> str:
+    """The degradation without its levels ("blur:1.0+noise:0.2" → "blur+noise"), "none" for clean."""
+    return "+".join(part.partition(":")[0] for part in str(degradation).split("+"))
+
+
+@_styled
+def robustness_figure(robust: pd.DataFrame, palette: dict[str, str]) -> Figure:
+    """Accuracy vs degradation per model (mean ± 95% CI), one panel per dataset.
+
+    Each kind of degradation is its own line starting from clean data, so levels of one kind are
+    joined but blur is never joined to noise.
+    """
+    datasets = dataset_order(robust["dataset"])
+    levels = degradation_order(robust["degradation"])
+    kinds = list(dict.fromkeys(_kind(d) for d in levels if d != "none"))
+    models = model_order(robust["model"])
+    fig, axes = _panels(len(datasets), width=max(4.8, 0.9 * len(levels) + 2), height=3.6)
+    offsets = np.linspace(-0.12, 0.12, len(models)) if len(models) > 1 else [0.0]
+    for ax, dataset in zip(axes, datasets, strict=True):
+        data = robust[robust["dataset"] == dataset]
+        for offset, model in zip(offsets, models, strict=True):
+            curve = data[data["model"] == model].set_index("degradation")
+            colour, width = palette.get(model, OTHER), 1.6 if model == LRNET else 1.1
+            for kind in kinds:
+                line = [d for d in levels if d in curve.index and (d == "none" or _kind(d) == kind)]
+                x = [levels.index(d) + offset for d in line]
+                ax.plot(x, curve.loc[line, "mean"], color=colour, lw=width, alpha=0.9)
+            x = [levels.index(d) + offset for d in curve.index]
+            low = (curve["mean"] - curve["ci_low"]).fillna(0).to_numpy(dtype=float)
+            high = (curve["ci_high"] - curve["mean"]).fillna(0).to_numpy(dtype=float)
+            ax.errorbar(x, curve["mean"].to_numpy(dtype=float), yerr=[low, high], fmt="o", ms=4, capsize=3,
+                        color=colour, lw=width, label=model)
+        ax.set_xticks(range(len(levels)), levels)
+        _rotate_if_crowded(ax, levels)
+        ax.set(title=dataset, xlabel="degradation (lines join levels of one kind to clean data)",
+               ylabel="test accuracy (%)")
+    axes[0].legend(fontsize=7, frameon=False)
+    return fig
+
+
+def optuna_figures(study) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+    """Optimisation history, parameter importances, parallel coordinates (and Pareto front when
+    multi-objective) as (name, title, svg); plus a note for each plot that could not be drawn."""
+    import optuna
+    from optuna.visualization import matplotlib as ovm
+
+    multi = len(study.directions) > 1
+    target = {"target": (lambda t: t.values[0]), "target_name": "accuracy"} if multi else {}
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    plots = [("optuna_history", "Optimisation history", lambda: ovm.plot_optimization_history(study, **target))]
+    notes = []
+    if len(complete) >= 2:
+        plots.append(("optuna_importances", "Parameter importances (fANOVA)",
+                      lambda: ovm.plot_param_importances(study, **target)))
+    else:
+        notes.append(f"Parameter importances need at least 2 completed trials; the study has {len(complete)}.")
+    plots.append(("optuna_parallel", "Parallel coordinates",
+                  lambda: ovm.plot_parallel_coordinate(study, **target)))
+    if multi:
+        plots.append(("optuna_pareto", "Optuna's Pareto front", lambda: ovm.plot_pareto_front(study)))
+    figures = []
+    for name, title, draw in plots:
+        try:
+            with warnings.catch_warnings(), matplotlib.rc_context(_RC):
+                warnings.simplefilter("ignore")  # optuna marks these plots experimental on every call
+                ax = draw()
+            fig = np.ravel(ax)[0].figure
+            fig.set_size_inches(7.5, 4.2)
+            figures.append((name, title, to_svg(fig)))
+        except Exception as err:  # noqa: BLE001  (a failed plot is a note in the report, not a crash)
+            plt.close("all")
+            notes.append(f"{title} could not be drawn: {type(err).__name__}: {err}".splitlines()[0])
+    return figures, notes

@@ -1,0 +1,292 @@
+"""Report tables: pure pandas computations over one study's results table (no plotting, no HTML).
+
+Accuracies come out in percentage points (fraction × 100) so they read like the paper's Table I.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from study import stats
+from study.results import KEY
+
+ACCURACY = "test_accuracy"
+SCALE = 100.0
+CLEAN = "none"
+LRNET = "lrnet_paper"
+#: Axes that are not "variant vs paper configuration" comparisons and get their own sections.
+NON_ABLATION_AXES = ("paper", "robustness", "search")
+DATASET_ORDER = ("mnist", "fashion-mnist", "oracle-mnist", "kmnist")
+COST_COLUMNS = ("params", "flops", "train_img_per_s", "infer_img_per_s", "peak_mem_mb")
+
+#: The paper's Table I (accuracy %), DESIGN.md §2.
+PAPER_TABLE_I: dict[str, dict[str, float]] = {
+    "VGG-16": {"mnist": 92.40, "fashion-mnist": 74.20, "oracle-mnist": 52.60},
+    "InceptionV3": {"mnist": 93.31, "fashion-mnist": 94.44, "oracle-mnist": 92.60},
+    "LR-Net": {"mnist": 99.47, "fashion-mnist": 95.03, "oracle-mnist": 95.13},
+}
+_BASELINE = re.compile(r"(vgg16|inception_v3|resnet50|alexnet|resnet18)_(scratch|paper)")
+_PAPER_ROW = {"vgg16": "VGG-16", "inception_v3": "InceptionV3"}
+#: Columns that identify one training run whatever axis recorded it, so a run shared by two axes
+#: (the paper configuration is every axis's reference) counts once when axes are pooled.
+RUN_IDENTITY = ("model", "spec_hash", "dataset", "degradation", "protocol", "fold", "seed", "profile")
+
+
+def is_baseline(model: str) -> bool:
+    """Whether a model name is one of the paper's baselines (`<arch>_scratch` / `<arch>_paper`)."""
+    return bool(_BASELINE.fullmatch(str(model)))
+
+
+def paper_model(model: str) -> str | None:
+    """The paper's Table I row a model is compared with, or None if the paper has no number."""
+    if model == LRNET:
+        return "LR-Net"
+    match = _BASELINE.fullmatch(str(model))
+    return _PAPER_ROW.get(match.group(1)) if match else None
+
+
+def model_order(models) -> list[str]:
+    """LR-Net first, then the baselines, then other variants, each alphabetically."""
+    return sorted(set(models), key=lambda m: (m != LRNET, not is_baseline(m), str(m)))
+
+
+def dataset_order(datasets) -> list[str]:
+    """The paper's datasets in the paper's order, then any others alphabetically."""
+    known = {name: i for i, name in enumerate(DATASET_ORDER)}
+    return sorted(set(datasets), key=lambda d: (known.get(d, len(known)), str(d)))
+
+
+def degradation_order(degradations) -> list[str]:
+    """Clean first, then by kind and numeric level ("blur:0.5" before "blur:1.0")."""
+
+    def key(label: str):
+        if label == CLEAN:
+            return (0, ())
+        parts = []
+        for part in str(label).split("+"):
+            kind, _, level = part.partition(":")
+            try:
+                parts.append((kind, float(level), ""))
+            except ValueError:
+                parts.append((kind, 0.0, level))
+        return (1, tuple(parts))
+
+    return sorted(set(degradations), key=key)
+
+
+def ok_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows that finished with a usable result."""
+    return table[table["status"] == "ok"]
+
+
+def pooled(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with each training run once, however many axes recorded it (the "paper" axis' record wins)."""
+    rows = rows.sort_values("axis", key=lambda axis: axis == "paper", kind="stable")
+    identity = rows[list(RUN_IDENTITY)].astype(str).agg("|".join, axis=1)
+    return rows[~identity.duplicated(keep="last")].sort_index()
+
+
+def main_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Clean-data ok rows behind Tables I and II: the "paper" axis if the study has one, else all axes pooled."""
+    rows = ok_rows(table)
+    rows = rows[rows["degradation"].fillna(CLEAN) == CLEAN]
+    if (rows["axis"] == "paper").any():
+        return rows[rows["axis"] == "paper"]
+    return pooled(rows)
+
+
+def per_seed(rows: pd.DataFrame, by: list[str], metric: str = ACCURACY, scale: float = SCALE) -> pd.DataFrame:
+    """One value per seed and group (k-fold folds averaged first, so n counts seeds)."""
+    rows = rows.dropna(subset=[metric])
+    values = rows.assign(value=pd.to_numeric(rows[metric]) * scale)
+    return values.groupby([*by, "seed"], sort=False, dropna=False)["value"].mean().reset_index()
+
+
+def summarise(seeds: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean and 95% t-interval over seeds per group, with n."""
+    records = []
+    for key, group in seeds.groupby(by, sort=False, dropna=False):
+        mean, low, high, n = stats.mean_ci(group["value"].to_numpy())
+        key = key if isinstance(key, tuple) else (key,)
+        records.append({**dict(zip(by, key, strict=True)), "n": n, "mean": mean, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(records, columns=[*by, "n", "mean", "ci_low", "ci_high"])
+
+
+def sort_like(frame: pd.DataFrame, **orders: list) -> pd.DataFrame:
+    """Rows sorted by the given order of values per column (values not listed go last)."""
+    keys = {col: frame[col].astype(str).map({str(v): i for i, v in enumerate(order)}).fillna(len(order))
+            for col, order in orders.items()}
+    return frame.assign(**{f"_{c}": k for c, k in keys.items()}).sort_values(
+        [f"_{c}" for c in keys], kind="stable"
+    ).drop(columns=[f"_{c}" for c in keys]).reset_index(drop=True)
+
+
+def table_one(table: pd.DataFrame) -> pd.DataFrame:
+    """Table I: test accuracy mean ± 95% CI per model × dataset × protocol, beside the paper's number."""
+    by = ["model", "dataset", "protocol"]
+    out = summarise(per_seed(main_rows(table), by), by)
+    out["paper"] = [
+        PAPER_TABLE_I.get(paper_model(m) or "", {}).get(d, np.nan) for m, d in zip(out["model"], out["dataset"], strict=True)
+    ]
+    out["diff_vs_paper"] = out["mean"] - out["paper"]
+    inside = (out["paper"] >= out["ci_low"]) & (out["paper"] <= out["ci_high"])
+    testable = out["paper"].notna() & out["ci_low"].notna()
+    out["paper_in_ci"] = inside.where(testable).astype("boolean")
+    return sort_like(out, dataset=dataset_order(out["dataset"]), model=model_order(out["model"]))
+
+
+def lrnet_vs_baselines(table: pd.DataFrame) -> pd.DataFrame:
+    """LR-Net minus each baseline per dataset (paired by seed), Holm-adjusted across the baselines of a dataset."""
+    seeds = per_seed(main_rows(table), ["model", "dataset", "protocol"])
+    frames = []
+    for (dataset, protocol), group in seeds.groupby(["dataset", "protocol"], sort=False):
+        baselines = [m for m in model_order(group["model"]) if is_baseline(m)]
+        if LRNET not in set(group["model"]) or not baselines:
+            continue
+        # compare_family compares every group against the reference; LR-Net is the reference so
+        # that one Holm family covers "LR-Net vs each baseline", and the sign is flipped below.
+        groups = {
+            m: (group.loc[group["model"] == m, "value"].to_numpy(), group.loc[group["model"] == m, "seed"].to_numpy())
+            for m in [LRNET, *baselines]
+        }
+        for comparison in stats.compare_family(groups, reference=LRNET):
+            frames.append({"dataset": dataset, "protocol": protocol, "baseline": comparison.variant,
+                           **_lrnet_minus(comparison)})
+    columns = ["dataset", "protocol", "baseline", "n_lrnet", "n_baseline", "mean_lrnet", "mean_baseline",
+               "diff", "ci_low", "ci_high", "p_value", "p_adjusted", "mde", "paired", "verdict"]
+    out = pd.DataFrame(frames, columns=columns)
+    if out.empty:
+        return out
+    return sort_like(out, dataset=dataset_order(out["dataset"]), baseline=model_order(out["baseline"]))
+
+
+def _lrnet_minus(c: stats.Comparison) -> dict:
+    """Restate "baseline vs LR-Net" as "LR-Net vs baseline": negate the difference and swap the verdict."""
+    flip = {"better": "worse", "worse": "better"}
+    return {
+        "n_lrnet": c.n_reference, "n_baseline": c.n_variant,
+        "mean_lrnet": c.mean_reference, "mean_baseline": c.mean_variant,
+        "diff": -c.diff, "ci_low": -c.ci_high, "ci_high": -c.ci_low,
+        "p_value": c.p_value, "p_adjusted": c.p_adjusted, "mde": c.mde, "paired": c.paired,
+        "verdict": flip.get(c.verdict, c.verdict),
+    }
+
+
+def table_two(table: pd.DataFrame) -> pd.DataFrame:
+    """Table II: median params, FLOPs, throughput and peak memory per model, over its ok rows."""
+    rows = ok_rows(table)
+    if (rows["axis"] == "paper").any():
+        rows = rows[rows["axis"] == "paper"]
+    costs = rows[["model", *COST_COLUMNS]].copy()
+    costs[list(COST_COLUMNS)] = costs[list(COST_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+    grouped = costs.groupby("model", sort=False)
+    out = grouped[list(COST_COLUMNS)].median()
+    out.insert(0, "rows", grouped.size())
+    out["devices"] = rows.groupby("model", sort=False)["device"].agg(
+        lambda d: ", ".join(sorted({str(x) for x in d.dropna()}))
+    )
+    out = out.reset_index()
+    return sort_like(out, model=model_order(out["model"]))
+
+
+def ablation_axes(table: pd.DataFrame) -> list[str]:
+    """Axes comparing variants against the paper configuration, in first-seen order."""
+    axes = ok_rows(table)["axis"].dropna().unique()
+    return [a for a in axes if a not in NON_ABLATION_AXES]
+
+
+def axis_points(table: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """Per-seed accuracy of every variant on one axis, reference first (the data behind the axis plot)."""
+    rows = ok_rows(table)
+    rows = rows[rows["axis"] == axis].assign(is_reference=lambda r: r["is_reference"].map(_truthy))
+    seeds = per_seed(rows, ["variant", "is_reference", "dataset", "degradation"])
+    variants = list(dict.fromkeys(
+        seeds.sort_values("is_reference", ascending=False, kind="stable")["variant"]
+    ))
+    return sort_like(seeds, dataset=dataset_order(seeds["dataset"]), variant=variants)
+
+
+def _truthy(value) -> bool:
+    """A results-file flag read leniently (JSON may carry true, "true" or 1)."""
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+def pareto_points(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean clean accuracy and median FLOPs per network and dataset, flagged where on the Pareto front."""
+    rows = ok_rows(table)
+    rows = rows[rows["degradation"].fillna(CLEAN) == CLEAN].copy()
+    rows["flops"] = pd.to_numeric(rows["flops"], errors="coerce")
+    rows["params"] = pd.to_numeric(rows["params"], errors="coerce")
+    rows = rows.dropna(subset=["flops", ACCURACY])
+    columns = ["dataset", "protocol", "network", "axis", "variant", "model", "n", "accuracy", "flops",
+               "params", "on_front"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    # The same network on several axes (every axis's reference) is one point, named as the paper axis names it.
+    rows["network"] = rows["spec_hash"].fillna(rows["model"]).astype(str)
+    rows["label"] = np.where(rows["axis"] == "paper", rows["model"].astype(str),
+                             rows["axis"].astype(str) + ": " + rows["variant"].astype(str))
+    named = rows.sort_values("axis", key=lambda a: a != "paper", kind="stable").drop_duplicates("network")
+    rows = pooled(rows).drop(columns=["label", "axis", "variant"]).merge(
+        named[["network", "label", "axis", "variant"]], on="network"
+    )
+    rows["accuracy"] = pd.to_numeric(rows[ACCURACY]) * SCALE
+    out = rows.groupby(["dataset", "protocol", "network"], sort=False).agg(
+        label=("label", "first"), axis_name=("axis", "first"), variant=("variant", "first"),
+        model=("model", "first"), n=("seed", "size"), accuracy=("accuracy", "mean"), flops=("flops", "median"),
+        params=("params", "median"),
+    ).reset_index().rename(columns={"axis_name": "axis"})  # "axis" cannot be a keyword of agg()
+    out["on_front"] = False
+    for _, group in out.groupby(["dataset", "protocol"], sort=False):
+        out.loc[pareto_front(group["accuracy"], group["flops"]), "on_front"] = True
+    out = out.drop(columns="network").rename(columns={"label": "network"})
+    return sort_like(out.sort_values(["flops", "accuracy"], ascending=[True, False]),
+                   dataset=dataset_order(out["dataset"]))[columns]
+
+
+def pareto_front(accuracy: pd.Series, flops: pd.Series) -> list:
+    """Index labels of the points no other point beats on both accuracy (max) and FLOPs (min)."""
+    order = pd.DataFrame({"a": accuracy, "f": flops}).sort_values(["f", "a"], ascending=[True, False])
+    front, best = [], -np.inf
+    for label, row in order.iterrows():
+        if row["a"] > best:
+            front.append(label)
+            best = row["a"]
+    return front
+
+
+def robustness_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy mean ± 95% CI per model × dataset × degradation, clean accuracy included as "none"."""
+    rows = ok_rows(table).assign(degradation=lambda r: r["degradation"].fillna(CLEAN))
+    degraded = rows[(rows["axis"] == "robustness") | (rows["degradation"] != CLEAN)]
+    columns = ["model", "dataset", "protocol", "degradation", "n", "mean", "ci_low", "ci_high"]
+    if degraded.empty:
+        return pd.DataFrame(columns=columns)
+    same_models = rows["model"].isin(degraded["model"]) & rows["dataset"].isin(degraded["dataset"])
+    clean = rows[same_models & (rows["degradation"] == CLEAN)]
+    combined = pooled(pd.concat([clean, degraded]))
+    by = ["model", "dataset", "protocol", "degradation"]
+    out = summarise(per_seed(combined, by), by)
+    return sort_like(out, dataset=dataset_order(out["dataset"]), model=model_order(out["model"]),
+                   degradation=degradation_order(out["degradation"]))[columns]
+
+
+def status_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """How many rows ended in each status."""
+    counts = table["status"].fillna("unknown").value_counts()
+    return counts.rename_axis("status").reset_index(name="rows")
+
+
+def unfinished_cells(table: pd.DataFrame) -> pd.DataFrame:
+    """Recorded cells (one run key each) without an ok result, with the status they ended in."""
+    rows = table[table["status"] != "ok"]
+    columns = [c for c in KEY if c not in ("study", "profile")] + ["model", "status"]
+    return rows[columns].reset_index(drop=True)
+
+
+def compute_seconds(table: pd.DataFrame) -> float:
+    """Total wall time of every recorded run, whatever its status."""
+    return float(pd.to_numeric(table["wall_s"], errors="coerce").fillna(0).sum())
