@@ -198,7 +198,7 @@ def _summary(book: ReportBook, study: StudyRun, table_one: pd.DataFrame, claims,
     lrnet = table_one[table_one["model"] == tables.LRNET]
     if len(lrnet):
         book.summary.append(Note("LR-Net test accuracy (%), ours [95% CI] vs the paper:", "info", [
-            f"{r['dataset']} ({r['protocol']}): {display.pts(r['mean'])} "
+            f"{r['dataset']} ({display.text(r['protocol'])}): {display.pts(r['mean'])} "
             f"{display.interval(r['ci_low'], r['ci_high'])}, n = {r['n']} — paper {display.pts(r['paper'])}"
             + (" (outside our CI)" if _paper_in_ci_cell(r)[1] == "flag" else "")
             for r in lrnet.to_dict("records")
@@ -229,7 +229,8 @@ def _quick_mde_sentence(study: StudyRun) -> str | None:
     """For quick-profile studies: the typical minimum detectable difference, in one sentence."""
     if "quick" not in study.profile:
         return None
-    mde = stats.typical_mde(study.table)
+    # Search trials run one seed each by design; they would drag the typical cell size to 1.
+    mde = stats.typical_mde(study.table[study.table["axis"] != "search"])
     if pd.isna(mde):
         return ("Quick profile: too few seeds per cell to estimate the minimum detectable difference; "
                 "treat every difference as undetectable.")
@@ -310,7 +311,7 @@ def _run_section(section: Section, study: StudyRun) -> None:
                      f"python {prov.get('python', '–')} · precision {_unique(table['precision'])}"),
         ("git commit", str(prov.get("git_commit") or _unique(table["git_commit"]))),
         ("started / finished", f"{display.text(prov.get('started'))} / "
-                               f"{display.text(prov.get('finished')) if prov.get('finished') else 'still running'}"),
+                               f"{display.text(prov.get('finished') or ('not yet' if prov.get('started') else None))}"),
         ("total compute", f"{display.duration(tables.compute_seconds(table))} "
                           f"(sum of wall_s over {len(table)} runs)"),
         ("statuses", ", ".join(f"{r.status} {r.rows}" for r in tables.status_counts(table).itertuples())),
@@ -320,7 +321,7 @@ def _run_section(section: Section, study: StudyRun) -> None:
         facts.append(("detectable difference", mde))
     section.add(Facts(facts))
     unfinished = tables.unfinished_cells(table)
-    if len(unfinished):
+    if len(unfinished) and _missing_note(study) is None:  # else the summary's "missing" box lists them
         section.add(Note(f"{len(unfinished)} runs ended without an ok result:", "info",
                          [_cell_label(r) for r in unfinished.to_dict("records")], collapse_over=8))
 
@@ -418,7 +419,8 @@ def _compare_axis(table: pd.DataFrame, axis: str) -> pd.DataFrame | str:
     except ValueError as err:
         return f"Could not compare this axis: {err}"
     if result.empty:
-        return "No reference rows (is_reference) on this axis: nothing to compare against."
+        return ("Nothing to compare on this axis yet: it needs ok rows of the reference (is_reference) and of at "
+                "least one other variant.")
     return result
 
 

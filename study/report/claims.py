@@ -78,7 +78,7 @@ def _accuracy_claim(comparisons: pd.DataFrame, models: set[str]) -> Claim:
 def _lrnet_vs_baselines(costs: pd.DataFrame, column: str) -> tuple[float, pd.DataFrame] | str:
     """LR-Net's value of a cost column and the baselines' rows, or why they cannot be compared."""
     lrnet = costs.loc[costs["model"] == LRNET, column].dropna()
-    baselines = costs[costs["model"].map(is_baseline)].dropna(subset=[column])
+    baselines = costs.loc[costs["model"].map(is_baseline).astype(bool)].dropna(subset=[column])
     if lrnet.empty:
         return f"no {column} measured for {LRNET}"
     if baselines.empty:

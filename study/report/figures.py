@@ -142,7 +142,7 @@ def curves_figure(curves: pd.DataFrame, dataset: str, palette: dict[str, str]) -
 
 
 @_styled
-def pareto_figure(points: pd.DataFrame, palette: dict[str, str], max_labels: int = 8) -> Figure:
+def pareto_figure(points: pd.DataFrame, palette: dict[str, str]) -> Figure:
     """Accuracy vs FLOPs per dataset, the Pareto front drawn as a step line and its points named."""
     datasets = dataset_order(points["dataset"])
     fig, axes = _panels(len(datasets), width=4.6, height=3.6)
@@ -155,7 +155,7 @@ def pareto_figure(points: pd.DataFrame, palette: dict[str, str], max_labels: int
                 label="Pareto front")
         ax.scatter(front["flops"] / 1e6, front["accuracy"], facecolors="none", edgecolors=HIGHLIGHT, s=46,
                    lw=1.2, zorder=4)
-        for row in front.tail(max_labels).itertuples():
+        for row in _labelled(front).itertuples():
             ax.annotate(str(row.network), (row.flops / 1e6, row.accuracy), fontsize=7, xytext=(4, -10),
                         textcoords="offset points")
         if data["flops"].min() > 0 and data["flops"].max() / data["flops"].min() > 20:
@@ -172,6 +172,16 @@ def pareto_figure(points: pd.DataFrame, palette: dict[str, str], max_labels: int
 def _kind(degradation: str) -> str:
     """The degradation without its levels ("blur:1.0+noise:0.2" → "blur+noise"), "none" for clean."""
     return "+".join(part.partition(":")[0] for part in str(degradation).split("+"))
+
+
+def _labelled(front: pd.DataFrame) -> pd.DataFrame:
+    """Front points worth naming on the plot: the Table I models, the cheapest and the most accurate.
+
+    Naming every point of a 1,000-trial front makes an unreadable smear; the table below names them all.
+    """
+    keep = (front["axis"] == "paper") | (front.index == front["flops"].idxmin()) | (
+        front.index == front["accuracy"].idxmax())
+    return front[keep]
 
 
 @_styled

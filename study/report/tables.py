@@ -85,7 +85,9 @@ def ok_rows(table: pd.DataFrame) -> pd.DataFrame:
 def pooled(rows: pd.DataFrame) -> pd.DataFrame:
     """Rows with each training run once, however many axes recorded it (the "paper" axis' record wins)."""
     rows = rows.sort_values("axis", key=lambda axis: axis == "paper", kind="stable")
-    identity = rows[list(RUN_IDENTITY)].astype(str).agg("|".join, axis=1)
+    if rows.empty:
+        return rows
+    identity = rows.groupby(list(RUN_IDENTITY), dropna=False, sort=False).ngroup()
     return rows[~identity.duplicated(keep="last")].sort_index()
 
 
@@ -180,6 +182,8 @@ def table_two(table: pd.DataFrame) -> pd.DataFrame:
     rows = ok_rows(table)
     if (rows["axis"] == "paper").any():
         rows = rows[rows["axis"] == "paper"]
+    if rows.empty:
+        return pd.DataFrame(columns=["model", "rows", *COST_COLUMNS, "devices"])
     costs = rows[["model", *COST_COLUMNS]].copy()
     costs[list(COST_COLUMNS)] = costs[list(COST_COLUMNS)].apply(pd.to_numeric, errors="coerce")
     grouped = costs.groupby("model", sort=False)
