@@ -1,12 +1,199 @@
-"""`python -m study run` (being written in this session)."""
+"""`python -m study run`: run the ablation studies of ablations/*.toml through Optuna, then the report.
+
+This is what `nox -s ablations` calls. Finished rows are never retrained: a re-run of a finished
+study returns in seconds, and an interrupted one resumes where it stopped.
+"""
+
+from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from study.errors import KitError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `study run`."""
+    parser.add_argument("--profile", default="quick", help="quick (2 CPU cores, ~15 min for all) or paper (GPU-scale)")
+    parser.add_argument("--only", help="comma-separated study names or files (default: every ablations/*.toml not marked default_run = false)")
+    parser.add_argument("--storage", help="shared Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file per study)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one per GPU when GPUs exist)")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory (default runs/)")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="report directory (default reports/)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
+    parser.add_argument("--seeds", help='seed count or "auto[:MAX]" (add seeds until every CI half-width ≤ --ci-target)')
+    parser.add_argument("--ci-target", type=float, default=1.0, help="target CI half-width in points for --seeds auto (default 1.0)")
+    parser.add_argument("--budget-min", type=float, default=0.0, help="stop starting new trials after this many minutes (0 = none)")
+    parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+
+
+def _device(text: str) -> str:
+    import torch
+
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return text
+
+
+def _parse_seeds(text: str | None, default: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
+    """(initial seeds, adaptive max or 0) from --seeds."""
+    if not text:
+        return default, 0
+    if text.startswith("auto"):
+        _, _, cap = text.partition(":")
+        if cap and not cap.isdigit():
+            raise KitError(f'--seeds {text}: use "auto" or "auto:MAX" with an integer MAX, e.g. auto:10')
+        return tuple(range(max(3, min(len(default), int(cap or 10))))), int(cap or 10)
+    if not text.isdigit() or int(text) < 1:
+        raise KitError(f'--seeds {text}: use a seed count ≥ 1 or "auto[:MAX]"')
+    return tuple(range(int(text))), 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not implemented yet."""
-    raise NotImplementedError
+    """Validate every study first, then run them one after the other and write the report."""
+    from study import search
+    from study.studies import list_studies, load_study, study_path
+
+    names = [n.strip() for n in args.only.split(",")] if args.only else list_studies()
+    specs = [load_study(study_path(n)) for n in names]  # a bad spec fails before any training
+    if not args.only:
+        specs = [s for s in specs if s.default_run]
+    for spec in specs:
+        search.check_profile(spec, args.profile)
+    for dataset in sorted({d for s in specs for d in s.datasets}):
+        search.resolve_protocol(dataset)
+        from study.data import locate
+
+        locate(dataset, "test")  # missing data is one line naming every place looked, before any training
+    device = _device(args.device)
+    if args.workers < 1:
+        raise KitError("--workers must be ≥ 1")
+    deadline = time.time() + 60 * args.budget_min if args.budget_min else 0.0
+    contexts = []
+    for spec in specs:
+        seeds, adaptive = _parse_seeds(args.seeds, spec.profiles[args.profile].seeds)
+        contexts.append((search.Context(spec, args.profile, args.runs, device, seeds), adaptive))
+    progress = Progress([c for c, _ in contexts])
+    begin = time.time()
+    for i, (ctx, adaptive) in enumerate(contexts, start=1):
+        progress.start(i, ctx)
+        search.write_study_json(ctx)
+        while True:
+            if args.workers > 1:
+                _run_workers(ctx, args, progress)
+            else:
+                search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
+            decision = _adaptive_decision(ctx, adaptive, args.ci_target, deadline)
+            if decision is None or not decision.more_seeds:
+                extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
+                search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), **extra)
+                break
+            ctx.seeds = (*ctx.seeds, max(ctx.seeds) + 1)
+            progress.refresh_total()
+        progress.update()
+    progress.close()
+    print(f"ran {len(contexts)} studies in {time.time() - begin:.0f} s; results in {args.runs}/", file=sys.stderr)
+    if not args.no_report:
+        from study.report.build import build_reports
+
+        build_reports(runs_dir=args.runs, out_dir=args.out)
+        print(f"report: {args.out / 'index.html'}", file=sys.stderr)
+    return 0
+
+
+def _adaptive_decision(ctx, adaptive: int, target: float, deadline: float):
+    """The seeds decision of an adaptive grid study (None when seeds are fixed)."""
+    if not adaptive or ctx.spec.kind != "grid" or ctx.spec.reference() is None:
+        return None
+    from study import results, stats
+
+    table = results.load_table(ctx.results_path)
+    table = table[(table["status"] == "ok") & (table["profile"] == ctx.profile)]
+    groups = {}
+    for label, rows in table.groupby("variant"):
+        rows = rows.sort_values("seed")
+        groups[label] = (100 * rows["test_accuracy"].astype(float)).tolist()
+    reference = ctx.spec.reference().label
+    if reference not in groups:
+        return None
+    return stats.seeds_decision(groups, reference, target_half_width=target, max_seeds=adaptive, min_seeds=3,
+                                budget_exhausted=bool(deadline and time.time() > deadline))
+
+
+def _run_workers(ctx, args: argparse.Namespace, progress: Progress) -> None:
+    """N worker processes on one study (one GPU each when GPUs exist); wait while showing progress."""
+    import torch
+
+    gpus = torch.cuda.device_count() if ctx.device.startswith("cuda") else 0
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    procs = []
+    for w in range(args.workers):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), STUDY_THREADS=str(threads))
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(w % gpus)
+        cmd = [sys.executable, "-m", "study", "worker", "--study", ctx.spec.path, "--profile", ctx.profile,
+               "--runs", str(ctx.run_dir), "--device", ctx.device, "--seeds", ",".join(map(str, ctx.seeds))]
+        if args.storage:
+            cmd += ["--storage", args.storage]
+        procs.append(subprocess.Popen(cmd, env=env))
+    try:
+        while any(p.poll() is None for p in procs):
+            time.sleep(2)
+            progress.update()
+    except KeyboardInterrupt:
+        for p in procs:
+            p.terminate()
+        raise
+    failed = [p.returncode for p in procs if p.returncode]
+    if failed:
+        raise KitError(f"{len(failed)} of {len(procs)} workers of study {ctx.spec.name} exited with errors "
+                       f"(codes {failed}); finished rows are kept, re-run to resume")
+
+
+class Progress:
+    """Studies done/total, rows done/total, best so far and ETA on stderr."""
+
+    def __init__(self, contexts):
+        from tqdm import tqdm
+
+        self.contexts = contexts
+        self.bar = tqdm(total=1, file=sys.stderr, unit="trial", dynamic_ncols=True, smoothing=0.1)
+        self.study_index, self.ctx = 0, None
+        self.refresh_total()
+
+    def refresh_total(self) -> None:
+        """Recount the rows every study will have (adaptive seeds grow it)."""
+        from study import search
+
+        self.bar.total = sum(search.expected_rows(c) for c in self.contexts)
+        self.update()
+
+    def start(self, index: int, ctx) -> None:
+        """A new study begins."""
+        self.study_index, self.ctx = index, ctx
+        self.update()
+
+    def update(self) -> None:
+        """Recount finished rows from the results tables and show the best validation accuracy so far."""
+        from study import results, search
+
+        done, best = 0, None
+        for c in self.contexts:
+            rows = [r for r in results.load_rows(c.results_path) if r.get("profile") == c.profile]
+            done += min(len(rows), search.expected_rows(c))
+            if c is self.ctx:
+                accs = [r["val_accuracy"] for r in rows if isinstance(r.get("val_accuracy"), (int, float))]
+                best = max(accs, default=None)
+        self.bar.n = done
+        name = self.ctx.spec.name if self.ctx else ""
+        self.bar.set_description(f"study {self.study_index}/{len(self.contexts)} {name}")
+        self.bar.set_postfix_str(f"best val {100 * best:.1f}%" if best is not None else "")
+
+    def close(self) -> None:
+        """Finish the bar."""
+        self.update()
+        self.bar.close()

@@ -1,12 +1,34 @@
-"""`python -m study worker` (being written in this session)."""
+"""`python -m study worker --study NAME`: join a study (local journal or shared RDB storage) as one worker."""
+
+from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `study worker`."""
+    parser.add_argument("--study", required=True, help="study name (ablations/<name>.toml) or path to a study TOML")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--storage", help="shared Optuna storage URL, e.g. postgresql://user@host/db")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory shared by the workers (default runs/)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Not implemented yet."""
-    raise NotImplementedError
+    """Work until every cell of the study has a row."""
+    import torch
+
+    from study import search
+    from study.studies import load_study, study_path
+
+    if os.environ.get("STUDY_THREADS"):
+        torch.set_num_threads(int(os.environ["STUDY_THREADS"]))
+    spec = load_study(study_path(args.study))
+    search.check_profile(spec, args.profile)
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else spec.profiles[args.profile].seeds
+    ctx = search.Context(spec, args.profile, args.runs, args.device, seeds)
+    search.run_worker(ctx, args.storage)
+    return 0

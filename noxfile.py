@@ -1,0 +1,91 @@
+"""Sessions: tests, bench, lint, ablations (the main job), report.
+
+All sessions share ONE virtual environment, `.nox/kit`: the PyTorch wheels are ~5 GB, so building
+one per session would cost minutes and disk for nothing. It is rebuilt only when pyproject.toml
+changes (a stamp file records its hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+KIT_ENV = ROOT / ".nox" / "kit"
+nox.options.sessions = ["tests"]
+
+
+def kit_python(session: nox.Session) -> str:
+    """The shared environment's python, created or refreshed when pyproject.toml changed."""
+    python = KIT_ENV / "bin" / "python"
+    stamp = KIT_ENV / ".pyproject-sha256"
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
+        session.log(f"building the shared environment {KIT_ENV} (torch is large: a few minutes the first time)")
+        session.run(sys.executable, "-m", "venv", str(KIT_ENV), external=True)
+        session.run(str(python), "-m", "pip", "install", "-q", "--upgrade", "pip", external=True)
+        session.run(str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[dev]", external=True)
+        stamp.write_text(wanted)
+    return str(python)
+
+
+def ensure_data(session: nox.Session, python: str, dataset: str = "fashion-mnist") -> None:
+    """Find or fetch the real data; offline with apt-get as root, install Debian's package; else stop with the fix."""
+    fetch = [python, "-m", "study", "data", "fetch", dataset]
+    if subprocess.run(fetch).returncode == 0:
+        return
+    can_apt = shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0
+    if dataset == "fashion-mnist" and can_apt:
+        session.log("download failed: installing Debian's dataset-fashion-mnist (60k/10k real images)")
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run("apt-get", "install", "-y", "-qq", "dataset-fashion-mnist", external=True)
+        if subprocess.run(fetch).returncode == 0:
+            return
+    session.error(f"{dataset} is not available offline: run `sudo apt-get install -y dataset-fashion-mnist` "
+                  "(Debian/Ubuntu) or connect to the internet, then re-run `nox -s ablations`")
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The test suite (benchmarks skipped; `nox -s bench` runs them)."""
+    python = kit_python(session)
+    session.run(python, "-m", "pytest", "-q", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """pytest-benchmark: model throughput, data loader, report rendering, Optuna overhead."""
+    python = kit_python(session)
+    session.run(python, "-m", "pytest", "tests/bench", "--benchmark-only", "--benchmark-columns=median,iqr,rounds",
+                *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff over the package, tests and noxfile."""
+    python = kit_python(session)
+    session.run(python, "-m", "ruff", "check", "study", "tests", "noxfile.py", external=True)
+
+
+@nox.session(venv_backend="none")
+def ablations(session: nox.Session) -> None:
+    """The main job: every study of ablations/ (default profile quick, real Fashion-MNIST), then the report.
+
+    Pass options after `--`: `nox -s ablations -- --profile paper --only kernels,links --workers 2`.
+    """
+    python = kit_python(session)
+    ensure_data(session, python)
+    session.run(python, "-m", "study", "run", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def report(session: nox.Session) -> None:
+    """Rebuild reports/ from runs/ (`-- --study NAME` for one)."""
+    python = kit_python(session)
+    session.run(python, "-m", "study.report", *session.posargs, external=True)

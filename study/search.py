@@ -1,0 +1,393 @@
+"""Running studies through Optuna: storage, the objective of each study kind, workers, resumption.
+
+Every trial writes its result row(s) to `runs/<study>/results.jsonl` before Optuna marks it
+complete, so the results table is the record of what is finished: a re-run, a retried trial or a
+duplicate pick by a second worker finds its row there and returns without training again.
+
+Storage: a JournalStorage file per study run directory by default (safe for several local
+processes); `--storage URL` (e.g. postgresql://…) for an RDB shared across machines, with Optuna
+heartbeats so a killed worker's trial is failed and retried by `RetryHeartbeatStaleTrialCallback`.
+The journal backend has no heartbeat, so a local re-run fails and retries trials whose owning
+process (host:pid recorded on the trial) is gone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from study import results
+from study.blocks import MKNet
+from study.data import locate
+from study.errors import DataError, KitError
+from study.measure import count_flops, count_params
+from study.spec import NetworkSpec
+from study.studies import StudySpec, Variant, variant_network
+from study.train import TrainConfig, train
+
+HEARTBEAT_S = 20
+MAX_RETRY = 2
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+# --------------------------------------------------------------------------- storage and provenance
+
+
+def open_storage(run_dir: Path, study_name: str, url: str | None) -> optuna.storages.BaseStorage:
+    """The Optuna storage of a study: a local journal file, or an RDB URL with heartbeats."""
+    if url:
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
+                                          failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+    path = run_dir / study_name / "optuna.journal"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def git_commit() -> str:
+    """The kit's git commit (with -dirty when the tree has changes), or "unknown"."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit + ("-dirty" if dirty else "")) or "unknown"
+
+
+_PROTOCOLS: dict[str, str] = {}
+
+
+def resolve_protocol(dataset: str) -> str:
+    """The protocol label "auto" resolves to for a dataset here (val-split when a train split exists)."""
+    if dataset not in _PROTOCOLS:
+        try:
+            locate(dataset, "train")
+            _PROTOCOLS[dataset] = "val-split"
+        except DataError:
+            _PROTOCOLS[dataset] = "kfold-test:5"
+    return _PROTOCOLS[dataset]
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def reclaim_dead_trials(study: optuna.Study) -> int:
+    """Fail (and retry) RUNNING trials whose owning process on this host is gone; returns how many."""
+    host = socket.gethostname()
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    reclaimed = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner_host, _, pid = str(trial.user_attrs.get("owner", "")).rpartition(":")
+        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            if study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                retry(study, study._storage.get_trial(trial._trial_id))
+                reclaimed += 1
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker reclaimed it first
+    return reclaimed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------- cells and rows
+
+
+@dataclasses.dataclass
+class Context:
+    """What every trial of one study run shares."""
+
+    spec: StudySpec
+    profile: str
+    run_dir: Path
+    device: str = "cpu"
+    seeds: tuple[int, ...] = ()
+    commit: str = dataclasses.field(default_factory=git_commit)
+
+    @property
+    def cfg(self) -> TrainConfig:
+        """The training config of this profile for this study."""
+        return self.spec.profiles[self.profile].train
+
+    @property
+    def results_path(self) -> Path:
+        """This study's results table."""
+        return results.results_path(self.run_dir, self.spec.name)
+
+
+def _row_base(ctx: Context, variant_label: str, reference: bool, dataset: str, seed: int, degradation: str = "none") -> dict[str, Any]:
+    return {"study": ctx.spec.name, "axis": ctx.spec.axis, "variant": variant_label, "is_reference": reference,
+            "dataset": dataset, "degradation": degradation, "protocol": resolve_protocol(dataset), "fold": 0,
+            "seed": seed, "profile": ctx.profile}
+
+
+def _finished(ctx: Context) -> dict[tuple, dict[str, Any]]:
+    return {results.row_key(r): r for r in results.load_rows(ctx.results_path) if r.get("status") != "failed"}
+
+
+def _train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], network: NetworkSpec | str,
+               extra_tests: tuple[str, ...] = (), cfg: TrainConfig | None = None) -> dict[str, Any]:
+    """Train one cell, reporting every epoch to Optuna, and return its result row."""
+    cfg = cfg or ctx.cfg
+    history = ctx.run_dir / ctx.spec.name / "history" / f"{_slug(base)}.csv"
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        trial.report(metrics["val_acc"], epoch)
+        if ctx.spec.kind == "search" and len(ctx.spec.search.objectives) == 1 and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    result = train(network, base["dataset"], cfg=cfg, seed=base["seed"], device=ctx.device,
+                   history_path=history, on_epoch=report, extra_test_degradations=extra_tests)
+    spec_hash = network.digest() if isinstance(network, NetworkSpec) else str(network)
+    model = network.name if isinstance(network, NetworkSpec) else network
+    return {**result, **base, "model": model, "spec_hash": spec_hash, "git_commit": ctx.commit,
+            "trial_number": trial.number, "history_path": str(history.relative_to(ctx.run_dir / ctx.spec.name)),
+            "train_config": cfg.note or cfg.profile}
+
+
+def _slug(base: dict[str, Any]) -> str:
+    text = f"{base['variant']}-{base['dataset']}-{base['degradation']}-s{base['seed']}"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
+
+
+def _write(ctx: Context, row: dict[str, Any]) -> None:
+    config = row.get("config", {})
+    row = {k: v for k, v in row.items() if k not in ("config", "extra_tests")}
+    row["config"] = config if isinstance(config, str) else json.dumps(config)
+    results.append_row(ctx.results_path, row)
+
+
+def _reused_row(ctx: Context, network: NetworkSpec | str, base: dict[str, Any]) -> dict[str, Any] | None:
+    """The row of an identical run (same network, data, seed, profile and config) in another study of
+    this run directory — e.g. the paper configuration, the reference of every ablation axis."""
+    spec_hash = network.digest() if isinstance(network, NetworkSpec) else str(network)
+    config = json.dumps(dataclasses.asdict(ctx.cfg))
+    for path in sorted(ctx.run_dir.glob("*/results.jsonl")):
+        if path == ctx.results_path:
+            continue
+        for row in results.load_rows(path):
+            if (row.get("status") == "ok" and row.get("spec_hash") == spec_hash and row.get("config") == config
+                    and row.get("test_degraded_only") is not True
+                    and all(row.get(k) == base[k] for k in ("dataset", "degradation", "protocol", "seed", "profile"))):
+                history = path.parent / row.get("history_path", "")
+                return {**row, **base, "reused_from": row["study"], "git_commit": ctx.commit,
+                        "history_path": str(history.resolve()) if row.get("history_path") else ""}
+    return None
+
+
+def _duplicate_running(trial: optuna.Trial, params: dict[str, Any]) -> bool:
+    """Whether another RUNNING trial already holds this cell (a second worker's tail-of-grid pick)."""
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if other.number != trial.number and other.params == params and other.number < trial.number:
+            return True
+    return False
+
+
+def _objective_value(row: dict[str, Any]) -> float:
+    value = row.get("val_accuracy")
+    if row.get("status") != "ok" or value is None or (isinstance(value, float) and math.isnan(value)):
+        raise optuna.TrialPruned(f"cell ended as {row.get('status')}: {row.get('stop_reason', '')}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
+    """Objective of a grid or robustness study: one cell (variant × dataset × seed) per trial."""
+    variants = {v.label: v for v in ctx.spec.variants}
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("owner", _owner())
+        label = trial.suggest_categorical("variant", list(variants))
+        dataset = trial.suggest_categorical("dataset", list(ctx.spec.datasets))
+        seed = trial.suggest_categorical("seed", list(ctx.seeds))
+        variant: Variant = variants[label]
+        levels = ctx.spec.degradations if ctx.spec.kind == "robustness" else ("none",)
+        bases = [_row_base(ctx, label, variant.reference, dataset, seed, level) for level in levels]
+        done = _finished(ctx)
+        if all(results.row_key(b) in done for b in bases):
+            return _objective_value(done[results.row_key(bases[0])])
+        if _duplicate_running(trial, trial.params):
+            raise optuna.TrialPruned("another worker holds this cell")
+        network = variant_network(ctx.spec, variant)
+        row = _reused_row(ctx, network, bases[0]) if len(levels) == 1 else None
+        if row is None:
+            row = _train_row(ctx, trial, bases[0], network, extra_tests=tuple(levels[1:]))
+        _write(ctx, row)
+        for base in bases[1:]:
+            extra = row.get("extra_tests", {}).get(base["degradation"], {})
+            _write(ctx, {**row, **base, "test_accuracy": extra.get("accuracy"), "test_loss": extra.get("loss"),
+                         "test_degraded_only": True})
+        return _objective_value(row)
+
+    return objective
+
+
+def sample_network(trial: optuna.Trial, ctx: Context) -> tuple[NetworkSpec, dict[str, Any]]:
+    """The MK-block search space: one function owns it (kernels, links, depth, width, dropout, lr)."""
+    space = ctx.spec.search
+    kernels = trial.suggest_categorical("kernels", [",".join(map(str, k)) for k in space.kernels])
+    links = trial.suggest_categorical("links", list(space.links))
+    blocks = trial.suggest_int("blocks", *space.blocks)
+    width = trial.suggest_float("width_multiplier", *space.width_multiplier)
+    dropout = trial.suggest_float("dropout", *space.dropout)
+    lr = trial.suggest_float("lr", *space.lr, log=True)
+    variant = Variant(label=f"#{trial.number} k={kernels} {links} b={blocks} w={width:.2f}",
+                      block={"kernels": [int(k) for k in kernels.split(",")], "links": links, "width_multiplier": round(width, 3)},
+                      blocks=blocks, head={"dropout": round(dropout, 3)})
+    return variant_network(ctx.spec, variant), {"lr": lr, "label": variant.label}
+
+
+def search_objective(ctx: Context) -> Callable[[optuna.Trial], float | tuple[float, float]]:
+    """Objective of a search study: sample a spec, reject it outside the FLOPs/params bands, train it."""
+    space = ctx.spec.search
+    multi = len(space.objectives) > 1
+
+    def objective(trial: optuna.Trial):
+        trial.set_user_attr("owner", _owner())
+        network, extra = sample_network(trial, ctx)
+        model = MKNet(network)
+        counts = {**count_params(model), "flops": count_flops(model)["flops"]}
+        trial.set_user_attr("flops", counts["flops"])
+        trial.set_user_attr("params", counts["params"])
+        for key, band in (("flops", space.flops_band), ("params", space.params_band)):
+            if not band[0] <= counts[key] <= band[1]:
+                trial.set_user_attr("rejected", f"{key} {counts[key]:,} outside [{band[0]:g}, {band[1]:g}]")
+                raise optuna.TrialPruned(trial.user_attrs["rejected"])
+        base = _row_base(ctx, extra["label"], False, ctx.spec.datasets[0], ctx.seeds[0])
+        done = _finished(ctx)
+        if results.row_key(base) in done:
+            row = done[results.row_key(base)]
+        else:
+            row = _train_row(ctx, trial, base, network, cfg=dataclasses.replace(ctx.cfg, lr=extra["lr"]))
+            row["search_params"] = json.dumps(trial.params)
+            _write(ctx, row)
+        accuracy = _objective_value(row)
+        return (accuracy, float(row["flops"])) if multi else accuracy
+
+    return objective
+
+
+# --------------------------------------------------------------------------- running
+
+
+def make_study(ctx: Context, storage: optuna.storages.BaseStorage) -> optuna.Study:
+    """Create or load the Optuna study with the sampler and pruner of its kind."""
+    spec = ctx.spec
+    if spec.kind == "search":
+        multi = len(spec.search.objectives) > 1
+        sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=max(2, min(10, spec.profiles[ctx.profile].n_trials // 3)))
+        pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+                  "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(ctx.cfg.epochs, 1)),
+                  "none": optuna.pruners.NopPruner()}[spec.search.pruner]
+        directions = ["maximize", "minimize"] if multi else ["maximize"]
+        return optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
+                                   directions=directions, load_if_exists=True)
+    space = {"variant": [v.label for v in spec.variants], "dataset": list(spec.datasets), "seed": list(ctx.seeds)}
+    return optuna.create_study(study_name=spec.name, storage=storage, sampler=optuna.samplers.GridSampler(space, seed=0),
+                               pruner=optuna.pruners.NopPruner(), direction="maximize", load_if_exists=True)
+
+
+def expected_rows(ctx: Context) -> int:
+    """How many result rows a finished study has (search: its trial budget, as an upper bound)."""
+    if ctx.spec.kind == "search":
+        return ctx.spec.profiles[ctx.profile].n_trials
+    levels = len(ctx.spec.degradations) if ctx.spec.kind == "robustness" else 1
+    return len(ctx.spec.variants) * len(ctx.spec.datasets) * len(ctx.seeds) * levels
+
+
+def missing_cells(ctx: Context) -> int:
+    """Grid cells (or search trials) still to run, judged from the results table."""
+    rows = [r for r in results.load_rows(ctx.results_path) if r.get("profile") == ctx.profile and r.get("status") != "failed"]
+    if ctx.spec.kind == "search":
+        return max(0, expected_rows(ctx) - _search_done(ctx))
+    done = {results.row_key(r) for r in rows}
+    missing = 0
+    for v in ctx.spec.variants:
+        for d in ctx.spec.datasets:
+            for s in ctx.seeds:
+                missing += results.row_key(_row_base(ctx, v.label, v.reference, d, s)) not in done
+    return missing
+
+
+def _search_done(ctx: Context) -> int:
+    return sum(1 for r in results.load_rows(ctx.results_path) if r.get("profile") == ctx.profile)
+
+
+def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callable[[], None] | None = None,
+               deadline: float = 0.0) -> None:
+    """Work on one study until every cell has a row (or the search budget is spent)."""
+    storage = open_storage(ctx.run_dir, ctx.spec.name, storage_url)
+    study = make_study(ctx, storage)
+    reclaim_dead_trials(study)
+    objective = search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx)
+    callbacks = [lambda s, t: on_trial and on_trial()]
+    stalled = 0
+    while stalled < 3:
+        missing = missing_cells(ctx)
+        if missing == 0 or (deadline and time.time() > deadline):
+            return
+        # a failed trial is caught (recorded by Optuna) so one bad cell cannot end the study
+        study.optimize(objective, n_trials=missing, callbacks=callbacks, catch=(RuntimeError, ValueError))
+        stalled = stalled + 1 if missing_cells(ctx) >= missing else 0
+
+
+def write_study_json(ctx: Context, **extra: Any) -> None:
+    """Provenance of a study run beside its results (read by the report)."""
+    import platform
+
+    import torch
+
+    path = ctx.run_dir / ctx.spec.name / "study.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    from study.data import locate as _locate
+
+    sources = {}
+    for d in ctx.spec.datasets:
+        try:
+            files = _locate(d, "test", download=False)
+            sources[d] = files.source
+        except DataError as err:
+            sources[d] = f"not found: {err}"
+    doc = {**previous, "study": ctx.spec.name, "axis": ctx.spec.axis, "kind": ctx.spec.kind,
+           "description": ctx.spec.description, "profile": ctx.profile,
+           "protocol": ", ".join(sorted({resolve_protocol(d) for d in ctx.spec.datasets})), "datasets": sources,
+           "device": ctx.device, "torch_version": torch.__version__, "python": platform.python_version(),
+           "git_commit": ctx.commit, "started": previous.get("started", time.strftime("%Y-%m-%d %H:%M:%S")),
+           "cells_total": expected_rows(ctx), "seeds": list(ctx.seeds), "train_config": dataclasses.asdict(ctx.cfg),
+           "spec_file": ctx.spec.path, **extra}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def check_profile(spec: StudySpec, profile: str) -> None:
+    """A profile the study does not define is a one-line error."""
+    if profile not in spec.profiles:
+        raise KitError(f"{spec.path}: profile {profile!r} is not defined; use one of: {', '.join(spec.profiles)}")

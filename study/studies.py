@@ -1,0 +1,250 @@
+"""Study specs: the TOML files of `ablations/` that say what a study varies, on which data, with
+which seeds and budgets, loaded into frozen dataclasses with one-line errors.
+
+A study is one of three kinds:
+- `grid`: every variant × dataset × seed, run through Optuna's GridSampler;
+- `robustness`: every model trained clean, then tested at every degradation level;
+- `search`: an Optuna search over the MK-block space (single- or multi-objective).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from study.errors import SpecError
+from study.models import get_entry
+from study.spec import NetworkSpec, network_from_mapping, validate_network
+from study.train import PROFILES, TrainConfig
+
+ABLATIONS = Path(__file__).resolve().parent.parent / "ablations"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One cell of an axis: a registered model, or the study's base network with overrides."""
+
+    label: str
+    reference: bool = False
+    model: str = ""  # a registered model; else the base network with the overrides below
+    block: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # applied to every MK block
+    blocks: int = 0  # block count (0 = the base's)
+    head: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The MK-block space an Optuna search samples, and the bands that reject a spec before training."""
+
+    kernels: tuple[tuple[int, ...], ...] = ((3,), (3, 5), (3, 5, 7), (1, 3, 5), (3, 5, 7, 9))
+    links: tuple[str, ...] = ("paper", "none", "residual", "dense")
+    blocks: tuple[int, int] = (1, 3)
+    width_multiplier: tuple[float, float] = (0.25, 1.5)
+    dropout: tuple[float, float] = (0.0, 0.5)
+    lr: tuple[float, float] = (3e-4, 1e-2)
+    flops_band: tuple[float, float] = (0.0, float("inf"))
+    params_band: tuple[float, float] = (0.0, float("inf"))
+    objectives: tuple[str, ...] = ("accuracy",)  # or ("accuracy", "flops"): a Pareto front
+    pruner: str = "median"  # median | hyperband | none
+
+
+@dataclass(frozen=True)
+class StudyProfile:
+    """What a profile changes for one study: seeds, trial count and training-config overrides."""
+
+    seeds: tuple[int, ...]
+    n_trials: int
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A whole study as loaded from `ablations/<name>.toml`."""
+
+    name: str
+    axis: str
+    kind: str
+    description: str
+    base: str
+    datasets: tuple[str, ...]
+    variants: tuple[Variant, ...]
+    degradations: tuple[str, ...]
+    search: SearchSpace
+    profiles: Mapping[str, StudyProfile]
+    path: str
+    default_run: bool = True  # part of a plain `study run` / `nox -s ablations`
+
+    def reference(self) -> Variant | None:
+        """The variant flagged as the paper configuration."""
+        return next((v for v in self.variants if v.reference), None)
+
+
+#: Profile defaults for every study; a study's [profiles.<name>] table overrides them.
+STUDY_PROFILES: dict[str, dict[str, Any]] = {
+    # Sized so that every study of ablations/ together finishes in ~15 minutes on 2 CPU cores.
+    "quick": {"seeds": [0, 1], "n_trials": 6,
+              "train": {"epochs": 2, "train_subset": 1000, "val_subset": 500, "test_subset": 1000, "budget_s": 60,
+                        "batch_size": 50, "note": "quick profile: 1k-image stratified train subset, 2 epochs, 1k test subset, bf16 on CPU"}},
+    "paper": {"seeds": [0, 1, 2, 3, 4], "n_trials": 100, "train": {}},
+}
+
+_STUDY_KEYS = {"name", "axis", "kind", "description", "base", "datasets", "variants", "degradations", "search", "profiles",
+               "default_run"}
+_KINDS = ("grid", "robustness", "search")
+
+
+def _fail(where: str, key: str, problem: str, allowed: str) -> SpecError:
+    return SpecError(f"{where}: {key}: {problem}; allowed: {allowed}")
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str] | tuple[str, ...], where: str, prefix: str = "") -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, list(allowed), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _fail(where, prefix + key, f"unknown key{hint}", ", ".join(sorted(allowed)))
+
+
+def _profile(name: str, table: Mapping[str, Any], where: str) -> StudyProfile:
+    _check_keys(table, {"seeds", "n_trials", "train"}, where, f"profiles.{name}.")
+    merged = {**STUDY_PROFILES.get(name, {}), **table}
+    merged_train = {**STUDY_PROFILES.get(name, {}).get("train", {}), **table.get("train", {})}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    _check_keys(merged_train, fields, where, f"profiles.{name}.train.")
+    seeds = merged.get("seeds", [0])
+    if isinstance(seeds, int):
+        seeds = list(range(seeds))
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise _fail(where, f"profiles.{name}.seeds", f"got {json.dumps(seeds)}", "a seed count ≥ 1 or a list of integer seeds")
+    base = PROFILES.get(name, PROFILES["quick"])
+    try:
+        train = dataclasses.replace(base, profile=name, **merged_train)
+    except TypeError as err:
+        raise _fail(where, f"profiles.{name}.train", str(err), "TrainConfig fields") from None
+    return StudyProfile(tuple(seeds), int(merged.get("n_trials", 10)), train)
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Load and validate a study TOML file; any problem is one SpecError line naming the file and key."""
+    path = Path(path)
+    where = str(path)
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{where}: file not found; allowed: one of {', '.join(list_studies())}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{where}: not valid TOML ({err}); allowed: TOML 1.0") from None
+    table = doc.get("study", {})
+    _check_keys(doc, {"study", "variants", "search", "profiles"}, where)
+    _check_keys(table, _STUDY_KEYS - {"variants", "search", "profiles"}, where, "study.")
+    kind = table.get("kind", "grid")
+    if kind not in _KINDS:
+        raise _fail(where, "study.kind", f"{json.dumps(kind)} is not a study kind", ", ".join(_KINDS))
+    name = table.get("name", path.stem)
+    base = table.get("base", "lrnet_paper")
+    get_entry(base)  # an unknown base fails with the closest names
+    datasets = tuple(table.get("datasets", ["fashion-mnist"]))
+    from study.data import get_dataset
+
+    for d in datasets:
+        get_dataset(d)
+    variants = tuple(_variant(v, i, where) for i, v in enumerate(doc.get("variants", [])))
+    if kind != "search" and not variants:
+        raise _fail(where, "variants", "no variants", "one or more [[variants]] tables")
+    labels = [v.label for v in variants]
+    dup = next((lab for lab in labels if labels.count(lab) > 1), None)
+    if dup:
+        raise _fail(where, "variants", f"label {dup!r} is used twice", "unique labels")
+    if sum(v.reference for v in variants) > 1:
+        raise _fail(where, "variants", "more than one reference", "at most one variant with reference = true")
+    search_table = doc.get("search", {})
+    _check_keys(search_table, {f.name for f in dataclasses.fields(SearchSpace)}, where, "search.")
+    search = SearchSpace(**{k: _tupled(v) for k, v in search_table.items()})
+    profiles = {n: _profile(n, t, where) for n, t in {**{k: {} for k in STUDY_PROFILES}, **doc.get("profiles", {})}.items()}
+    from study.data import parse_degradation
+
+    degradations = tuple(table.get("degradations", ["none"]))
+    for text in degradations:
+        parse_degradation(text)
+    spec = StudySpec(name=name, axis=table.get("axis", name), kind=kind, description=table.get("description", ""),
+                     base=base, datasets=datasets, variants=variants, degradations=degradations, search=search,
+                     profiles=profiles, path=where, default_run=bool(table.get("default_run", True)))
+    for v in variants:
+        network = variant_network(spec, v)
+        if isinstance(network, NetworkSpec):
+            validate_network(network, f"{where}: variants[{v.label}]")
+    return spec
+
+
+def _tupled(value: Any) -> Any:
+    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
+
+
+def _variant(table: Any, i: int, where: str) -> Variant:
+    if not isinstance(table, dict):
+        raise _fail(where, f"variants[{i}]", f"got {json.dumps(table)}", "a table with label and overrides")
+    _check_keys(table, {f.name for f in dataclasses.fields(Variant)}, where, f"variants[{i}].")
+    if not isinstance(table.get("label"), str) or not table["label"]:
+        raise _fail(where, f"variants[{i}].label", "missing or empty", "a non-empty string naming the cell")
+    if table.get("model"):
+        get_entry(table["model"])
+    return Variant(**table)
+
+
+def variant_network(study: StudySpec, variant: Variant) -> NetworkSpec | str:
+    """The network a variant trains: a registered model name, or the base spec with the variant's overrides."""
+    if variant.model:
+        entry = get_entry(variant.model)
+        if entry.spec is None or not (variant.block or variant.blocks or variant.head):
+            return variant.model
+        base = entry.spec
+    else:
+        base = get_entry(study.base).spec
+    if base is None:
+        return study.base
+    doc: dict[str, Any] = {
+        "name": f"{study.name}:{variant.label}",
+        "block": {**_spec_block_table(base), **variant.block},
+        "blocks": variant.blocks or len(base.blocks),
+        "head": {**dataclasses.asdict(base.head), **variant.head},
+        "num_classes": base.num_classes, "in_channels": base.in_channels, "input_size": base.input_size,
+    }
+    return network_from_mapping(_listed(doc), f"{study.path}: variants[{variant.label}]")
+
+
+def _spec_block_table(spec: NetworkSpec) -> dict[str, Any]:
+    table = dataclasses.asdict(spec.blocks[0])
+    table.pop("nodes")
+    table.pop("output")
+    return table
+
+
+def _listed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _listed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_listed(v) for v in value]
+    return value
+
+
+def list_studies(folder: Path = ABLATIONS) -> list[str]:
+    """Study names (TOML stems) found in `ablations/`."""
+    return sorted(p.stem for p in folder.glob("*.toml"))
+
+
+def study_path(name: str, folder: Path = ABLATIONS) -> Path:
+    """The TOML file of a study name (or the path itself when given one)."""
+    if name.endswith(".toml"):
+        return Path(name)
+    path = folder / f"{name}.toml"
+    if not path.exists():
+        close = difflib.get_close_matches(name, list_studies(folder), n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise SpecError(f"unknown study {name!r}: {hint}studies are the .toml files in {folder}: {', '.join(list_studies(folder))}")
+    return path
