@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import io
 import os
-import struct
 import subprocess
 import sys
 import urllib.error
@@ -18,27 +16,10 @@ import torch
 
 from study import data
 from study.errors import DataError
+from tests.helpers import idx_bytes, write_split
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
-
-def idx_bytes(array: torch.Tensor, magic: int | None = None, dims: tuple[int, ...] | None = None) -> bytes:
-    """Gzipped IDX bytes of a uint8 tensor; `magic` and `dims` override the honest header."""
-    dims = tuple(array.shape) if dims is None else dims
-    magic = (0x0800 | len(dims)) if magic is None else magic
-    header = struct.pack(f">I{len(dims)}I", magic, *dims)
-    return gzip.compress(header + array.to(torch.uint8).numpy().tobytes())
-
-
-def write_split(root: Path, name: str, split: str, images: torch.Tensor, labels: torch.Tensor, **overrides) -> Path:
-    """Write one split of `name` as IDX files under root/name; overrides go to the images file's header."""
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    images_name, labels_name = data.get_dataset(name).files(split)
-    (folder / images_name).write_bytes(idx_bytes(images, **overrides))
-    (folder / labels_name).write_bytes(idx_bytes(labels))
-    return folder
 
 
 def indexed_images(count: int) -> torch.Tensor:

@@ -1,0 +1,41 @@
+"""Small shared helpers for tests: IDX files written by the tests, learnable tiny datasets."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import torch
+
+from study import data
+
+
+def idx_bytes(array: torch.Tensor, magic: int | None = None, dims: tuple[int, ...] | None = None) -> bytes:
+    """Gzipped IDX bytes of a uint8 tensor; `magic` and `dims` override the honest header."""
+    dims = tuple(array.shape) if dims is None else dims
+    magic = (0x0800 | len(dims)) if magic is None else magic
+    header = struct.pack(f">I{len(dims)}I", magic, *dims)
+    return gzip.compress(header + array.to(torch.uint8).numpy().tobytes())
+
+
+def write_split(root: Path, name: str, split: str, images: torch.Tensor, labels: torch.Tensor, **overrides) -> Path:
+    """Write one split of `name` as IDX files under root/name; overrides go to the images file's header."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    images_name, labels_name = data.get_dataset(name).files(split)
+    (folder / images_name).write_bytes(idx_bytes(images, **overrides))
+    (folder / labels_name).write_bytes(idx_bytes(labels))
+    return folder
+
+
+def write_tiny_dataset(root: Path, name: str = "fashion-mnist", train: int = 300, test: int = 200, seed: int = 0) -> Path:
+    """A learnable stand-in for `name` under root/name: each class is a bright bar at its own row, plus noise."""
+    generator = torch.Generator().manual_seed(seed)
+    for split, count in (("train", train), ("test", test)):
+        labels = torch.arange(count) % 10
+        images = torch.randint(0, 60, (count, 28, 28), generator=generator, dtype=torch.uint8)
+        rows = 2 + 2 * labels
+        images[torch.arange(count), rows] = 250
+        write_split(root, name, split, images, labels)
+    return root
