@@ -144,7 +144,9 @@ def block_complexity(spec: MKBlockSpec, in_channels: int, size: int) -> dict[str
     nodes, output = block_graph(spec)
     ch = graph_channels(nodes, in_channels)
     in_conv = spec.norm_position == "in-conv" and spec.norm != "none"
-    norm_cost = 0 if spec.norm == "none" else 2
+    # eval-mode BN folds to a scale and shift (2/element); GroupNorm computes its statistics at
+    # inference too (fvcore: 5/element with affine)
+    norm_cost = {"batch": 2, "group": 5, "none": 0}[spec.norm]
     hw = size * size
     flops = params = 0
 

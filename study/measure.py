@@ -145,13 +145,13 @@ def time_inference(model: nn.Module, batch: int = 128, *, device: str = "cpu", p
 
 
 def time_training(model: nn.Module, batch: int = 128, *, device: str = "cpu", precision: str = "fp32",
-                  channels_last: bool = False, input_shape: tuple[int, int, int] = (1, 28, 28),
+                  channels_last: bool = False, input_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10,
                   steps: int = 3, warmup: int = 2, repeats: int = 5) -> dict[str, float]:
     """Training img/s (forward, cross-entropy, backward, Adam step) measured like `time_inference`."""
     x = torch.rand(batch, *input_shape, device=device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,), device=device)
+    y = torch.randint(0, num_classes, (batch,), device=device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
 

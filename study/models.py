@@ -99,6 +99,12 @@ def input_size(name_or_spec: str | Path | NetworkSpec) -> int:
     return spec.input_size if spec else get_entry(str(name_or_spec)).input_size
 
 
+def in_channels(name_or_spec: str | Path | NetworkSpec) -> int:
+    """Input channels the model expects (1 for every registered model; a spec may say otherwise)."""
+    spec = name_or_spec if isinstance(name_or_spec, NetworkSpec) else resolve_spec(name_or_spec)
+    return spec.in_channels if spec else 1
+
+
 # --------------------------------------------------------------------------- MK-block networks
 
 PAPER = NetworkSpec()

@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -252,8 +253,8 @@ def validate_network(spec: NetworkSpec, where: str = "spec") -> NetworkSpec:
         for key in ("stage3_width", "out_channels", "stages", "groups"):
             if getattr(block, key) < 1:
                 fail(f"{at}.{key}", f"{getattr(block, key)} is not positive", "an integer ≥ 1")
-        if not block.width_multiplier > 0:
-            fail(f"{at}.width_multiplier", f"{block.width_multiplier} is not positive", "a number > 0, e.g. 0.5, 1, 2")
+        if not (block.width_multiplier > 0 and math.isfinite(block.width_multiplier)):
+            fail(f"{at}.width_multiplier", f"{block.width_multiplier} is not positive and finite", "a number > 0, e.g. 0.5, 1, 2")
         _validate_graph(block, at, fail)
         if block.pool != "none":
             size //= 2

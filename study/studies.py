@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.errors import SpecError
+from study.errors import SpecError, UnknownModelError
 from study.models import get_entry
 from study.spec import NetworkSpec, network_from_mapping, validate_network
 from study.train import PROFILES, TrainConfig
@@ -148,7 +148,7 @@ def load_study(path: str | Path) -> StudySpec:
         raise _fail(where, "study.kind", f"{json.dumps(kind)} is not a study kind", ", ".join(_KINDS))
     name = table.get("name", path.stem)
     base = table.get("base", "lrnet_paper")
-    get_entry(base)  # an unknown base fails with the closest names
+    _known_model(base, where, "study.base")
     datasets = tuple(table.get("datasets", ["fashion-mnist"]))
     from study.data import get_dataset
 
@@ -182,6 +182,14 @@ def load_study(path: str | Path) -> StudySpec:
     return spec
 
 
+def _known_model(name: str, where: str, key: str) -> None:
+    """An unknown model name fails with the file, the key and the closest registered names."""
+    try:
+        get_entry(name)
+    except UnknownModelError as err:
+        raise UnknownModelError(f"{where}: {key}: {err}") from None
+
+
 def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
@@ -193,7 +201,7 @@ def _variant(table: Any, i: int, where: str) -> Variant:
     if not isinstance(table.get("label"), str) or not table["label"]:
         raise _fail(where, f"variants[{i}].label", "missing or empty", "a non-empty string naming the cell")
     if table.get("model"):
-        get_entry(table["model"])
+        _known_model(table["model"], where, f"variants[{i}].model")
     return Variant(**table)
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from study import data as datasets
 from study.errors import KitError
 from study.measure import autocast, count_flops, count_params, peak_memory_mb, provenance
-from study.models import build_model, input_size
+from study.models import build_model, in_channels, input_size
 from study.spec import NetworkSpec
 
 
@@ -91,7 +91,7 @@ class Diverged(Exception):
 def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+        return torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(params, cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -99,7 +99,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    if cfg.schedule == "onecycle":
+    if cfg.schedule == "onecycle" and steps >= 8:  # fewer steps leave a warm-up phase of zero length
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=steps, pct_start=0.25)
     return None
 
@@ -169,7 +169,7 @@ def train(model_name: str | Path | NetworkSpec, dataset: str, *, cfg: TrainConfi
     num_classes = len(datasets.get_dataset(dataset).classes)
     seed_everything(seed)  # the same init whatever the data code drew
     model = build_model(model_name, num_classes=num_classes)
-    counts = {**count_params(model), "flops": count_flops(model, (1, 1, size, size))["flops"]}
+    counts = {**count_params(model), "flops": count_flops(model, (1, in_channels(model_name), size, size))["flops"]}
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

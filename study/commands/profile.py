@@ -33,13 +33,15 @@ def profile(name: str, *, batch: int = 128, device: str = "cpu", precision: str 
     from study import fast as fast_path
     from study.measure import (FLOP_CONVENTION, count_flops, count_params, peak_memory_mb, provenance, time_inference,
                                time_training, try_batches)
-    from study.models import build_model, input_size
+    from study.models import build_model, in_channels, input_size, resolve_spec
 
     if device == "cuda" and not torch.cuda.is_available():
         raise KitError("--device cuda: no CUDA device is visible; use --device cpu or run on a GPU machine")
-    size = input_size(name)
+    size, channels = input_size(name), in_channels(name)
+    spec = resolve_spec(name)
+    classes = spec.num_classes if spec else 10
     model = build_model(name)
-    result: dict[str, Any] = {"model": name, **count_params(model), **count_flops(model, (1, 1, size, size)),
+    result: dict[str, Any] = {"model": name, **count_params(model), **count_flops(model, (1, channels, size, size)),
                               "flop_convention": FLOP_CONVENTION}
     if fast:
         precision, channels_last, compile = fast_path.fast_setting(device)
@@ -57,8 +59,8 @@ def profile(name: str, *, batch: int = 128, device: str = "cpu", precision: str 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     common = {"device": device, "precision": precision, "channels_last": channels_last,
-              "input_shape": (1, size, size), "repeats": repeats}
-    result["train"] = try_batches(lambda b: time_training(train_model, b, **common), batch)
+              "input_shape": (channels, size, size), "repeats": repeats}
+    result["train"] = try_batches(lambda b: time_training(train_model, b, num_classes=classes, **common), batch)
     result["inference"] = try_batches(lambda b: time_inference(infer_model, b, **common), batch)
     result["train_img_per_s"] = result["train"]["img_per_s"]
     result["infer_img_per_s"] = result["inference"]["img_per_s"]

@@ -1,0 +1,154 @@
+"""Studies end to end on real data: a tiny grid study, a tiny multi-objective search, kill and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from study import results, search
+from study.cli import main
+from study.studies import load_study
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_TRAIN = ('train = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, '
+              'precision = "fp32", fast = false, budget_s = 0 }')
+
+GRID = f"""
+[study]
+axis = "links"
+kind = "grid"
+base = "lrnet_paper"
+datasets = ["fashion-mnist"]
+
+[[variants]]
+label = "paper"
+reference = true
+blocks = 1
+block = {{ width_multiplier = 0.25 }}
+
+[[variants]]
+label = "none"
+blocks = 1
+block = {{ links = "none", width_multiplier = 0.25 }}
+
+[[variants]]
+label = "dense"
+blocks = 1
+block = {{ links = "dense", width_multiplier = 0.25 }}
+
+[profiles.quick]
+seeds = 2
+{TINY_TRAIN}
+"""
+
+PARETO = f"""
+[study]
+axis = "search"
+kind = "search"
+base = "lrnet_paper"
+datasets = ["fashion-mnist"]
+
+[search]
+kernels = [[3], [3, 5]]
+links = ["paper", "none"]
+blocks = [1, 1]
+width_multiplier = [0.1, 0.3]
+objectives = ["accuracy", "flops"]
+pruner = "none"
+
+[profiles.quick]
+n_trials = 3
+seeds = [0]
+{TINY_TRAIN}
+"""
+
+
+@pytest.fixture
+def study_file(tmp_path, fashion_root):
+    def write(name: str, text: str) -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def keys(path: Path) -> Counter:
+    return Counter(results.row_key(r) for r in results.load_rows(path))
+
+
+def test_tiny_grid_study_end_to_end_on_real_data(study_file, tmp_path):
+    path = study_file("tinygrid", GRID)
+    runs = tmp_path / "runs"
+    assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report"]) == 0
+    table = results.results_path(runs, "tinygrid")
+    rows = results.load_rows(table)
+    assert len(rows) == 6 and max(keys(table).values()) == 1  # 3 variants × 2 seeds, each exactly once
+    assert {r["variant"] for r in rows} == {"paper", "none", "dense"}
+    assert all(r["status"] == "ok" and r["protocol"] == "val-split" and r["test_size"] == 60 for r in rows)
+    assert all(r["dataset"] == "fashion-mnist" and "system:/usr/share/datasets/fashion-mnist" in r["data_source"] for r in rows)
+    assert {r["is_reference"] for r in rows if r["variant"] == "paper"} == {True}
+    storage = search.open_storage(runs, "tinygrid", None)
+    trials = optuna.load_study(study_name="tinygrid", storage=storage).get_trials()
+    assert Counter(t.state for t in trials)[optuna.trial.TrialState.COMPLETE] == 6
+    # a second run trains nothing: the table and the trials are unchanged
+    assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report"]) == 0
+    assert results.load_rows(table) == rows
+    assert len(optuna.load_study(study_name="tinygrid", storage=search.open_storage(runs, "tinygrid", None)).trials) == 6
+
+
+def test_tiny_multi_objective_search_yields_a_pareto_front(study_file, tmp_path):
+    path = study_file("tinypareto", PARETO)
+    runs = tmp_path / "runs"
+    assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report"]) == 0
+    rows = results.load_rows(results.results_path(runs, "tinypareto"))
+    assert len(rows) == 3 and all(r["axis"] == "search" for r in rows)
+    study = optuna.load_study(study_name="tinypareto", storage=search.open_storage(runs, "tinypareto", None))
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    front = study.best_trials
+    assert 1 <= len(front) <= 3
+    by_flops = {r["flops"]: r["val_accuracy"] for r in rows}
+    for t in front:  # the front's values are the rows' (val accuracy, FLOPs)
+        assert by_flops[t.values[1]] == pytest.approx(t.values[0])
+
+
+def test_killed_run_keeps_finished_rows_and_trains_only_the_missing(study_file, tmp_path):
+    path = study_file("tinykill", GRID)
+    runs = tmp_path / "runs"
+    table = results.results_path(runs, "tinykill")
+    cmd = [sys.executable, "-m", "study", "run", "--only", str(path), "--runs", str(runs), "--no-report"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while len(results.load_rows(table)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = results.load_rows(table)
+    assert 2 <= len(before) < 6, "the run should have been killed mid-study"
+    assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report"]) == 0
+    after = results.load_rows(table)
+    assert after[: len(before)] == before  # finished rows untouched
+    assert len(after) == 6 and max(keys(table).values()) == 1  # no duplicate, none missing
+    study = optuna.load_study(study_name="tinykill", storage=search.open_storage(runs, "tinykill", None))
+    states = Counter(t.state for t in study.trials)
+    assert states[optuna.trial.TrialState.RUNNING] == 0
+
+
+def test_every_shipped_study_validates_and_sizes_its_grid():
+    from study.studies import list_studies, study_path
+
+    for name in list_studies():
+        spec = load_study(study_path(name))
+        ctx = search.Context(spec, "quick", Path("/nonexistent"), seeds=spec.profiles["quick"].seeds, commit="test")
+        assert search.expected_rows(ctx) >= 1
+    kernels = load_study(study_path("kernels"))
+    assert kernels.reference().label == "{3,5,7} (paper)"

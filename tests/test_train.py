@@ -1,0 +1,130 @@
+"""Training engine: determinism, early stopping and best-weights restore, divergence, history, checkpoints, CLI."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from study.models import build_model
+from study.train import PROFILES, TrainConfig, load_checkpoint, resolve_config, save_checkpoint, train
+from tests.helpers import write_tiny_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = TrainConfig(epochs=2, batch_size=32, patience=5, precision="fp32", profile="test", eval_batch_size=100)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    """A learnable 300/200-image stand-in for fashion-mnist in IDX files."""
+    return write_tiny_dataset(tmp_path_factory.mktemp("data"))
+
+
+def run(root: Path, cfg: TrainConfig = TINY, model: str = "lrnet_half", **kwargs) -> dict:
+    return train(model, "fashion-mnist", cfg=cfg, data_root=str(root), protocol="val-split", **kwargs)
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_differs(tiny_root):
+    first, second, other = run(tiny_root, seed=3), run(tiny_root, seed=3), run(tiny_root, seed=4)
+    keys = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_epoch", "epochs")
+    assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
+    assert first["val_loss"] != other["val_loss"]
+
+
+def test_learns_the_tiny_task_and_records_provenance(tiny_root, tmp_path):
+    cfg = dataclasses.replace(TINY, epochs=4, lr=3e-3)
+    result = run(tiny_root, cfg, history_path=tmp_path / "h.csv", seed=0)
+    assert result["status"] == "ok"
+    assert result["test_accuracy"] >= 0.9, result  # ten bars at ten rows: trivially separable
+    assert result["protocol"] == "val-split" and result["test_size"] == 200 and result["train_size"] == 270
+    assert result["params"] == 405_114 and result["flops"] > 0
+    for key in ("torch_version", "device", "threads", "precision", "wall_s", "train_img_per_s", "infer_img_per_s"):
+        assert key in result
+    rows = list(csv.DictReader(open(tmp_path / "h.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s", "img_per_s"}
+
+
+def test_early_stopping_restores_the_best_validation_weights(tiny_root, tmp_path):
+    # a learning rate so high that validation loss rises after the first epochs: patience 1 stops it
+    cfg = dataclasses.replace(TINY, epochs=8, patience=1, optimizer="sgd", lr=0.5, momentum=0.9)
+    result = run(tiny_root, cfg, history_path=tmp_path / "h.csv", seed=1)
+    history = list(csv.DictReader(open(tmp_path / "h.csv")))
+    losses = [float(r["val_loss"]) for r in history]
+    if result["status"] == "ok":
+        best = min(range(len(losses)), key=losses.__getitem__) + 1
+        assert result["best_epoch"] == best
+        assert result["val_loss"] == pytest.approx(losses[best - 1])
+        if result["epochs"] < 8:
+            assert "early stopping" in result["stop_reason"] and result["epochs"] - best == 1
+    else:
+        assert result["status"] == "diverged"
+
+
+def test_nan_loss_ends_the_run_as_diverged_without_crashing(tiny_root):
+    cfg = dataclasses.replace(TINY, optimizer="sgd", lr=1e12, momentum=0.0, epochs=3)
+    result = run(tiny_root, cfg, seed=0)
+    assert result["status"] == "diverged"
+    assert result["stop_reason"].startswith("diverged:")
+    assert "test_accuracy" not in result
+
+
+def test_wall_clock_budget_stops_and_says_so(tiny_root):
+    result = run(tiny_root, dataclasses.replace(TINY, epochs=50, budget_s=1e-9), seed=0)
+    assert result["epochs"] == 1
+    assert result["stop_reason"].startswith("wall-clock budget")
+
+
+def test_extra_test_degradations_are_evaluated_on_the_final_model(tiny_root):
+    result = run(tiny_root, seed=0, extra_test_degradations=("lowres:7", "noise:0.5"))
+    assert set(result["extra_tests"]) == {"lowres:7", "noise:0.5"}
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in result["extra_tests"].values())
+
+
+def test_bf16_autocast_trains_on_cpu(tiny_root):
+    result = run(tiny_root, dataclasses.replace(TINY, precision="bf16", epochs=1), seed=0)
+    assert result["status"] == "ok" and result["precision"] == "bf16"
+
+
+def test_checkpoint_round_trip_uses_weights_only(tmp_path):
+    model = build_model("lrnet_half")
+    save_checkpoint(model, tmp_path / "w.pt")
+    clone = load_checkpoint(build_model("lrnet_half"), tmp_path / "w.pt")
+    for a, b in zip(model.state_dict().values(), clone.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    torch.save({"evil": object()}, tmp_path / "bad.pt")  # an arbitrary pickle is refused
+    with pytest.raises(Exception, match="[Ww]eights only"):
+        load_checkpoint(build_model("lrnet_half"), tmp_path / "bad.pt")
+
+
+def test_profiles_say_what_they_are():
+    assert PROFILES["paper"].optimizer == "adam" and PROFILES["paper"].lr == 1e-3 and PROFILES["paper"].patience == 30
+    quick = resolve_config("quick", epochs=1, lr=None)
+    assert quick.epochs == 1 and quick.lr == PROFILES["quick"].lr and "quick profile" in quick.note
+    with pytest.raises(Exception, match="unknown profile 'fast'; use one of: paper, quick"):
+        resolve_config("fast")
+
+
+def test_cli_prints_the_result_row_as_json(tiny_root):
+    proc = subprocess.run(
+        [sys.executable, "-m", "study", "train", "lrnet_half", "--dataset", "fashion-mnist", "--data-root", str(tiny_root),
+         "--epochs", "1", "--precision", "fp32", "--json", "--protocol", "val-split"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads(proc.stdout)
+    for key in ("test_accuracy", "val_accuracy", "train_img_per_s", "wall_s", "profile", "config"):
+        assert key in row
+    assert row["profile"] == "quick" and row["config"]["note"].startswith("quick profile")
+
+
+def test_cli_unknown_dataset_is_one_line(tiny_root):
+    proc = subprocess.run([sys.executable, "-m", "study", "train", "lrnet_paper", "--dataset", "fashion"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "fashion-mnist" in proc.stderr and "Traceback" not in proc.stderr
