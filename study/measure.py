@@ -15,10 +15,9 @@ import resource
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
-
-import warnings
 
 import torch
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from study.errors import SpecError, UnknownModelError
 from study.models import get_entry

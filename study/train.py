@@ -120,6 +120,17 @@ def evaluate(model: nn.Module, loader: datasets.DeviceLoader, cfg: TrainConfig, 
     return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "img_per_s": count / max(seconds, 1e-9)}
 
 
+_FLOPS: dict[tuple, int] = {}
+
+
+def _flops(model_name: str | Path | NetworkSpec, model: nn.Module, shape: tuple[int, ...]) -> int:
+    """fvcore FLOPs, cached per network and input shape: a trace costs seconds, a study trains a network many times."""
+    key = (model_name.digest() if isinstance(model_name, NetworkSpec) else str(model_name), shape)
+    if key not in _FLOPS:
+        _FLOPS[key] = count_flops(model, shape)["flops"]
+    return _FLOPS[key]
+
+
 def _layout(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 
@@ -169,7 +180,7 @@ def train(model_name: str | Path | NetworkSpec, dataset: str, *, cfg: TrainConfi
     num_classes = len(datasets.get_dataset(dataset).classes)
     seed_everything(seed)  # the same init whatever the data code drew
     model = build_model(model_name, num_classes=num_classes)
-    counts = {**count_params(model), "flops": count_flops(model, (1, in_channels(model_name), size, size))["flops"]}
+    counts = {**count_params(model), "flops": _flops(model_name, model, (1, in_channels(model_name), size, size))}
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -152,3 +153,22 @@ def test_every_shipped_study_validates_and_sizes_its_grid():
         assert search.expected_rows(ctx) >= 1
     kernels = load_study(study_path("kernels"))
     assert kernels.reference().label == "{3,5,7} (paper)"
+
+
+def test_adaptive_seeds_stop_by_the_ci_criterion_and_record_why(study_file, tmp_path):
+    dense = '[[variants]]\nlabel = "dense"\nblocks = 1\nblock = { links = "dense", width_multiplier = 0.25 }\n'
+    assert dense in GRID
+    path = study_file("tinyseeds", GRID.replace(dense, ""))  # two variants: paper and none
+    runs = tmp_path / "runs"
+    # a loose target (±60 points) is met as soon as the minimum of 3 seeds is in
+    assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report", "--seeds", "auto:6", "--ci-target", "60"]) == 0
+    rows = results.load_rows(results.results_path(runs, "tinyseeds"))
+    assert sorted({r["seed"] for r in rows}) == [0, 1, 2] and len(rows) == 6
+    info = json.loads((runs / "tinyseeds" / "study.json").read_text())
+    assert info["seeds_stop_reason"].startswith("ci-target")
+    assert set(info["ci_half_widths"]) == {"none"} and info["ci_half_widths"]["none"] <= 60
+    # an unreachable target runs to the cap and says so
+    assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report", "--seeds", "auto:4", "--ci-target", "0.001"]) == 0
+    info = json.loads((runs / "tinyseeds" / "study.json").read_text())
+    assert info["seeds_stop_reason"].startswith("max-seeds")
+    assert sorted({r["seed"] for r in results.load_rows(results.results_path(runs, "tinyseeds"))}) == [0, 1, 2, 3]

@@ -13,7 +13,14 @@ import pytest
 import torch
 
 from study.models import build_model
-from study.train import PROFILES, TrainConfig, load_checkpoint, resolve_config, save_checkpoint, train
+from study.train import (
+    PROFILES,
+    TrainConfig,
+    load_checkpoint,
+    resolve_config,
+    save_checkpoint,
+    train,
+)
 from tests.helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,8 +31,16 @@ def profile(name: str, *, batch: int = 128, device: str = "cpu", precision: str 
     import torch
 
     from study import fast as fast_path
-    from study.measure import (FLOP_CONVENTION, count_flops, count_params, peak_memory_mb, provenance, time_inference,
-                               time_training, try_batches)
+    from study.measure import (
+        FLOP_CONVENTION,
+        count_flops,
+        count_params,
+        peak_memory_mb,
+        provenance,
+        time_inference,
+        time_training,
+        try_batches,
+    )
     from study.models import build_model, in_channels, input_size, resolve_spec
 
     if device == "cuda" and not torch.cuda.is_available():
