@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -224,7 +225,23 @@ def variant_network(study: StudySpec, variant: Variant) -> NetworkSpec | str:
         "head": {**dataclasses.asdict(base.head), **variant.head},
         "num_classes": base.num_classes, "in_channels": base.in_channels, "input_size": base.input_size,
     }
-    return network_from_mapping(_listed(doc), f"{study.path}: variants[{variant.label}]")
+    network = network_from_mapping(_listed(doc), f"{study.path}: variants[{variant.label}]")
+    # a variant that IS a registered network (e.g. every axis's paper configuration) carries its name,
+    # so the report can put it beside the paper's numbers
+    registered = _registered_digests().get(network.digest())
+    return dataclasses.replace(network, name=registered) if registered else network
+
+
+@functools.cache
+def _registered_digests() -> dict[str, str]:
+    from study.models import list_models
+
+    digests: dict[str, str] = {}
+    for name in list_models():
+        spec = get_entry(name).spec
+        if spec is not None:
+            digests.setdefault(spec.digest(), name)
+    return digests
 
 
 def _spec_block_table(spec: NetworkSpec) -> dict[str, Any]:
