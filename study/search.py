@@ -8,18 +8,22 @@ Storage: a JournalStorage file per study run directory by default (safe for seve
 processes); `--storage URL` (e.g. postgresql://…) for an RDB shared across machines, with Optuna
 heartbeats so a killed worker's trial is failed and retried by `RetryHeartbeatStaleTrialCallback`.
 The journal backend has no heartbeat, so a local re-run fails and retries trials whose owning
-process (host:pid recorded on the trial) is gone.
+process (host:pid recorded on the trial) is gone. Each trial also keeps its rows in the storage
+(user attr "rows"); on an RDB every worker copies the rows it lacks into its own table
+(`import_rows`), so machines need share only the database, not the run directory (docs/scale-out.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import os
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,11 +51,71 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # --------------------------------------------------------------------------- storage and provenance
 
 
+def heartbeat_s() -> int:
+    """Seconds between a running trial's heartbeats (env STUDY_HEARTBEAT_S overrides, e.g. in tests);
+    a trial is failed and retried after three missed beats."""
+    return max(1, int(os.environ.get("STUDY_HEARTBEAT_S") or HEARTBEAT_S))
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The SQLAlchemy URL of a `--storage` URL: a plain postgresql:// uses psycopg 3 when installed
+    (SQLAlchemy's default PostgreSQL driver is psycopg2); a missing driver is one line naming the fix."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    dialect, _, driver = scheme.partition("+")
+    if dialect not in ("postgresql", "postgres") or not sep:
+        return url
+    if not driver:
+        driver = next((d for d in ("psycopg", "psycopg2") if importlib.util.find_spec(d)), "")
+        if not driver:
+            raise KitError("--storage postgresql://…: no PostgreSQL driver is installed: "
+                           "pip install 'lrnet-study-kit[postgres]'")
+    elif driver in ("psycopg", "psycopg2") and not importlib.util.find_spec(driver):
+        raise KitError(f"--storage {scheme}://…: the {driver} driver is not installed: "
+                       "pip install 'lrnet-study-kit[postgres]' (and use postgresql://)")
+    return f"postgresql+{driver}://{rest}"
+
+
+# optuna 4.9 renamed RDBStorage's failed_trial_callback
+_STALE_CALLBACK = ("heartbeat_stale_trial_callback"
+                   if "heartbeat_stale_trial_callback" in inspect.signature(optuna.storages.RDBStorage).parameters
+                   else "failed_trial_callback")
+
+
+def _open_rdb(url: str) -> optuna.storages.RDBStorage:
+    import sqlalchemy.exc
+
+    beat = heartbeat_s()
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(sqlalchemy_url(url), heartbeat_interval=beat, grace_period=3 * beat,
+                                                  **{_STALE_CALLBACK: retry_callback()})
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if attempt == 4:  # workers starting together on an empty database race to create Optuna's tables
+                raise
+            time.sleep(0.5 + attempt)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError) as err:
+            shown = sqlalchemy.engine.make_url(sqlalchemy_url(url)).render_as_string(hide_password=True) \
+                if not isinstance(err, sqlalchemy.exc.ArgumentError) else url.partition("://")[0] + "://…"
+            reason = (str(getattr(err, "orig", None) or err).strip().splitlines() or ["unknown error"])[0]
+            raise KitError(f"--storage {shown}: cannot open it: {reason}") from None
+    raise AssertionError("unreachable")
+
+
+def retry_callback() -> RetryHeartbeatStaleTrialCallback:
+    """Re-enqueue a failed trial with the same parameters, at most MAX_RETRY times."""
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8 and the documented way to retry
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+
 def open_storage(run_dir: Path, study_name: str, url: str | None) -> optuna.storages.BaseStorage:
     """The Optuna storage of a study: a local journal file, or an RDB URL with heartbeats."""
     if url:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S,
-                                          failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+        return _open_rdb(url)
     path = run_dir / study_name / "optuna.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
@@ -89,7 +153,7 @@ def _owner() -> str:
 def reclaim_dead_trials(study: optuna.Study) -> int:
     """Fail (and retry) RUNNING trials whose owning process on this host is gone; returns how many."""
     host = socket.gethostname()
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    retry = retry_callback()
     reclaimed = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner_host, _, pid = str(trial.user_attrs.get("owner", "")).rpartition(":")
@@ -155,9 +219,13 @@ def _train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], network:
     cfg = cfg or ctx.cfg
     history = ctx.run_dir / ctx.spec.name / "history" / f"{_slug(base)}.csv"
 
+    multi = len(trial.study.directions) > 1
+
     def report(epoch: int, metrics: dict[str, float]) -> None:
+        if multi:  # Optuna has no intermediate values (nor pruning) for multi-objective studies
+            return
         trial.report(metrics["val_acc"], epoch)
-        if ctx.spec.kind == "search" and len(ctx.spec.search.objectives) == 1 and trial.should_prune():
+        if ctx.spec.kind == "search" and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     result = train(network, base["dataset"], cfg=cfg, seed=base["seed"], device=ctx.device,
@@ -174,11 +242,54 @@ def _slug(base: dict[str, Any]) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
 
 
-def _write(ctx: Context, row: dict[str, Any]) -> None:
+def _write(ctx: Context, row: dict[str, Any], trial: optuna.Trial | None = None) -> None:
     config = row.get("config", {})
     row = {k: v for k, v in row.items() if k not in ("config", "extra_tests")}
     row["config"] = config if isinstance(config, str) else json.dumps(config)
     results.append_row(ctx.results_path, row)
+    if trial is not None:
+        _store_rows(trial, [row])
+
+
+def _store_rows(trial: optuna.Trial, rows: list[dict[str, Any]]) -> None:
+    """Keep a trial's rows in the Optuna storage too (user attr "rows", after the table has them), so
+    machines that share only the storage can rebuild the results table (`import_rows`)."""
+    stored = trial.user_attrs.get("rows", [])
+    trial.set_user_attr("rows", stored + json.loads(json.dumps(rows, default=results._jsonable)))
+
+
+def import_rows(study: optuna.Study, path: Path) -> int:
+    """Append to a results table the rows that finished trials keep in the storage and the table lacks
+    (rows other machines ran, when workers share the storage but not the run directory); returns how many."""
+    import fcntl
+
+    # storage first, then the table: a row reaches the storage only after its worker wrote its table
+    stored = [row for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+              for row in t.user_attrs.get("rows", [])]
+    if not stored:
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    added = 0
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # workers of one machine importing at once append a row once
+        have = {results.row_key(r) for r in results.load_rows(path)}
+        for row in stored:
+            if results.row_key(row) not in have:
+                results.append_row(path, row)
+                have.add(results.row_key(row))
+                added += 1
+    return added
+
+
+def export_rows(storage: str, study_name: str, run_dir: Path) -> int:
+    """Rebuild `<run_dir>/<study>/results.jsonl` from a shared storage URL alone; returns rows added."""
+    opened = open_storage(run_dir, study_name, storage)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=opened)
+    except KeyError:
+        names = optuna.get_all_study_names(opened)
+        raise KitError(f"no study {study_name!r} in the storage; it holds: {', '.join(names) or 'none'}") from None
+    return import_rows(study, results.results_path(run_dir, study_name))
 
 
 def _reused_row(ctx: Context, network: NetworkSpec | str, base: dict[str, Any]) -> dict[str, Any] | None:
@@ -196,6 +307,18 @@ def _reused_row(ctx: Context, network: NetworkSpec | str, base: dict[str, Any]) 
                 history = path.parent / row.get("history_path", "")
                 return {**row, **base, "reused_from": row["study"], "git_commit": ctx.commit,
                         "history_path": str(history.resolve()) if row.get("history_path") else ""}
+    return None
+
+
+def _completed_by(trial: optuna.Trial, key: tuple) -> int | None:
+    """Another COMPLETE trial of this grid that stored the row of this very cell (study, profile, seed…
+    as in `key`): a late pick of a cell finished meanwhile, perhaps on another machine. Its number, so
+    this trial can step aside instead of completing the cell a second time."""
+    grid = trial.storage.get_trial_system_attrs(trial._trial_id).get("search_space")
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if (other.number != trial.number and other.params == trial.params and other.system_attrs.get("search_space") == grid
+                and any(results.row_key(r) == key for r in other.user_attrs.get("rows", []))):
+            return other.number
     return None
 
 
@@ -230,7 +353,12 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         levels = ctx.spec.degradations if ctx.spec.kind == "robustness" else ("none",)
         bases = [_row_base(ctx, label, variant.reference, dataset, seed, level) for level in levels]
         done = _finished(ctx)
-        if all(results.row_key(b) in done for b in bases):
+        have = all(results.row_key(b) in done for b in bases)
+        completed = _completed_by(trial, results.row_key(bases[0]))
+        if completed is not None:
+            raise optuna.TrialPruned(f"trial {completed} already completed this cell")
+        if have:
+            _store_rows(trial, [done[results.row_key(b)] for b in bases])
             return _objective_value(done[results.row_key(bases[0])])
         if _duplicate_running(trial, trial.params):
             raise optuna.TrialPruned("another worker holds this cell")
@@ -238,11 +366,11 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         row = _reused_row(ctx, network, bases[0]) if len(levels) == 1 else None
         if row is None:
             row = _train_row(ctx, trial, bases[0], network, extra_tests=tuple(levels[1:]))
-        _write(ctx, row)
+        _write(ctx, row, trial)
         for base in bases[1:]:
             extra = row.get("extra_tests", {}).get(base["degradation"], {})
             _write(ctx, {**row, **base, "test_accuracy": extra.get("accuracy"), "test_loss": extra.get("loss"),
-                         "test_degraded_only": True})
+                         "test_degraded_only": True}, trial)
         return _objective_value(row)
 
     return objective
@@ -284,9 +412,17 @@ def search_objective(ctx: Context) -> Callable[[optuna.Trial], float | tuple[flo
         if results.row_key(base) in done:
             row = done[results.row_key(base)]
         else:
-            row = _train_row(ctx, trial, base, network, cfg=dataclasses.replace(ctx.cfg, lr=extra["lr"]))
+            try:
+                row = _train_row(ctx, trial, base, network, cfg=dataclasses.replace(ctx.cfg, lr=extra["lr"]))
+            except optuna.TrialPruned:
+                # one row per trial, pruned ones included, so the table shows what the pruner cut
+                last = max(trial.storage.get_trial(trial._trial_id).intermediate_values.items(), default=(0, None))
+                _write(ctx, {**base, **counts, "model": network.name, "spec_hash": network.digest(), "status": "pruned",
+                             "val_accuracy": last[1], "epochs": last[0], "trial_number": trial.number,
+                             "search_params": json.dumps(trial.params), "git_commit": ctx.commit}, trial)
+                raise
             row["search_params"] = json.dumps(trial.params)
-            _write(ctx, row)
+            _write(ctx, row, trial)
         accuracy = _objective_value(row)
         return (accuracy, float(row["flops"])) if multi else accuracy
 
@@ -339,22 +475,56 @@ def _search_done(ctx: Context) -> int:
     return sum(1 for r in results.load_rows(ctx.results_path) if r.get("profile") == ctx.profile)
 
 
+def _wait_for_others(study: optuna.Study, seconds: float) -> None:
+    """Sleep until one of the RUNNING trials finishes (or fails), or `seconds` pass; a cheap poll a second."""
+    def running() -> set[int]:
+        return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+    before, end = running(), time.time() + seconds
+    while time.time() < end:
+        time.sleep(min(1.0, max(0.0, end - time.time())))
+        if running() != before:
+            return
+
+
 def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callable[[], None] | None = None,
                deadline: float = 0.0) -> None:
     """Work on one study until every cell has a row (or the search budget is spent)."""
     storage = open_storage(ctx.run_dir, ctx.spec.name, storage_url)
     study = make_study(ctx, storage)
-    reclaim_dead_trials(study)
+    shared = isinstance(storage, optuna.storages.RDBStorage)
+    if not shared:
+        # on an RDB the heartbeat does this; a host:pid check there could fail a live worker's trial
+        # in another container that shares the host name
+        reclaim_dead_trials(study)
     objective = search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx)
     callbacks = [lambda s, t: on_trial and on_trial()]
-    stalled = 0
-    while stalled < 3:
+    stalled, before = 0, None
+    while True:
+        if shared:
+            import_rows(study, ctx.results_path)  # rows finished on machines that share only the storage
         missing = missing_cells(ctx)
         if missing == 0 or (deadline and time.time() > deadline):
             return
+        if before is not None and missing >= before:
+            states = {t.state for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
+            if shared and states == {TrialState.RUNNING}:
+                # the cells left run on other workers: wait until they finish, or until a dead worker's
+                # heartbeat goes stale and its trial is failed and re-queued (then run it here)
+                _wait_for_others(study, heartbeat_s())
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+                continue
+            if TrialState.WAITING not in states:
+                stalled += 1
+                if stalled >= 3:
+                    return
+        else:
+            stalled = 0
+        before = missing
         # a failed trial is caught (recorded by Optuna) so one bad cell cannot end the study
         study.optimize(objective, n_trials=missing, callbacks=callbacks, catch=(RuntimeError, ValueError))
-        stalled = stalled + 1 if missing_cells(ctx) >= missing else 0
 
 
 def write_study_json(ctx: Context, **extra: Any) -> None:

@@ -161,8 +161,9 @@ class Progress:
         from tqdm import tqdm
 
         self.contexts = contexts
-        self.bar = tqdm(total=1, file=sys.stderr, unit="trial", dynamic_ncols=True, smoothing=0.1)
-        self.study_index, self.ctx = 0, None
+        # a live bar on a terminal; in a log (CI, nohup) one line per finished study instead
+        self.bar = tqdm(total=1, file=sys.stderr, unit="trial", dynamic_ncols=True, smoothing=0.1, disable=None)
+        self.study_index, self.ctx, self.began = 0, None, time.time()
         self.refresh_total()
 
     def refresh_total(self) -> None:
@@ -173,8 +174,11 @@ class Progress:
         self.update()
 
     def start(self, index: int, ctx) -> None:
-        """A new study begins."""
-        self.study_index, self.ctx = index, ctx
+        """A new study begins (the previous one is done)."""
+        if self.ctx is not None and self.bar.disable:
+            print(f"study {self.study_index}/{len(self.contexts)} {self.ctx.spec.name}: done "
+                  f"({time.time() - self.began:.0f} s)", file=sys.stderr, flush=True)
+        self.study_index, self.ctx, self.began = index, ctx, time.time()
         self.update()
 
     def update(self) -> None:
@@ -195,5 +199,5 @@ class Progress:
 
     def close(self) -> None:
         """Finish the bar."""
-        self.update()
+        self.start(len(self.contexts) + 1, None)
         self.bar.close()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+
+from study.errors import KitError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory shared by the workers (default runs/)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
+    parser.add_argument("--export", action="store_true",
+                        help="train nothing: copy the rows every worker stored in --storage into --runs (then "
+                             "`python -m study.report` builds the report on a machine that shares only the storage)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +33,12 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("STUDY_THREADS"):
         torch.set_num_threads(int(os.environ["STUDY_THREADS"]))
     spec = load_study(study_path(args.study))
+    if args.export:
+        if not args.storage:
+            raise KitError("--export copies rows from a shared storage: give --storage URL too")
+        added = search.export_rows(args.storage, spec.name, args.runs)
+        print(f"{added} new rows in {search.results.results_path(args.runs, spec.name)}", file=sys.stderr)
+        return 0
     search.check_profile(spec, args.profile)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else spec.profiles[args.profile].seeds
     ctx = search.Context(spec, args.profile, args.runs, args.device, seeds)
