@@ -37,6 +37,8 @@ plain bf16 autocast; training unchanged within noise (95 vs 93 img/s) — see th
 from __future__ import annotations
 
 import copy
+import ctypes
+import functools
 
 import torch
 from torch import nn
@@ -60,6 +62,28 @@ def fast_setting(device: str) -> tuple[str, bool, bool]:
     elementwise BN/ReLU/cat traffic that dominates a small network on a GPU).
     """
     return ("bf16", False, False) if torch.device(device).type == "cpu" else ("bf16", True, True)
+
+
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc mallopt parameters
+
+
+@functools.cache
+def tune_allocator() -> bool:
+    """Keep freed tensor memory in glibc's heap instead of handing it back to the OS after every step.
+
+    On the CPU PyTorch allocates through glibc malloc, which by default mmaps each large activation
+    and unmaps it when freed, so every training step pays page faults for its activations (the high
+    `sys` time of a CPU run). Raising the mmap threshold to its maximum (32 MiB) and the trim
+    threshold and top pad keeps those pages mapped: measured here, lrnet_paper fast-path training
+    ~88 → ~110 img/s and inference ~360 → ~450 img/s. Process-wide; it changes speed, never results.
+    Returns whether it applied (False off glibc).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return all(libc.mallopt(param, value) == 1 for param, value in (
+            (_M_MMAP_THRESHOLD, 32 * 2**20), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 2**30)))
+    except (OSError, AttributeError):
+        return False
 
 
 def optimize(model: nn.Module, mode: str, precision: str | None = None) -> nn.Module:

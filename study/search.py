@@ -519,12 +519,24 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
             if TrialState.WAITING not in states:
                 stalled += 1
                 if stalled >= 3:
-                    return
+                    raise _incomplete(ctx, study)
         else:
             stalled = 0
         before = missing
         # a failed trial is caught (recorded by Optuna) so one bad cell cannot end the study
         study.optimize(objective, n_trials=missing, callbacks=callbacks, catch=(RuntimeError, ValueError))
+
+
+def _incomplete(ctx: Context, study: optuna.Study) -> KitError:
+    """The one-line error of a study whose cells keep failing (or whose search keeps being rejected)."""
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    rejected = sum(1 for t in trials if "rejected" in t.user_attrs)
+    reason = (failed[-1].system_attrs.get("fail_reason", "") if failed else "").strip()
+    last = reason.splitlines()[-1] if reason else "none recorded"
+    hint = f"; {rejected} sampled specs fell outside the FLOPs/params bands (widen [search] bands)" if rejected else ""
+    return KitError(f"study {ctx.spec.name}: {missing_cells(ctx)} cells not completed after retries ({len(failed)} failed "
+                    f"trials, last error: {last}{hint}); finished rows are kept in {ctx.results_path}; fix and re-run")
 
 
 def write_study_json(ctx: Context, **extra: Any) -> None:

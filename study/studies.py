@@ -91,8 +91,9 @@ class StudySpec:
 STUDY_PROFILES: dict[str, dict[str, Any]] = {
     # Sized so that every study of ablations/ together finishes in ~15 minutes on 2 CPU cores.
     "quick": {"seeds": [0, 1], "n_trials": 6,
-              "train": {"epochs": 2, "train_subset": 1000, "val_subset": 500, "test_subset": 1000, "budget_s": 60,
-                        "batch_size": 50, "note": "quick profile: 1k-image stratified train subset, 2 epochs, 1k test subset, bf16 on CPU"}},
+              "train": {"epochs": 1, "train_subset": 1200, "val_subset": 500, "test_subset": 1000, "budget_s": 60,
+                        "batch_size": 50, "patience": 1,
+                        "note": "quick profile: 1.2k-image stratified train subset, 1 epoch, val 500, 1k-image test subset, bf16 on CPU"}},
     "paper": {"seeds": [0, 1, 2, 3, 4], "n_trials": 100, "train": {}},
 }
 

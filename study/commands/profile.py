@@ -53,6 +53,8 @@ def profile(name: str, *, batch: int = 128, device: str = "cpu", precision: str 
                               "flop_convention": FLOP_CONVENTION}
     if fast:
         precision, channels_last, compile = fast_path.fast_setting(device)
+        if device == "cpu":
+            fast_path.tune_allocator()
     result["setting"] = {"precision": precision, "channels_last": channels_last, "compile": compile, "fast": fast, "batch": batch}
     result["provenance"] = provenance(device, precision)
     if not timing:
