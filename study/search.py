@@ -198,6 +198,11 @@ class Context:
         return self.spec.profiles[self.profile].train
 
     @property
+    def variants(self) -> tuple[Variant, ...]:
+        """The variants this profile runs (a variant may be limited to some profiles)."""
+        return tuple(v for v in self.spec.variants if not v.profiles or self.profile in v.profiles)
+
+    @property
     def results_path(self) -> Path:
         """This study's results table."""
         return results.results_path(self.run_dir, self.spec.name)
@@ -342,7 +347,7 @@ def _objective_value(row: dict[str, Any]) -> float:
 
 def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
     """Objective of a grid or robustness study: one cell (variant × dataset × seed) per trial."""
-    variants = {v.label: v for v in ctx.spec.variants}
+    variants = {v.label: v for v in ctx.variants}
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("owner", _owner())
@@ -444,7 +449,7 @@ def make_study(ctx: Context, storage: optuna.storages.BaseStorage) -> optuna.Stu
         directions = ["maximize", "minimize"] if multi else ["maximize"]
         return optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
                                    directions=directions, load_if_exists=True)
-    space = {"variant": [v.label for v in spec.variants], "dataset": list(spec.datasets), "seed": list(ctx.seeds)}
+    space = {"variant": [v.label for v in ctx.variants], "dataset": list(spec.datasets), "seed": list(ctx.seeds)}
     return optuna.create_study(study_name=spec.name, storage=storage, sampler=optuna.samplers.GridSampler(space, seed=0),
                                pruner=optuna.pruners.NopPruner(), direction="maximize", load_if_exists=True)
 
@@ -454,7 +459,7 @@ def expected_rows(ctx: Context) -> int:
     if ctx.spec.kind == "search":
         return ctx.spec.profiles[ctx.profile].n_trials
     levels = len(ctx.spec.degradations) if ctx.spec.kind == "robustness" else 1
-    return len(ctx.spec.variants) * len(ctx.spec.datasets) * len(ctx.seeds) * levels
+    return len(ctx.variants) * len(ctx.spec.datasets) * len(ctx.seeds) * levels
 
 
 def missing_cells(ctx: Context) -> int:
@@ -464,7 +469,7 @@ def missing_cells(ctx: Context) -> int:
         return max(0, expected_rows(ctx) - _search_done(ctx))
     done = {results.row_key(r) for r in rows}
     missing = 0
-    for v in ctx.spec.variants:
+    for v in ctx.variants:
         for d in ctx.spec.datasets:
             for s in ctx.seeds:
                 missing += results.row_key(_row_base(ctx, v.label, v.reference, d, s)) not in done
@@ -498,7 +503,13 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         # in another container that shares the host name
         reclaim_dead_trials(study)
     objective = search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx)
-    callbacks = [lambda s, t: on_trial and on_trial()]
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if on_trial:
+            on_trial()
+        if deadline and time.time() > deadline:
+            study.stop()  # the run's wall-clock guard: finish this trial, start no other
+
+    callbacks = [after_trial]
     stalled, before = 0, None
     while True:
         if shared:
