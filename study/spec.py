@@ -364,9 +364,7 @@ def from_mapping(cls: type, data: Mapping[str, Any], where: str = "spec", prefix
     kwargs = {}
     for key, value in data.items():
         if key not in hints:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise SpecError(f"{where}: {prefix}{key}: unknown key{hint}; allowed: {', '.join(names)}")
+            raise unknown_key(where, prefix + key, names)
         kwargs[key] = _coerce(value, hints[key], prefix + key, where)
     return cls(**kwargs)
 
@@ -383,9 +381,7 @@ def network_from_mapping(data: Mapping[str, Any], where: str = "spec") -> Networ
     data = dict(data)
     for key in data:
         if key not in _NETWORK_KEYS:
-            close = difflib.get_close_matches(key, _NETWORK_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise SpecError(f"{where}: {key}: unknown key{hint}; allowed: {', '.join(_NETWORK_KEYS)}")
+            raise unknown_key(where, key, _NETWORK_KEYS)
     base = data.pop("block", {})
     if not isinstance(base, dict):
         raise SpecError(f"{where}: block: got {json.dumps(base)}; allowed: a table of MK-block settings")
@@ -422,18 +418,29 @@ def _node_table(node: Any, key: str, where: str) -> dict:
     return node
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or unparsable file is one SpecError line (`what` says what belongs there)."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: file not found; allowed: {what}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(f"{path}: not valid TOML ({err}); allowed: TOML 1.0") from None
+
+
+def unknown_key(where: str, key: str, allowed: list[str] | tuple[str, ...] | set[str]) -> SpecError:
+    """The error for a key a table does not have, with the closest allowed key."""
+    close = difflib.get_close_matches(key.rpartition(".")[2], list(allowed), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return SpecError(f"{where}: {key}: unknown key{hint}; allowed: {', '.join(sorted(allowed) if isinstance(allowed, set) else allowed)}")
+
+
 def load_network(path: str | Path) -> NetworkSpec:
     """Load and validate a network spec from a TOML file (the file name is the default model name)."""
     path = Path(path)
-    where = str(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{where}: file not found; allowed: a path to a .toml network spec or a registered model name") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{where}: not valid TOML ({err}); allowed: TOML 1.0, see ablations/specs/*.toml") from None
+    data = read_toml(path, "a path to a .toml network spec (see ablations/specs/) or a registered model name")
     data.setdefault("name", path.stem)
-    return network_from_mapping(data, where)
+    return network_from_mapping(data, str(path))
 
 
 def replace_blocks(spec: NetworkSpec, **changes: Any) -> NetworkSpec:

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from study.errors import SpecError, UnknownModelError
 from study.models import get_entry
-from study.spec import NetworkSpec, network_from_mapping, validate_network
+from study.spec import NetworkSpec, network_from_mapping, read_toml, unknown_key, validate_network
 from study.train import PROFILES, TrainConfig
 
 ABLATIONS = Path(__file__).resolve().parent.parent / "ablations"
@@ -109,12 +107,10 @@ def _fail(where: str, key: str, problem: str, allowed: str) -> SpecError:
     return SpecError(f"{where}: {key}: {problem}; allowed: {allowed}")
 
 
-def _check_keys(table: Mapping[str, Any], allowed: set[str] | tuple[str, ...], where: str, prefix: str = "") -> None:
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, prefix: str = "") -> None:
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise _fail(where, prefix + key, f"unknown key{hint}", ", ".join(sorted(allowed)))
+            raise unknown_key(where, prefix + key, allowed)
 
 
 def _profile(name: str, table: Mapping[str, Any], where: str) -> StudyProfile:
@@ -140,12 +136,7 @@ def load_study(path: str | Path) -> StudySpec:
     """Load and validate a study TOML file; any problem is one SpecError line naming the file and key."""
     path = Path(path)
     where = str(path)
-    try:
-        doc = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{where}: file not found; allowed: one of {', '.join(list_studies())}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{where}: not valid TOML ({err}); allowed: TOML 1.0") from None
+    doc = read_toml(path, f"a study file, e.g. one of {', '.join(list_studies())}")
     table = doc.get("study", {})
     _check_keys(doc, {"study", "variants", "search", "profiles"}, where)
     _check_keys(table, _STUDY_KEYS - {"variants", "search", "profiles"}, where, "study.")
