@@ -353,7 +353,8 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         trial.set_user_attr("owner", _owner())
         label = trial.suggest_categorical("variant", list(variants))
         dataset = trial.suggest_categorical("dataset", list(ctx.spec.datasets))
-        seed = trial.suggest_categorical("seed", list(ctx.seeds))
+        # an int range, not a categorical of the seed list: adaptive seeds grow that list mid-study
+        seed = trial.suggest_int("seed", 0, 2**31 - 1)
         variant: Variant = variants[label]
         levels = ctx.spec.degradations if ctx.spec.kind == "robustness" else ("none",)
         bases = [_row_base(ctx, label, variant.reference, dataset, seed, level) for level in levels]
