@@ -319,7 +319,11 @@ def _type_name(tp: Any) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        inner = typing.get_args(tp)[0]
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}.get(inner)
+        if dataclasses.is_dataclass(inner):
+            plural = "tables"
+        return f"a list of {plural or _type_name(inner)}"
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return "a table"
     return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
