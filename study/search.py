@@ -503,7 +503,7 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         # on an RDB the heartbeat does this; a host:pid check there could fail a live worker's trial
         # in another container that shares the host name
         reclaim_dead_trials(study)
-    objective = search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx)
+    objective = _recording_errors(search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx))
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial:
             on_trial()
@@ -539,13 +539,27 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         study.optimize(objective, n_trials=missing, callbacks=callbacks, catch=(RuntimeError, ValueError))
 
 
+def _recording_errors(objective: Callable[[optuna.Trial], Any]) -> Callable[[optuna.Trial], Any]:
+    """The objective, recording a failure's first line on the trial (Optuna only logs it)."""
+
+    def wrapped(trial: optuna.Trial) -> Any:
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            trial.set_user_attr("error", f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"[:300])
+            raise
+
+    return wrapped
+
+
 def _incomplete(ctx: Context, study: optuna.Study) -> KitError:
     """The one-line error of a study whose cells keep failing (or whose search keeps being rejected)."""
     trials = study.get_trials(deepcopy=False)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     rejected = sum(1 for t in trials if "rejected" in t.user_attrs)
-    reason = (failed[-1].system_attrs.get("fail_reason", "") if failed else "").strip()
-    last = reason.splitlines()[-1] if reason else "none recorded"
+    last = failed[-1].user_attrs.get("error", "none recorded") if failed else "none recorded"
     hint = f"; {rejected} sampled specs fell outside the FLOPs/params bands (widen [search] bands)" if rejected else ""
     return KitError(f"study {ctx.spec.name}: {missing_cells(ctx)} cells not completed after retries ({len(failed)} failed "
                     f"trials, last error: {last}{hint}); finished rows are kept in {ctx.results_path}; fix and re-run")

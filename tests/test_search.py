@@ -176,3 +176,23 @@ def test_adaptive_seeds_stop_by_the_ci_criterion_and_record_why(study_file, tmp_
     info = json.loads((runs / "tinyseeds" / "study.json").read_text())
     assert info["seeds_stop_reason"].startswith("max-seeds")
     assert sorted({r["seed"] for r in results.load_rows(results.results_path(runs, "tinyseeds"))}) == [0, 1, 2, 3]
+
+
+def test_a_study_whose_cells_fail_exits_nonzero_in_one_line_and_spares_the_others(study_file, tmp_path, monkeypatch, capsys):
+    broken, fine = study_file("tinybroken", GRID), study_file("tinyfine", GRID.replace('label = "dense"', 'label = "dense2"'))
+    real_train = search.train
+
+    def train(network, *args, **kwargs):
+        if getattr(network, "name", "").endswith(":none") and "tinybroken" in network.name:
+            raise RuntimeError("boom: this cell cannot train")
+        return real_train(network, *args, **kwargs)
+
+    monkeypatch.setattr(search, "train", train)
+    runs = tmp_path / "runs"
+    code = main(["run", "--only", f"{broken},{fine}", "--runs", str(runs), "--no-report"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 1
+    assert err.startswith("error: study tinybroken: 2 cells not completed") and "boom: this cell cannot train" in err
+    assert "finished rows are kept" in err
+    assert len(results.load_rows(results.results_path(runs, "tinybroken"))) == 4  # paper and dense, 2 seeds each
+    assert len(results.load_rows(results.results_path(runs, "tinyfine"))) == 6  # the next study still ran

@@ -63,6 +63,7 @@ def _parse_seeds(text: str | None, default: tuple[int, ...]) -> tuple[tuple[int,
 def run(args: argparse.Namespace) -> int:
     """Validate every study first, then run them one after the other and write the report."""
     from study import search
+    from study.data import locate
     from study.studies import list_studies, load_study, study_path
 
     names = [n.strip() for n in args.only.split(",")] if args.only else list_studies()
@@ -74,8 +75,6 @@ def run(args: argparse.Namespace) -> int:
         search.check_profile(spec, args.profile)
     for dataset in sorted({d for s in specs for d in s.datasets}):
         search.resolve_protocol(dataset)
-        from study.data import locate
-
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
     device = _device(args.device)
     if args.workers < 1:
@@ -88,14 +87,19 @@ def run(args: argparse.Namespace) -> int:
         contexts.append((search.Context(spec, args.profile, args.runs, device, seeds), adaptive))
     progress = Progress([c for c, _ in contexts])
     begin = time.time()
+    errors: list[str] = []
     for i, (ctx, adaptive) in enumerate(contexts, start=1):
         progress.start(i, ctx)
         search.write_study_json(ctx)
         while True:
-            if args.workers > 1:
-                _run_workers(ctx, args, progress)
-            else:
-                search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
+            try:
+                if args.workers > 1:
+                    _run_workers(ctx, args, progress)
+                else:
+                    search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
+            except KitError as err:  # one broken study must not cost the others (or the report)
+                errors.append(str(err))
+                break
             decision = _adaptive_decision(ctx, adaptive, args.ci_target, deadline)
             if decision is None or not decision.more_seeds:
                 extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     progress.close()
     print(f"ran {len(contexts)} studies in {time.time() - begin:.0f} s; results in {args.runs}/", file=sys.stderr)
     missing = {c.spec.name: search.missing_cells(c) for c, _ in contexts}
-    if any(missing.values()):
+    if any(missing.values()) and not errors:
         left = ", ".join(f"{name} {n}" for name, n in missing.items() if n)
         print(f"the {budget_min:g}-minute budget ran out before every cell ran (missing: {left}); "
               "the report shows what is there; re-run the same command to continue", file=sys.stderr)
@@ -116,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
         build_reports(runs_dir=args.runs, out_dir=args.out)
         print(f"report: {args.out / 'index.html'}", file=sys.stderr)
+    if errors:
+        raise KitError(errors[0] + (f" (and {len(errors) - 1} more studies failed)" if len(errors) > 1 else ""))
     return 0
 
 
