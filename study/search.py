@@ -256,6 +256,30 @@ def _write(ctx: Context, row: dict[str, Any], trial: optuna.Trial | None = None)
         _store_rows(trial, [row])
 
 
+def _write_cell(ctx: Context, trial: optuna.Trial, rows: list[dict[str, Any]]) -> bool:
+    """Write a cell's rows unless another worker got there first (two workers can pick one cell in
+    the same instant); the check and the append happen under the table's lock. Returns whether written."""
+    import fcntl
+
+    key = results.row_key(rows[0])
+    ctx.results_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(ctx.results_path.with_name(ctx.results_path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if key in _finished(ctx) or _stored_elsewhere(trial, key):
+            return False
+        for row in rows:
+            _write(ctx, row, trial)
+    return True
+
+
+def _stored_elsewhere(trial: optuna.Trial, key: tuple) -> bool:
+    """Whether another trial (finished or still running, on any machine) already stored this cell's row."""
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        if other.number != trial.number and any(results.row_key(r) == key for r in other.user_attrs.get("rows", [])):
+            return True
+    return False
+
+
 def _store_rows(trial: optuna.Trial, rows: list[dict[str, Any]]) -> None:
     """Keep a trial's rows in the Optuna storage too (user attr "rows", after the table has them), so
     machines that share only the storage can rebuild the results table (`import_rows`)."""
@@ -372,11 +396,11 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         row = _reused_row(ctx, network, bases[0]) if len(levels) == 1 else None
         if row is None:
             row = _train_row(ctx, trial, bases[0], network, extra_tests=tuple(levels[1:]))
-        _write(ctx, row, trial)
-        for base in bases[1:]:
-            extra = row.get("extra_tests", {}).get(base["degradation"], {})
-            _write(ctx, {**row, **base, "test_accuracy": extra.get("accuracy"), "test_loss": extra.get("loss"),
-                         "test_degraded_only": True}, trial)
+        rows = [row] + [{**row, **base, "test_accuracy": row.get("extra_tests", {}).get(base["degradation"], {}).get("accuracy"),
+                         "test_loss": row.get("extra_tests", {}).get(base["degradation"], {}).get("loss"),
+                         "test_degraded_only": True} for base in bases[1:]]
+        if not _write_cell(ctx, trial, rows):
+            raise optuna.TrialPruned("another worker finished this cell first")
         return _objective_value(row)
 
     return objective
