@@ -339,18 +339,6 @@ def _reused_row(ctx: Context, network: NetworkSpec | str, base: dict[str, Any]) 
     return None
 
 
-def _completed_by(trial: optuna.Trial, key: tuple) -> int | None:
-    """Another COMPLETE trial of this grid that stored the row of this very cell (study, profile, seed…
-    as in `key`): a late pick of a cell finished meanwhile, perhaps on another machine. Its number, so
-    this trial can step aside instead of completing the cell a second time."""
-    grid = trial.storage.get_trial_system_attrs(trial._trial_id).get("search_space")
-    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if (other.number != trial.number and other.params == trial.params and other.system_attrs.get("search_space") == grid
-                and any(results.row_key(r) == key for r in other.user_attrs.get("rows", []))):
-            return other.number
-    return None
-
-
 def _duplicate_running(trial: optuna.Trial, params: dict[str, Any]) -> bool:
     """Whether another RUNNING trial already holds this cell (a second worker's tail-of-grid pick)."""
     for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -384,9 +372,8 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         bases = [_row_base(ctx, label, variant.reference, dataset, seed, level) for level in levels]
         done = _finished(ctx)
         have = all(results.row_key(b) in done for b in bases)
-        completed = _completed_by(trial, results.row_key(bases[0]))
-        if completed is not None:
-            raise optuna.TrialPruned(f"trial {completed} already completed this cell")
+        if _stored_elsewhere(trial, results.row_key(bases[0])):
+            raise optuna.TrialPruned("another trial already finished this cell")
         if have:
             _store_rows(trial, [done[results.row_key(b)] for b in bases])
             return _objective_value(done[results.row_key(bases[0])])
