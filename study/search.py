@@ -15,6 +15,7 @@ process (host:pid recorded on the trial) is gone. Each trial also keeps its rows
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -259,17 +260,24 @@ def _write(ctx: Context, row: dict[str, Any], trial: optuna.Trial | None = None)
 def _write_cell(ctx: Context, trial: optuna.Trial, rows: list[dict[str, Any]]) -> bool:
     """Write a cell's rows unless another worker got there first (two workers can pick one cell in
     the same instant); the check and the append happen under the table's lock. Returns whether written."""
-    import fcntl
-
     key = results.row_key(rows[0])
-    ctx.results_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(ctx.results_path.with_name(ctx.results_path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _table_lock(ctx):
         if key in _finished(ctx) or _stored_elsewhere(trial, key):
             return False
         for row in rows:
             _write(ctx, row, trial)
     return True
+
+
+@contextlib.contextmanager
+def _table_lock(ctx: Context):
+    """An exclusive lock on this study's results table, shared by every worker of this machine."""
+    import fcntl
+
+    ctx.results_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(ctx.results_path.with_name(ctx.results_path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _stored_elsewhere(trial: optuna.Trial, key: tuple) -> bool:
@@ -370,13 +378,13 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         variant: Variant = variants[label]
         levels = ctx.spec.degradations if ctx.spec.kind == "robustness" else ("none",)
         bases = [_row_base(ctx, label, variant.reference, dataset, seed, level) for level in levels]
-        done = _finished(ctx)
-        have = all(results.row_key(b) in done for b in bases)
-        if _stored_elsewhere(trial, results.row_key(bases[0])):
-            raise optuna.TrialPruned("another trial already finished this cell")
-        if have:
-            _store_rows(trial, [done[results.row_key(b)] for b in bases])
-            return _objective_value(done[results.row_key(bases[0])])
+        with _table_lock(ctx):  # a worker writing this cell right now holds it: wait, then see its row
+            if _stored_elsewhere(trial, results.row_key(bases[0])):
+                raise optuna.TrialPruned("another trial already finished this cell")
+            done = _finished(ctx)
+            if all(results.row_key(b) in done for b in bases):
+                _store_rows(trial, [done[results.row_key(b)] for b in bases])
+                return _objective_value(done[results.row_key(bases[0])])
         if _duplicate_running(trial, trial.params):
             raise optuna.TrialPruned("another worker holds this cell")
         network = variant_network(ctx.spec, variant)
