@@ -261,7 +261,7 @@ def _write_cell(ctx: Context, trial: optuna.Trial, rows: list[dict[str, Any]]) -
     """Write a cell's rows unless another worker got there first (two workers can pick one cell in
     the same instant); the check and the append happen under the table's lock. Returns whether written."""
     key = results.row_key(rows[0])
-    with _table_lock(ctx):
+    with _table_lock(ctx.results_path):
         if key in _finished(ctx) or _stored_elsewhere(trial, key):
             return False
         for row in rows:
@@ -270,12 +270,12 @@ def _write_cell(ctx: Context, trial: optuna.Trial, rows: list[dict[str, Any]]) -
 
 
 @contextlib.contextmanager
-def _table_lock(ctx: Context):
-    """An exclusive lock on this study's results table, shared by every worker of this machine."""
+def _table_lock(path: Path):
+    """An exclusive lock on a results table, shared by every worker of this machine."""
     import fcntl
 
-    ctx.results_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(ctx.results_path.with_name(ctx.results_path.name + ".lock"), "a") as lock:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 
@@ -298,17 +298,13 @@ def _store_rows(trial: optuna.Trial, rows: list[dict[str, Any]]) -> None:
 def import_rows(study: optuna.Study, path: Path) -> int:
     """Append to a results table the rows that finished trials keep in the storage and the table lacks
     (rows other machines ran, when workers share the storage but not the run directory); returns how many."""
-    import fcntl
-
     # storage first, then the table: a row reaches the storage only after its worker wrote its table
     stored = [row for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
               for row in t.user_attrs.get("rows", [])]
     if not stored:
         return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
     added = 0
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # workers of one machine importing at once append a row once
+    with _table_lock(path):  # workers of one machine importing at once append a row once
         have = {results.row_key(r) for r in results.load_rows(path)}
         for row in stored:
             if results.row_key(row) not in have:
@@ -378,7 +374,7 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         variant: Variant = variants[label]
         levels = ctx.spec.degradations if ctx.spec.kind == "robustness" else ("none",)
         bases = [_row_base(ctx, label, variant.reference, dataset, seed, level) for level in levels]
-        with _table_lock(ctx):  # a worker writing this cell right now holds it: wait, then see its row
+        with _table_lock(ctx.results_path):  # a worker writing this cell right now holds it: wait, then see its row
             if _stored_elsewhere(trial, results.row_key(bases[0])):
                 raise optuna.TrialPruned("another trial already finished this cell")
             done = _finished(ctx)
@@ -485,8 +481,8 @@ def expected_rows(ctx: Context) -> int:
 def missing_cells(ctx: Context) -> int:
     """Grid cells (or search trials) still to run, judged from the results table."""
     rows = [r for r in results.load_rows(ctx.results_path) if r.get("profile") == ctx.profile and r.get("status") != "failed"]
-    if ctx.spec.kind == "search":
-        return max(0, expected_rows(ctx) - _search_done(ctx))
+    if ctx.spec.kind == "search":  # one row per trained trial, pruned ones included
+        return max(0, expected_rows(ctx) - len(rows))
     done = {results.row_key(r) for r in rows}
     missing = 0
     for v in ctx.variants:
@@ -494,10 +490,6 @@ def missing_cells(ctx: Context) -> int:
             for s in ctx.seeds:
                 missing += results.row_key(_row_base(ctx, v.label, v.reference, d, s)) not in done
     return missing
-
-
-def _search_done(ctx: Context) -> int:
-    return sum(1 for r in results.load_rows(ctx.results_path) if r.get("profile") == ctx.profile)
 
 
 def _wait_for_others(study: optuna.Study, seconds: float) -> None:
@@ -593,12 +585,10 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
     path = ctx.run_dir / ctx.spec.name / "study.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(path.read_text()) if path.exists() else {}
-    from study.data import locate as _locate
-
     sources = {}
     for d in ctx.spec.datasets:
         try:
-            files = _locate(d, "test", download=False)
+            files = locate(d, "test", download=False)
             sources[d] = files.source
         except DataError as err:
             sources[d] = f"not found: {err}"
