@@ -181,3 +181,27 @@ def block_complexity(spec: MKBlockSpec, in_channels: int, size: int) -> dict[str
         flops += pooled * out * 4
         params += out * out * 4 + out
     return {"flops": flops, "params": params}
+
+
+def network_complexity(spec: NetworkSpec) -> dict[str, int]:
+    """Analytic inference cost of a whole MK network (blocks and head), in the kit's FLOP convention.
+
+    Equal to fvcore's count (a test checks it); computed without building the network, so the
+    capacity matching of study variants can search widths in microseconds.
+    """
+    flops = params = 0
+    channels, size = spec.in_channels, spec.input_size
+    for block in spec.blocks:
+        cost = block_complexity(block, channels, size)
+        flops, params = flops + cost["flops"], params + cost["params"]
+        channels = block.out_channels
+        size = size // 2 if block.pool != "none" else size
+    head = spec.head
+    width = channels if head.kind == "gap" else channels * size * size
+    if head.kind == "gap":
+        flops += channels * size * size  # the global average: one add per input element
+    for out in (*(head.hidden if head.kind == "dense" else ()), spec.num_classes):
+        flops += width * out
+        params += width * out + out
+        width = out
+    return {"flops": flops, "params": params}

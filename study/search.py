@@ -40,7 +40,8 @@ from study.data import locate
 from study.errors import DataError, KitError
 from study.measure import count_flops, count_params
 from study.spec import NetworkSpec
-from study.studies import StudySpec, Variant, variant_network
+from study.profiles import Profile
+from study.studies import ResolvedVariant, StudySpec, Variant, variant_network
 from study.train import TrainConfig, train
 
 HEARTBEAT_S = 20
@@ -194,14 +195,23 @@ class Context:
     commit: str = dataclasses.field(default_factory=git_commit)
 
     @property
+    def profile_spec(self) -> Profile:
+        """This study's profile (with the study file's overrides)."""
+        return self.spec.profiles[self.profile]
+
+    @property
     def cfg(self) -> TrainConfig:
         """The training config of this profile for this study."""
-        return self.spec.profiles[self.profile].train
+        return self.profile_spec.train
 
     @property
     def variants(self) -> tuple[Variant, ...]:
         """The variants this profile runs (a variant may be limited to some profiles)."""
         return tuple(v for v in self.spec.variants if not v.profiles or self.profile in v.profiles)
+
+    def resolved(self, label: str) -> ResolvedVariant:
+        """A variant's network under this profile (resolved once, when the study was loaded)."""
+        return self.spec.resolved[self.profile][label]
 
     @property
     def results_path(self) -> Path:
@@ -210,16 +220,23 @@ class Context:
 
 
 def _row_base(ctx: Context, variant_label: str, reference: bool, dataset: str, seed: int, degradation: str = "none") -> dict[str, Any]:
+    protocol = resolve_protocol(dataset)
     return {"study": ctx.spec.name, "axis": ctx.spec.axis, "variant": variant_label, "is_reference": reference,
-            "dataset": dataset, "degradation": degradation, "protocol": resolve_protocol(dataset), "fold": 0,
+            "dataset": dataset, "degradation": degradation, "protocol": protocol, "fold": fold_of(protocol, seed),
             "seed": seed, "profile": ctx.profile}
+
+
+def fold_of(protocol: str, seed: int) -> int:
+    """The test fold a seed uses: k-fold protocols rotate the folds over seeds (seed s tests fold s mod k)."""
+    _, _, k = protocol.partition("kfold-test:")
+    return seed % int(k) if k.isdigit() else 0
 
 
 def _finished(ctx: Context) -> dict[tuple, dict[str, Any]]:
     return {results.row_key(r): r for r in results.load_rows(ctx.results_path) if r.get("status") != "failed"}
 
 
-def _train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], network: NetworkSpec | str,
+def _train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], network: NetworkSpec | str | ResolvedVariant,
                extra_tests: tuple[str, ...] = (), cfg: TrainConfig | None = None) -> dict[str, Any]:
     """Train one cell, reporting every epoch to Optuna, and return its result row."""
     cfg = cfg or ctx.cfg
@@ -234,13 +251,19 @@ def _train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], network:
         if ctx.spec.kind == "search" and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-    result = train(network, base["dataset"], cfg=cfg, seed=base["seed"], device=ctx.device,
-                   history_path=history, on_epoch=report, extra_test_degradations=extra_tests)
+    resolved = network if isinstance(network, ResolvedVariant) else None
+    network = resolved.network if resolved else network
+    protocol = "kfold-test" if base["protocol"].startswith("kfold-test") else base["protocol"]
+    result = train(network, base["dataset"], cfg=cfg, seed=base["seed"], device=ctx.device, protocol=protocol,
+                   fold=base["fold"], history_path=history, on_epoch=report, extra_test_degradations=extra_tests)
     spec_hash = network.digest() if isinstance(network, NetworkSpec) else str(network)
     model = network.name if isinstance(network, NetworkSpec) else network
     return {**result, **base, "model": model, "spec_hash": spec_hash, "git_commit": ctx.commit,
             "trial_number": trial.number, "history_path": str(history.relative_to(ctx.run_dir / ctx.spec.name)),
-            "train_config": cfg.note or cfg.profile}
+            "train_config": ctx.profile_spec.describe(), "proxy": ctx.profile_spec.proxy,
+            "width_multiplier": network.blocks[0].width_multiplier if isinstance(network, NetworkSpec) else None,
+            "match": resolved.variant.match if resolved else "",
+            "raw_flops": resolved.raw_flops if resolved else None, "raw_params": resolved.raw_params if resolved else None}
 
 
 def _slug(base: dict[str, Any]) -> str:
@@ -336,7 +359,7 @@ def _reused_row(ctx: Context, network: NetworkSpec | str, base: dict[str, Any]) 
         for row in results.load_rows(path):
             if (row.get("status") == "ok" and row.get("spec_hash") == spec_hash and row.get("config") == config
                     and row.get("test_degraded_only") is not True
-                    and all(row.get(k) == base[k] for k in ("dataset", "degradation", "protocol", "seed", "profile"))):
+                    and all(row.get(k) == base[k] for k in ("dataset", "degradation", "protocol", "fold", "seed", "profile"))):
                 history = path.parent / row.get("history_path", "")
                 return {**row, **base, "reused_from": row["study"], "git_commit": ctx.commit,
                         "history_path": str(history.resolve()) if row.get("history_path") else ""}
@@ -383,10 +406,10 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
                 return _objective_value(done[results.row_key(bases[0])])
         if _duplicate_running(trial, trial.params):
             raise optuna.TrialPruned("another worker holds this cell")
-        network = variant_network(ctx.spec, variant)
-        row = _reused_row(ctx, network, bases[0]) if len(levels) == 1 else None
+        resolved = ctx.resolved(label)
+        row = _reused_row(ctx, resolved.network, bases[0]) if len(levels) == 1 else None
         if row is None:
-            row = _train_row(ctx, trial, bases[0], network, extra_tests=tuple(levels[1:]))
+            row = _train_row(ctx, trial, bases[0], resolved, extra_tests=tuple(levels[1:]))
         rows = [row] + [{**row, **base, "test_accuracy": row.get("extra_tests", {}).get(base["degradation"], {}).get("accuracy"),
                          "test_loss": row.get("extra_tests", {}).get(base["degradation"], {}).get("loss"),
                          "test_degraded_only": True} for base in bases[1:]]
@@ -409,7 +432,7 @@ def sample_network(trial: optuna.Trial, ctx: Context) -> tuple[NetworkSpec, dict
     variant = Variant(label=f"#{trial.number} k={kernels} {links} b={blocks} w={width:.2f}",
                       block={"kernels": [int(k) for k in kernels.split(",")], "links": links, "width_multiplier": round(width, 3)},
                       blocks=blocks, head={"dropout": round(dropout, 3)})
-    return variant_network(ctx.spec, variant), {"lr": lr, "label": variant.label}
+    return variant_network(ctx.spec, variant, ctx.profile_spec.width), {"lr": lr, "label": variant.label}
 
 
 def search_objective(ctx: Context) -> Callable[[optuna.Trial], float | tuple[float, float]]:
@@ -546,8 +569,26 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         else:
             stalled = 0
         before = missing
+        if ctx.spec.kind != "search":
+            _enqueue_missing(ctx, study)
         # a failed trial is caught (recorded by Optuna) so one bad cell cannot end the study
         study.optimize(objective, n_trials=missing, callbacks=callbacks, catch=(RuntimeError, ValueError))
+
+
+def _enqueue_missing(ctx: Context, study: optuna.Study) -> None:
+    """Queue the missing cells seed-major (every variant of seed 0, then of seed 1, …): within a seed
+    the variants are paired, so a run stopped by its time guard leaves complete seeds, not stray cells."""
+    done = {results.row_key(r) for r in results.load_rows(ctx.results_path) if r.get("status") != "failed"}
+    held = set()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
+        params = t.system_attrs.get("fixed_params") or t.params
+        held.add((params.get("variant"), params.get("dataset"), params.get("seed")))
+    for seed in ctx.seeds:
+        for dataset in ctx.spec.datasets:
+            for v in ctx.variants:
+                cell = (v.label, dataset, seed)
+                if cell not in held and results.row_key(_row_base(ctx, v.label, v.reference, dataset, seed)) not in done:
+                    study.enqueue_trial({"variant": v.label, "dataset": dataset, "seed": seed})
 
 
 def _recording_errors(objective: Callable[[optuna.Trial], Any]) -> Callable[[optuna.Trial], Any]:
@@ -598,10 +639,21 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
            "device": ctx.device, "torch_version": torch.__version__, "python": platform.python_version(),
            "git_commit": ctx.commit, "started": previous.get("started", time.strftime("%Y-%m-%d %H:%M:%S")),
            "cells_total": expected_rows(ctx), "seeds": list(ctx.seeds), "train_config": dataclasses.asdict(ctx.cfg),
+           "profile_description": ctx.profile_spec.describe(), "proxy": ctx.profile_spec.proxy,
+           "profile_overrides": list(ctx.profile_spec.overrides), "equivalence_margin": ctx.spec.equivalence_margin,
+           "variants": {v.label: _variant_summary(ctx.resolved(v.label)) for v in ctx.variants} if ctx.spec.kind != "search" else {},
            "spec_file": ctx.spec.path, **extra}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2, default=str))
     os.replace(tmp, path)
+
+
+def _variant_summary(resolved: ResolvedVariant) -> dict[str, Any]:
+    network = resolved.network
+    return {"network": network.name if isinstance(network, NetworkSpec) else network, "match": resolved.variant.match,
+            "width_multiplier": network.blocks[0].width_multiplier if isinstance(network, NetworkSpec) else None,
+            "flops": resolved.flops, "params": resolved.params, "raw_flops": resolved.raw_flops,
+            "raw_params": resolved.raw_params}
 
 
 def check_profile(spec: StudySpec, profile: str) -> None:

@@ -1,9 +1,26 @@
-"""Statistics that keep ablation studies honest: CIs, paired/Welch tests, Holm, MDE, adaptive seeds.
+"""Statistics that keep ablation studies honest: CIs, t-tests, TOST, Holm, MDE, adaptive seeds.
 
 Quick CPU trials have a seed-to-seed SD of about 2 points, so with 3-5 seeds only differences of
-4-5 points are visible. Every comparison therefore carries its CI, its Holm-adjusted p-value and the
-minimum detectable difference (MDE), and anything not significant after Holm is reported as
-"no detectable difference (MDE x.x pts)" rather than as a small win or loss.
+4-5 points are visible. Every variant-vs-reference comparison (diff = variant - reference, in
+points) therefore carries its 95% CI, its Holm-adjusted p-values and its minimum detectable
+difference (MDE), and its verdict says only what the data can say. In a Holm family of m
+comparisons at family level alpha (0.05):
+
+- "better" / "worse": the t-test (paired by seed where runs share seeds, else Welch) rejects "no
+  difference" at the Holm-adjusted level;
+- "equivalent within ±M pts": not better or worse, and two one-sided tests (TOST) reject both
+  "diff <= -M" and "diff >= M" at the Holm-adjusted level (the TOST p-values are Holm-adjusted
+  across the family too): the difference is shown to be smaller than the margin M (default 3 pts);
+- "inconclusive": neither. The study can neither tell the variant from the reference nor bound the
+  difference within ±M; read its CI and MDE;
+- "insufficient data (n<2)": fewer than two runs on a side.
+
+The MDE is the true difference the study would detect with 80% power (two-sided), computed for the
+design actually used (paired: SD of the per-seed differences and the number of pairs; Welch: pooled
+SD and both group sizes) at `alpha_used` = alpha / m, the most conservative Holm step. A single
+`compare` is a family of one. For planning, `mde_paired` and `seeds_for_mde` give what a
+paired design can detect and how many seeds reach a target MDE, and `equivalence_power` the chance
+that a paired TOST shows equivalence within a margin.
 """
 
 from __future__ import annotations
@@ -18,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import integrate, optimize, special, stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
 
@@ -29,20 +46,32 @@ __all__ = [
     "compare",
     "compare_axis",
     "compare_family",
+    "equivalence_power",
+    "equivalence_verdict",
     "holm",
+    "mde_paired",
     "mean_ci",
     "seeds_decision",
+    "seeds_for_mde",
     "typical_mde",
 ]
 
 INSUFFICIENT = "insufficient data (n<2)"
+INCONCLUSIVE = "inconclusive"
+#: Verdicts that settle a comparison, besides "equivalent within ±M pts" (`equivalence_verdict`).
+DECIDED = ("better", "worse")
 #: Names the reference variant may carry when no row of an axis is flagged `is_reference`.
 REFERENCE_NAMES: tuple[str, ...] = ("paper", "lrnet_paper")
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """One variant-vs-reference comparison of a metric (diff = variant - reference)."""
+    """One variant-vs-reference comparison of a metric (diff = variant - reference).
+
+    `p_value`/`p_adjusted` are the raw and Holm-adjusted p of the t-test, `p_equivalence`/
+    `p_equivalence_adjusted` those of the TOST against ±`margin`, and `mde` is computed at
+    `alpha_used` (alpha / family size). The CI is the unadjusted 1 - alpha interval.
+    """
 
     variant: str
     reference: str
@@ -58,6 +87,10 @@ class Comparison:
     mde: float
     paired: bool
     verdict: str
+    margin: float = math.nan
+    p_equivalence: float = math.nan
+    p_equivalence_adjusted: float = math.nan
+    alpha_used: float = math.nan
 
     def as_dict(self) -> dict:
         """The comparison as a plain dict (one row of a tidy table)."""
@@ -113,32 +146,35 @@ def compare(
     reference_seeds=None,
     alpha: float = 0.05,
     power: float = 0.8,
+    margin: float = 3.0,
     variant: str = "variant",
     reference: str = "reference",
 ) -> Comparison:
     """Compare a variant with the reference: paired by seed when >= 2 seeds are shared, else Welch.
 
-    The CI is at 1 - alpha (95% by default). When paired, n and the means are those of the paired
-    runs only, so `diff` is always `mean_variant - mean_reference`.
+    A family of one (m = 1): the verdict follows the rules of the module docstring at `alpha`,
+    equivalence being judged against ±`margin`. The CI is at 1 - alpha (95% by default). When
+    paired, n and the means are those of the paired runs only, so `diff` is always
+    `mean_variant - mean_reference`.
     """
-    v, vs = _clean(variant_values, variant_seeds)
-    r, rs = _clean(reference_values, reference_seeds)
-    if vs is not None and rs is not None:
-        v_by, r_by = _by_seed(v, vs), _by_seed(r, rs)
-        shared = [s for s in v_by if s in r_by]
-        # Runs sharing a seed share data order and init, so pairing removes that common noise.
-        if len(shared) >= 2:
-            return _paired(np.array([v_by[s] for s in shared]), np.array([r_by[s] for s in shared]),
-                           alpha, power, variant, reference)
-    return _welch(v, r, alpha, power, variant, reference)
+    raw = _compare_raw(variant_values, reference_values, variant_seeds, reference_seeds, alpha,
+                       margin, variant, reference)
+    return _finish([raw], alpha, power)[0]
 
 
 def compare_family(
-    groups: Mapping[str, Any], reference: str, *, alpha: float = 0.05, power: float = 0.8
+    groups: Mapping[str, Any],
+    reference: str,
+    *,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    margin: float = 3.0,
 ) -> list[Comparison]:
-    """Compare every group with the reference group, Holm-adjusting p-values across the family.
+    """Compare every group with the reference group as one Holm family at family level `alpha`.
 
-    Each group is `(values, seeds)` (seeds may be None) or just a sequence of values.
+    Each group is `(values, seeds)` (seeds may be None) or just a sequence of values. The t-test and
+    the TOST (against ±`margin`) p-values are each Holm-adjusted across the family, and every MDE is
+    computed at alpha / m for the m comparisons that have a test.
     """
     if reference not in groups:
         raise KeyError(f"reference group {reference!r} not in {list(groups)}")
@@ -148,10 +184,85 @@ def compare_family(
         if name == reference:
             continue
         values, seeds = _split_group(group)
-        raw.append(compare(values, ref_values, variant_seeds=seeds, reference_seeds=ref_seeds,
-                           alpha=alpha, power=power, variant=str(name), reference=str(reference)))
-    adjusted = holm([c.p_value for c in raw])
-    return [_with_adjusted(c, p, alpha) for c, p in zip(raw, adjusted, strict=True)]
+        raw.append(_compare_raw(values, ref_values, seeds, ref_seeds, alpha, margin, str(name),
+                                str(reference)))
+    return _finish(raw, alpha, power)
+
+
+def equivalence_verdict(margin: float) -> str:
+    """The verdict of a comparison shown equivalent within ±margin: "equivalent within ±3 pts"."""
+    return f"equivalent within ±{margin:g} pts"
+
+
+def mde_paired(sd: float, n: int, alpha: float, power: float = 0.8) -> float:
+    """Paired-design MDE (two-sided t-test, n pairs, differences of SD `sd`), in the units of `sd`.
+
+    nan for n < 2 or a non-finite SD; 0 for sd == 0 (identical differences leave nothing hidden).
+    """
+    if int(n) < 2 or not np.isfinite(sd) or sd < 0:
+        return math.nan
+    if sd == 0:
+        return 0.0
+    return _mde(float(sd), int(n), 1.0, alpha, power, paired=True)
+
+
+def seeds_for_mde(
+    sd: float, target: float, alpha: float, power: float = 0.8, max_seeds: int = 50
+) -> int | None:
+    """Smallest number of pairs n (2 <= n <= max_seeds) with `mde_paired(sd, n, ...)` <= target.
+
+    None when even `max_seeds` seeds cannot reach the target (or sd/target are not usable).
+    """
+    if not (np.isfinite(sd) and np.isfinite(target)) or sd < 0 or target < 0:
+        return None
+    for n in range(2, int(max_seeds) + 1):
+        mde = mde_paired(sd, n, alpha, power)
+        if np.isfinite(mde) and mde <= target:
+            return n
+    return None
+
+
+def equivalence_power(
+    sd: float, n: int, margin: float, alpha: float, true_diff: float = 0.0
+) -> float:
+    """Probability that a paired TOST declares equivalence within ±margin at level alpha.
+
+    n pairs whose differences are Normal(true_diff, sd). With mean m and sample SD s of the
+    differences, the TOST (both one-sided tests at `alpha`) rejects iff
+    |m| < margin - t(1-alpha, n-1) * s / sqrt(n); m ~ Normal(true_diff, sd / sqrt(n)) independently
+    of s ~ sd * sqrt(chi2(n-1) / (n-1)), so the power is one integral over the distribution of s,
+    computed numerically (no simulation). nan for n < 2 or a non-finite sd.
+    """
+    n = int(n)
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    if n < 2 or not (np.isfinite(sd) and np.isfinite(margin) and np.isfinite(true_diff)) or sd < 0:
+        return math.nan
+    if margin <= 0:
+        return 0.0
+    if sd == 0:
+        return float(abs(true_diff) < margin)
+    df = n - 1
+    se = sd / math.sqrt(n)
+    t_crit = float(stats.t.ppf(1 - alpha, df))
+    # q = s * sqrt(df) / sd ~ chi(df); the rejection region is empty from q_zero on.
+    slope = t_crit * sd / (math.sqrt(df) * math.sqrt(n))  # half-width lost per unit of q
+    q_zero = margin / slope
+    q_top = min(q_zero, float(stats.chi.isf(1e-16, df)))
+    log_norm = (df / 2 - 1) * math.log(2) + special.gammaln(df / 2)
+
+    def integrand(q: float) -> float:
+        c = margin - slope * q
+        if c <= 0 or q <= 0:
+            return 0.0
+        inside = special.ndtr((c - true_diff) / se) - special.ndtr((-c - true_diff) / se)
+        return inside * math.exp((df - 1) * math.log(q) - q * q / 2 - log_norm)
+
+    median = float(stats.chi.median(df))
+    points = [median] if 0 < median < q_top else None
+    value, _ = integrate.quad(integrand, 0.0, q_top, points=points, limit=200, epsabs=1e-12,
+                              epsrel=1e-10)
+    return float(min(max(value, 0.0), 1.0))
 
 
 def compare_axis(
@@ -161,8 +272,11 @@ def compare_axis(
     metric: str = "test_accuracy",
     by: Sequence[str] = ("dataset", "degradation"),
     scale: float = 100.0,
+    margin: float = 3.0,
 ) -> pd.DataFrame:
     """Every variant of one axis vs its reference, per `by` group, Holm across that group's variants.
+
+    Equivalence is judged against ±`margin` (in scaled units, points by default).
 
     Uses rows with status "ok" only; values are multiplied by `scale` (fractions -> points). Returns
     one row per comparison: axis, the `by` columns, then the `Comparison` fields. A variant whose
@@ -189,7 +303,7 @@ def compare_axis(
         for name in [ref_name, *sorted(set(cell["_variant"]) - {ref_name})]:
             sel = cell["_variant"] == name
             groups[name] = (cell.loc[sel, "_value"].to_numpy(), cell.loc[sel, "_seed"].tolist())
-        for c in compare_family(groups, ref_name):
+        for c in compare_family(groups, ref_name, margin=margin):
             out.append({"axis": axis, **dict(zip(by, key, strict=True)), **c.as_dict()})
     return pd.DataFrame(out, columns=columns)
 
@@ -233,12 +347,17 @@ def seeds_decision(
     max_seeds: int = 10,
     min_seeds: int = 3,
     budget_exhausted: bool = False,
+    mde_target: float | None = None,
+    margin: float = 3.0,
 ) -> SeedsDecision:
     """Decide whether a study needs more seeds, from each variant-vs-reference CI half-width.
 
     Groups of equal length are paired by position (the runner uses one seed list for every cell),
-    otherwise Welch. `reason` is "<token>: detail" with token budget, ci-target, max-seeds,
+    otherwise Welch. `reason` is "<token>: detail" with token budget, ci-target, decided, max-seeds,
     min-seeds, or ci-wide (more seeds needed because some CI is still wider than the target).
+    With `mde_target` (points) the study also stops ("decided") once it has `min_seeds` seeds and
+    every comparison of `compare_family` (margin ±`margin`) is better, worse or equivalent, or has
+    an MDE <= mde_target: more seeds could then only find differences smaller than the target.
     """
     if reference not in groups:
         raise KeyError(f"reference group {reference!r} not in {list(groups)}")
@@ -260,6 +379,10 @@ def seeds_decision(
         return SeedsDecision(
             False, f"ci-target: every comparison's CI half-width ≤ {target_half_width:.1f} pts",
             half_widths)
+    if (mde_target is not None and n >= min_seeds
+            and _all_decided(groups, reference, mde_target, margin)):
+        return SeedsDecision(
+            False, f"decided: every comparison decided or MDE ≤ {mde_target:.1f} pts", half_widths)
     if n >= max_seeds:
         return SeedsDecision(False, f"max-seeds: reached {max_seeds}", half_widths)
     if n < min_seeds:
@@ -309,7 +432,38 @@ def _split_group(group) -> tuple[Any, Any]:
     return group, None
 
 
-@functools.lru_cache(maxsize=512)
+def _all_decided(groups: Mapping[str, Sequence[float]], reference: str, mde_target: float,
+                 margin: float) -> bool:
+    """Every comparison better/worse/equivalent or with an MDE <= mde_target (pairs by position)."""
+    ref_len = len(np.asarray(groups[reference], dtype=float).ravel())
+    family = {}
+    for name, values in groups.items():
+        v = np.asarray(values, dtype=float).ravel()
+        family[name] = (v, list(range(len(v))) if len(v) == ref_len else None)
+    comparisons = compare_family(family, reference, margin=margin)
+    return bool(comparisons) and all(
+        _is_decided(c.verdict) or (np.isfinite(c.mde) and c.mde <= mde_target) for c in comparisons)
+
+
+def _is_decided(verdict: str) -> bool:
+    return verdict in DECIDED or verdict.startswith("equivalent within")
+
+
+def _power(d: float, n1: int, ratio: float, alpha: float, paired: bool) -> float:
+    """Two-sided t-test power at standardised effect d (noncentral t, as in statsmodels)."""
+    if paired:
+        df, nobs = n1 - 1, n1
+    else:
+        n2 = n1 * ratio
+        df, nobs = n1 + n2 - 2, n1 * n2 / (n1 + n2)
+    crit = stats.t.isf(alpha / 2, df)
+    nc = d * math.sqrt(nobs)
+    upper = float(stats.nct.sf(crit, df, nc))
+    lower = float(stats.nct.cdf(-crit, df, nc))  # negligible here; scipy gives nan far in the tail
+    return (upper if np.isfinite(upper) else 1.0) + (lower if np.isfinite(lower) else 0.0)
+
+
+@functools.lru_cache(maxsize=1024)
 def _effect_size(n1: int, ratio: float, alpha: float, power: float, paired: bool) -> float:
     # Depends only on the design, not the data: caching keeps Monte-Carlo checks fast.
     try:
@@ -321,8 +475,29 @@ def _effect_size(n1: int, ratio: float, alpha: float, power: float, paired: bool
             else:
                 d = TTestIndPower().solve_power(nobs1=n1, ratio=ratio, alpha=alpha, power=power,
                                                 alternative="two-sided")
-        return float(np.squeeze(d))
+        d = float(np.squeeze(d))
     except (ValueError, RuntimeError, ArithmeticError):
+        d = math.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if np.isfinite(d) and d > 0 and abs(_power(d, n1, ratio, alpha, paired) - power) < 1e-6:
+            return d
+        # statsmodels' solver gives up (returns its bracket end, e.g. 10) for tiny n at alpha / m.
+        return _solve_effect_size(n1, ratio, alpha, power, paired)
+
+
+def _solve_effect_size(n1: int, ratio: float, alpha: float, power: float, paired: bool) -> float:
+    def gap(d: float) -> float:
+        return _power(d, n1, ratio, alpha, paired) - power
+
+    high = 1.0
+    while gap(high) < 0:
+        high *= 2
+        if high > 1e4:
+            return math.nan
+    try:
+        return float(optimize.brentq(gap, 0.0, high, xtol=1e-12, rtol=1e-12))
+    except (ValueError, RuntimeError):
         return math.nan
 
 
@@ -333,18 +508,70 @@ def _mde(sd: float, n1: int, ratio: float, alpha: float, power: float, *, paired
     return _effect_size(int(n1), float(ratio), float(alpha), float(power), paired) * sd
 
 
-def _verdict(diff: float, p_adjusted: float, mde: float, alpha: float, insufficient: bool) -> str:
+def _tost_p(diff: float, se: float, df: float, margin: float) -> float:
+    """TOST p against ±margin: the larger of the two one-sided t-test p-values."""
+    if not (np.isfinite(diff) and np.isfinite(se)):
+        return math.nan
+    if se == 0:  # no spread: the difference is known exactly
+        return 0.0 if abs(diff) < margin else 1.0
+    # special.stdtr(df, x) is the t distribution's CDF (stats.t.cdf without the per-call overhead).
+    p_low = special.stdtr(df, -(diff + margin) / se)  # H0: diff <= -margin, rejected for large diff
+    p_high = special.stdtr(df, (diff - margin) / se)  # H0: diff >= +margin, rejected for small diff
+    return float(max(p_low, p_high))
+
+
+def _verdict(diff: float, p_adjusted: float, p_equivalence_adjusted: float, margin: float,
+             alpha: float, insufficient: bool) -> str:
     if insufficient:
         return INSUFFICIENT
     if np.isfinite(p_adjusted) and p_adjusted < alpha and diff != 0:
         return "better" if diff > 0 else "worse"
-    return f"no detectable difference (MDE {mde:.1f} pts)"
+    if np.isfinite(p_equivalence_adjusted) and p_equivalence_adjusted < alpha:
+        return equivalence_verdict(margin)
+    return INCONCLUSIVE
 
 
-def _with_adjusted(c: Comparison, p_adjusted: float, alpha: float) -> Comparison:
-    insufficient = min(c.n_variant, c.n_reference) < 2
-    return dataclasses.replace(c, p_adjusted=p_adjusted,
-                               verdict=_verdict(c.diff, p_adjusted, c.mde, alpha, insufficient))
+@dataclass(frozen=True)
+class _Raw:
+    """A comparison before Holm, with the design its MDE needs."""
+
+    comparison: Comparison
+    sd: float  # SD of the paired differences, or the pooled SD (Welch)
+    n1: int
+    ratio: float
+
+
+def _finish(raw: list[_Raw], alpha: float, power: float) -> list[Comparison]:
+    """Holm across the family, the MDE at alpha / m, and the verdicts."""
+    p_adjusted = holm([r.comparison.p_value for r in raw])
+    p_equivalence_adjusted = holm([r.comparison.p_equivalence for r in raw])
+    m = sum(bool(np.isfinite(r.comparison.p_value)) for r in raw)
+    alpha_used = alpha / max(m, 1)
+    out = []
+    for r, p, p_eq in zip(raw, p_adjusted, p_equivalence_adjusted, strict=True):
+        c = r.comparison
+        insufficient = min(c.n_variant, c.n_reference) < 2
+        mde = _mde(r.sd, r.n1, r.ratio, alpha_used, power, paired=c.paired)
+        out.append(dataclasses.replace(
+            c, p_adjusted=p, p_equivalence_adjusted=p_eq, mde=mde, alpha_used=alpha_used,
+            verdict=_verdict(c.diff, p, p_eq, c.margin, alpha, insufficient)))
+    return out
+
+
+def _compare_raw(variant_values, reference_values, variant_seeds, reference_seeds, alpha: float,
+                 margin: float, variant: str, reference: str) -> _Raw:
+    if not margin >= 0:  # also catches nan
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    v, vs = _clean(variant_values, variant_seeds)
+    r, rs = _clean(reference_values, reference_seeds)
+    if vs is not None and rs is not None:
+        v_by, r_by = _by_seed(v, vs), _by_seed(r, rs)
+        shared = [s for s in v_by if s in r_by]
+        # Runs sharing a seed share data order and init, so pairing removes that common noise.
+        if len(shared) >= 2:
+            return _paired(np.array([v_by[s] for s in shared]), np.array([r_by[s] for s in shared]),
+                           alpha, float(margin), variant, reference)
+    return _welch(v, r, alpha, float(margin), variant, reference)
 
 
 def _quiet_test(fn, *args, **kwargs):
@@ -354,40 +581,49 @@ def _quiet_test(fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
-def _paired(v, r, alpha, power, variant, reference) -> Comparison:
+def _paired(v, r, alpha, margin, variant, reference) -> _Raw:
     n = len(v)
     d = v - r
     res = _quiet_test(stats.ttest_rel, v, r)
     p = float(res.pvalue)
+    mean = float(d.mean())
+    sd = float(np.std(d, ddof=1))
     if np.std(d) == 0:  # identical differences: the interval collapses to the point
-        low = high = float(d.mean())
+        low = high = mean
+        sd = 0.0
     else:
         ci = res.confidence_interval(1 - alpha)
         low, high = float(ci.low), float(ci.high)
-    mde = _mde(float(np.std(d, ddof=1)), n, 1.0, alpha, power, paired=True)
-    return Comparison(variant, reference, n, n, float(v.mean()), float(r.mean()), float(d.mean()),
-                      low, high, p, p, mde, True, _verdict(float(d.mean()), p, mde, alpha, False))
+    p_eq = _tost_p(mean, sd / math.sqrt(n), n - 1, margin)
+    c = Comparison(variant, reference, n, n, float(v.mean()), float(r.mean()), mean, low, high, p,
+                   p, math.nan, True, "", margin, p_eq, p_eq, alpha)
+    return _Raw(c, sd, n, 1.0)
 
 
-def _welch(v, r, alpha, power, variant, reference) -> Comparison:
+def _welch(v, r, alpha, margin, variant, reference) -> _Raw:
     nv, nr = len(v), len(r)
     mv = float(v.mean()) if nv else math.nan
     mr = float(r.mean()) if nr else math.nan
     diff = mv - mr
     if min(nv, nr) < 2:
-        return Comparison(variant, reference, nv, nr, mv, mr, diff, math.nan, math.nan, math.nan,
-                          math.nan, math.nan, False, INSUFFICIENT)
+        c = Comparison(variant, reference, nv, nr, mv, mr, diff, math.nan, math.nan, math.nan,
+                       math.nan, math.nan, False, INSUFFICIENT, margin, math.nan, math.nan, alpha)
+        return _Raw(c, math.nan, nv, 1.0)
     res = _quiet_test(stats.ttest_ind, v, r, equal_var=False)
     p = float(res.pvalue)
-    if v.var() == 0 and r.var() == 0:  # no spread at all: Welch df is undefined
+    a, b = v.var(ddof=1) / nv, r.var(ddof=1) / nr
+    if a == 0 and b == 0:  # no spread at all: Welch df is undefined
         low = high = diff
+        p_eq = _tost_p(diff, 0.0, math.nan, margin)
     else:
         ci = res.confidence_interval(1 - alpha)  # Welch-Satterthwaite df
         low, high = float(ci.low), float(ci.high)
+        df = (a + b) ** 2 / (a**2 / (nv - 1) + b**2 / (nr - 1))
+        p_eq = _tost_p(diff, math.sqrt(a + b), df, margin)
     pooled_sd = math.sqrt(((nv - 1) * v.var(ddof=1) + (nr - 1) * r.var(ddof=1)) / (nv + nr - 2))
-    mde = _mde(pooled_sd, nv, nr / nv, alpha, power, paired=False)
-    return Comparison(variant, reference, nv, nr, mv, mr, diff, low, high, p, p, mde, False,
-                      _verdict(diff, p, mde, alpha, False))
+    c = Comparison(variant, reference, nv, nr, mv, mr, diff, low, high, p, p, math.nan, False, "",
+                   margin, p_eq, p_eq, alpha)
+    return _Raw(c, pooled_sd, nv, nr / nv)
 
 
 def _welch_half_width(v: np.ndarray, r: np.ndarray, confidence: float = 0.95) -> float:

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from study import capacity
+from study.blocks import network_complexity
 from study.errors import SpecError, UnknownModelError
 from study.models import get_entry
+from study.profiles import PROFILES, Profile, override
 from study.spec import NetworkSpec, network_from_mapping, read_toml, unknown_key, validate_network
-from study.train import PROFILES, TrainConfig
 
 ABLATIONS = Path(__file__).resolve().parent.parent / "ablations"
 
@@ -37,6 +39,19 @@ class Variant:
     blocks: int = 0  # block count (0 = the base's)
     head: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     profiles: tuple[str, ...] = ()  # run only under these profiles (empty = every profile)
+    match: str = ""  # "flops" or "params": widths scaled to the reference's cost (±5 %); "" = as written
+
+
+@dataclass(frozen=True)
+class ResolvedVariant:
+    """A variant resolved once, for one profile: the network it trains and its cost before matching."""
+
+    variant: Variant
+    network: NetworkSpec | str  # a NetworkSpec for MK networks, a registered name for baselines
+    flops: int | None = None  # analytic cost of `network` (None for baselines)
+    params: int | None = None
+    raw_flops: int | None = None  # the same variant before capacity matching
+    raw_params: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,15 +71,6 @@ class SearchSpace:
 
 
 @dataclass(frozen=True)
-class StudyProfile:
-    """What a profile changes for one study: seeds, trial count and training-config overrides."""
-
-    seeds: tuple[int, ...]
-    n_trials: int
-    train: TrainConfig
-
-
-@dataclass(frozen=True)
 class StudySpec:
     """A whole study as loaded from `ablations/<name>.toml`."""
 
@@ -77,29 +83,20 @@ class StudySpec:
     variants: tuple[Variant, ...]
     degradations: tuple[str, ...]
     search: SearchSpace
-    profiles: Mapping[str, StudyProfile]
+    profiles: Mapping[str, Profile]
     path: str
     default_run: bool = True  # part of a plain `study run` / `nox -s ablations`
+    equivalence_margin: float = 3.0  # ±points within which a contrast counts as "equivalent"
+    run_order: int = 50  # position in a multi-study run (`order` in the file; lower runs first)
+    resolved: Mapping[str, Mapping[str, ResolvedVariant]] = dataclasses.field(default_factory=dict)  # profile → label →
 
     def reference(self) -> Variant | None:
         """The variant flagged as the paper configuration."""
         return next((v for v in self.variants if v.reference), None)
 
 
-#: Profile defaults for every study; a study's [profiles.<name>] table overrides them.
-STUDY_PROFILES: dict[str, dict[str, Any]] = {
-    # Sized so that every study of ablations/ together finishes in ~15 minutes on 2 CPU cores.
-    "quick": {"seeds": [0, 1], "n_trials": 4,
-              "train": {"epochs": 1, "train_subset": 1600, "val_subset": 500, "test_subset": 1000, "budget_s": 60,
-                        "batch_size": 16, "optimizer": "adam", "lr": 1e-3, "schedule": "constant", "weight_decay": 0.0,
-                        "patience": 1,
-                        "note": "quick profile: 1.6k-image stratified train subset, 1 epoch, batch 16, Adam 1e-3, val 500, "
-                                "1k-image test subset, bf16 on CPU"}},
-    "paper": {"seeds": [0, 1, 2, 3, 4], "n_trials": 100, "train": {}},
-}
-
 _STUDY_KEYS = {"name", "axis", "kind", "description", "base", "datasets", "variants", "degradations", "search", "profiles",
-               "default_run"}
+               "default_run", "equivalence_margin", "order"}
 _KINDS = ("grid", "robustness", "search")
 
 
@@ -113,23 +110,16 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, prefix:
             raise unknown_key(where, prefix + key, allowed)
 
 
-def _profile(name: str, table: Mapping[str, Any], where: str) -> StudyProfile:
-    _check_keys(table, {"seeds", "n_trials", "train"}, where, f"profiles.{name}.")
-    merged = {**STUDY_PROFILES.get(name, {}), **table}
-    merged_train = {**STUDY_PROFILES.get(name, {}).get("train", {}), **table.get("train", {})}
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    _check_keys(merged_train, fields, where, f"profiles.{name}.train.")
-    seeds = merged.get("seeds", [0])
-    if isinstance(seeds, int):
-        seeds = list(range(seeds))
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise _fail(where, f"profiles.{name}.seeds", f"got {json.dumps(seeds)}", "a seed count ≥ 1 or a list of integer seeds")
-    base = PROFILES.get(name, PROFILES["quick"])
-    try:
-        train = dataclasses.replace(base, profile=name, **merged_train)
-    except TypeError as err:
-        raise _fail(where, f"profiles.{name}.train", str(err), "TrainConfig fields") from None
-    return StudyProfile(tuple(seeds), int(merged.get("n_trials", 10)), train)
+def _profiles(tables: Any, where: str) -> dict[str, Profile]:
+    """Every profile, with the study file's `[profiles.<name>]` tables laid over; an unknown name is an error."""
+    if not isinstance(tables, dict):
+        raise _fail(where, "profiles", f"got {json.dumps(tables, default=str)}", "tables [profiles.<name>]")
+    for name, table in tables.items():
+        if name not in PROFILES:
+            raise _fail(where, f"profiles.{name}", "unknown profile", ", ".join(PROFILES))
+        if not isinstance(table, dict):
+            raise _fail(where, f"profiles.{name}", f"got {json.dumps(table, default=str)}", "a table of profile fields")
+    return {name: override(profile, tables.get(name, {}), where) for name, profile in PROFILES.items()}
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -163,7 +153,7 @@ def load_study(path: str | Path) -> StudySpec:
     search_table = doc.get("search", {})
     _check_keys(search_table, {f.name for f in dataclasses.fields(SearchSpace)}, where, "search.")
     search = SearchSpace(**{k: _tupled(v) for k, v in search_table.items()})
-    profiles = {n: _profile(n, t, where) for n, t in {**{k: {} for k in STUDY_PROFILES}, **doc.get("profiles", {})}.items()}
+    profiles = _profiles(doc.get("profiles", {}), where)
     from study.data import parse_degradation
 
     degradations = tuple(table.get("degradations", ["none"]))
@@ -171,12 +161,51 @@ def load_study(path: str | Path) -> StudySpec:
         parse_degradation(text)
     spec = StudySpec(name=name, axis=table.get("axis", name), kind=kind, description=table.get("description", ""),
                      base=base, datasets=datasets, variants=variants, degradations=degradations, search=search,
-                     profiles=profiles, path=where, default_run=bool(table.get("default_run", True)))
-    for v in variants:
-        network = variant_network(spec, v)
-        if isinstance(network, NetworkSpec):
-            validate_network(network, f"{where}: variants[{v.label}]")
-    return spec
+                     profiles=profiles, path=where, default_run=bool(table.get("default_run", True)),
+                     equivalence_margin=_margin(table.get("equivalence_margin", 3.0), where),
+                     run_order=_order(table.get("order", 50), where))
+    resolved = {name: _resolve_variants(spec, profile) for name, profile in profiles.items()}
+    return dataclasses.replace(spec, resolved=resolved)
+
+
+def _margin(value: Any, where: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 100:
+        raise _fail(where, "study.equivalence_margin", f"got {json.dumps(value)}", "accuracy points in (0, 100]")
+    return float(value)
+
+
+def _order(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail(where, "study.order", f"got {json.dumps(value)}", "an integer (lower runs first)")
+    return value
+
+
+def _resolve_variants(spec: StudySpec, profile: Profile) -> dict[str, ResolvedVariant]:
+    """Each variant's network under a profile: scaled to the proxy width, then capacity-matched when asked."""
+    out: dict[str, ResolvedVariant] = {}
+    reference = spec.reference()
+    ref_network = variant_network(spec, reference, profile.width) if reference else None
+    for v in spec.variants:
+        where = f"{spec.path}: variants[{v.label}]"
+        network = variant_network(spec, v, profile.width)
+        if not isinstance(network, NetworkSpec):
+            if v.match:
+                raise _fail(spec.path, f"variants[{v.label}].match", "a baseline cannot be width-matched",
+                            "match only on MK-network variants")
+            out[v.label] = ResolvedVariant(v, network)
+            continue
+        validate_network(network, where)
+        raw = network_complexity(network)
+        if v.match and not v.reference:
+            if not isinstance(ref_network, NetworkSpec):
+                raise _fail(spec.path, f"variants[{v.label}].match", "no MK-network reference to match",
+                            "a study with one `reference = true` MK variant")
+            network = capacity.matched(network, ref_network, v.match, where)
+        if profile.width != 1.0 or (v.match and not v.reference):  # a proxy or matched network is not the one named
+            network = dataclasses.replace(network, name=f"{network.name} ×{network.blocks[0].width_multiplier:.3g}")
+        cost = network_complexity(network)
+        out[v.label] = ResolvedVariant(v, network, cost["flops"], cost["params"], raw["flops"], raw["params"])
+    return out
 
 
 def _known_model(name: str, where: str, key: str) -> None:
@@ -199,17 +228,22 @@ def _variant(table: Any, i: int, where: str) -> Variant:
         raise _fail(where, f"variants[{i}].label", "missing or empty", "a non-empty string naming the cell")
     if table.get("model"):
         _known_model(table["model"], where, f"variants[{i}].model")
+    if table.get("match", "") not in ("", *capacity.MATCHES):
+        raise _fail(where, f"variants[{i}].match", f"got {json.dumps(table['match'])}", ", ".join(capacity.MATCHES))
     if not isinstance(table.get("profiles", []), list):
         raise _fail(where, f"variants[{i}].profiles", f"got {json.dumps(table['profiles'])}", 'a list of profile names, e.g. ["paper"]')
     return Variant(**{**table, "profiles": tuple(table.get("profiles", ()))})
 
 
-def variant_network(study: StudySpec, variant: Variant) -> NetworkSpec | str:
-    """The network a variant trains: a registered model name, or the base spec with the variant's overrides."""
+def variant_network(study: StudySpec, variant: Variant, width: float = 1.0) -> NetworkSpec | str:
+    """The network a variant trains: a registered model name, or the base spec with the variant's
+    overrides, its widths scaled by a profile's proxy `width` (MK networks only)."""
     if variant.model:
         entry = get_entry(variant.model)
-        if entry.spec is None or not (variant.block or variant.blocks or variant.head):
+        if entry.spec is None:
             return variant.model
+        if not (variant.block or variant.blocks or variant.head):
+            return variant.model if width == 1.0 else capacity.scaled(entry.spec, width)
         base = entry.spec
     else:
         base = get_entry(study.base).spec
@@ -226,7 +260,7 @@ def variant_network(study: StudySpec, variant: Variant) -> NetworkSpec | str:
     # a variant that IS a registered network (e.g. every axis's paper configuration) carries its name,
     # so the report can put it beside the paper's numbers
     registered = _registered_digests().get(network.digest())
-    return dataclasses.replace(network, name=registered) if registered else network
+    return capacity.scaled(dataclasses.replace(network, name=registered) if registered else network, width)
 
 
 @functools.cache

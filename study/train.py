@@ -32,7 +32,11 @@ from study.spec import NetworkSpec
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides how a run trains; saved with every result row."""
+    """Everything that decides how a run trains; saved with every result row.
+
+    Its length is work, never time: `epochs` over `train_subset` images (or the whole split), and
+    early stopping by `patience`. The same seed gives the same row on an idle or a busy machine.
+    """
 
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-3
@@ -42,7 +46,6 @@ class TrainConfig:
     batch_size: int = 128
     epochs: int = 1000  # cap; early stopping usually ends the run first
     patience: int = 30  # epochs without a val-loss improvement before stopping
-    budget_s: float = 0.0  # wall-clock cap on training (0 = none); hitting it is recorded as stop_reason
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max global grad norm (0 = off)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -55,27 +58,7 @@ class TrainConfig:
     test_subset: int = 0  # 0 = the whole test split (the paper's comparison needs it whole)
     eval_batch_size: int = 500
     val_fraction: float = 0.1
-    profile: str = "custom"  # the name of the profile this config came from
-    note: str = ""  # what a reader must know about this profile (e.g. "CPU-budgeted subset")
-
-
-PROFILES: dict[str, TrainConfig] = {
-    # The authors' protocol, with the validation split carved from train: GPU-scale.
-    "paper": TrainConfig(optimizer="adam", lr=1e-3, batch_size=128, epochs=1000, patience=30, profile="paper",
-                         note="paper protocol: Adam 1e-3, batch 128, early stopping (patience 30) on a held-out val split"),
-    # Sized for 2 CPU cores and ~3 minutes per run on real data; every row says so.
-    "quick": TrainConfig(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle", batch_size=64, epochs=2,
-                         patience=2, budget_s=170, precision="bf16", fast=True, train_subset=7000, val_subset=500,
-                         profile="quick", note="quick profile: 7k-image stratified train subset, 2 epochs, one-cycle AdamW, "
-                                               "bf16, val 500, full test split; CPU-budgeted"),
-}
-
-
-def resolve_config(profile: str, **overrides: Any) -> TrainConfig:
-    """A profile's config with non-None overrides applied."""
-    if profile not in PROFILES:
-        raise KitError(f"unknown profile {profile!r}; use one of: {', '.join(PROFILES)}")
-    return dataclasses.replace(PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None})
+    profile: str = "custom"  # the name of the profile this config came from (`study.profiles`)
 
 
 def seed_everything(seed: int) -> None:
@@ -157,7 +140,7 @@ def train(model_name: str | Path | NetworkSpec, dataset: str, *, cfg: TrainConfi
     Args:
         model_name: registry name, `.toml` spec path or NetworkSpec.
         dataset: registered dataset name.
-        cfg: the training configuration (see PROFILES).
+        cfg: the training configuration (a profile's `train`, see `study.profiles`).
         seed: seeds init, data split, order, dropout and degradations; the same seed on CPU gives identical metrics.
         device: "cpu" or "cuda[:i]".
         degrade: degradation applied to train, val and test (e.g. "blur:1.0").
@@ -219,7 +202,7 @@ def train(model_name: str | Path | NetworkSpec, dataset: str, *, cfg: TrainConfi
         for epoch in range(1, cfg.epochs + 1):
             runner.train()
             epoch_begin = time.perf_counter()
-            loss_sum, correct, count, out_of_time = 0.0, 0, 0, False
+            loss_sum, correct, count = 0.0, 0, 0
             for x, y in train_loader:
                 optimizer.zero_grad(set_to_none=True)
                 with autocast(device, cfg.precision):
@@ -248,9 +231,6 @@ def train(model_name: str | Path | NetworkSpec, dataset: str, *, cfg: TrainConfi
                 if bar.n % 10 == 0:
                     bar.set_postfix(epoch=epoch, loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}",
                                     img_s=f"{count / (time.perf_counter() - epoch_begin):.0f}")
-                if cfg.budget_s and time.perf_counter() - wall_begin > cfg.budget_s:
-                    out_of_time = True
-                    break
             epoch_s = time.perf_counter() - epoch_begin
             train_seconds += epoch_s
             train_images += count
@@ -265,9 +245,6 @@ def train(model_name: str | Path | NetworkSpec, dataset: str, *, cfg: TrainConfi
                 best = {"val_loss": val["loss"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
             if on_epoch:
                 on_epoch(epoch, row)
-            if out_of_time:
-                stop_reason = f"wall-clock budget ({cfg.budget_s:g} s) during epoch {epoch}"
-                break
             if epoch - best["epoch"] >= cfg.patience:
                 stop_reason = f"early stopping: no val-loss improvement for {cfg.patience} epochs"
                 break

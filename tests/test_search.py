@@ -20,8 +20,8 @@ from study.studies import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_TRAIN = ('train = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, '
-              'precision = "fp32", fast = false, budget_s = 0 }')
+TINY_TRAIN = ('width = 1.0\ntrain = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, '
+              'precision = "fp32", fast = false }')
 
 GRID = f"""
 [study]
@@ -149,7 +149,7 @@ def test_every_shipped_study_validates_and_sizes_its_grid():
 
     for name in list_studies():
         spec = load_study(study_path(name))
-        ctx = search.Context(spec, "quick", Path("/nonexistent"), seeds=spec.profiles["quick"].seeds, commit="test")
+        ctx = search.Context(spec, "quick", Path("/nonexistent"), seeds=tuple(range(spec.profiles["quick"].seeds)), commit="test")
         assert search.expected_rows(ctx) >= 1
     kernels = load_study(study_path("kernels"))
     assert kernels.reference().label == "{3,5,7} (paper)"
@@ -196,3 +196,35 @@ def test_a_study_whose_cells_fail_exits_nonzero_in_one_line_and_spares_the_other
     assert "finished rows are kept" in err
     assert len(results.load_rows(results.results_path(runs, "tinybroken"))) == 4  # paper and dense, 2 seeds each
     assert len(results.load_rows(results.results_path(runs, "tinyfine"))) == 6  # the next study still ran
+
+
+TIMING = ("train_img_per_s", "infer_img_per_s", "wall_s", "peak_mem_mb", "history_path")
+
+
+def _busy_cores(n: int) -> list[subprocess.Popen]:
+    """n processes that keep one core each at 100 % until killed."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def test_same_study_gives_identical_rows_on_an_idle_and_a_busy_machine(study_file, tmp_path):
+    path = study_file("tinyload", GRID)
+    idle, busy = tmp_path / "idle", tmp_path / "busy"
+    assert main(["run", "--only", str(path), "--runs", str(idle), "--no-report"]) == 0
+    hogs = _busy_cores(os.cpu_count() or 2)
+    try:
+        assert main(["run", "--only", str(path), "--runs", str(busy), "--no-report"]) == 0
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    first, second = (results.load_rows(results.results_path(r, "tinyload")) for r in (idle, busy))
+    assert len(first) == len(second) == 6
+    strip = lambda rows: sorted(({k: v for k, v in r.items() if k not in TIMING} for r in rows), key=results.row_key)  # noqa: E731
+    assert strip(first) == strip(second)
+    # cells ran seed-major: every variant of seed 0 before any of seed 1, so a stopped run leaves whole seeds
+    assert [r["seed"] for r in first] == [0, 0, 0, 1, 1, 1]
+
+
+def test_k_fold_protocols_rotate_the_test_fold_over_seeds():
+    assert [search.fold_of("kfold-test:5", s) for s in range(7)] == [0, 1, 2, 3, 4, 0, 1]
+    assert search.fold_of("val-split", 3) == 0

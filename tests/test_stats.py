@@ -12,11 +12,22 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower, TTestPower
+from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 from study import stats
-from study.stats import Comparison, compare, compare_axis, compare_family, seeds_decision
+from study.stats import (
+    Comparison,
+    compare,
+    compare_axis,
+    compare_family,
+    equivalence_power,
+    equivalence_verdict,
+    mde_paired,
+    seeds_decision,
+    seeds_for_mde,
+)
 
-MDE_VERDICT = re.compile(r"^no detectable difference \(MDE (\d+\.\d) pts\)$")
+VERDICT = re.compile(r"^(better|worse|inconclusive|equivalent within ±\d+(\.\d+)? pts|insufficient data \(n<2\))$")
 
 
 @pytest.fixture
@@ -107,9 +118,12 @@ def test_planted_effects_give_verdicts():
     assert compare(ref + 6 + rng.normal(0, 1, 5), ref, variant_seeds=seeds,
                    reference_seeds=seeds).verdict == "better"
     noisy = compare(75.5 + rng.normal(0, 4, 3), 75 + rng.normal(0, 4, 3))
-    match = MDE_VERDICT.match(noisy.verdict)
-    assert match and noisy.p_adjusted >= 0.05
-    assert match.group(1) == f"{noisy.mde:.1f}" and noisy.mde > 5
+    # Neither a difference nor equivalence within ±3 pts can be shown: no "no difference" claim.
+    assert noisy.verdict == "inconclusive" and noisy.p_adjusted >= 0.05
+    assert noisy.p_equivalence_adjusted >= 0.05 and noisy.mde > 5
+    same = compare(ref + rng.normal(0, 0.2, 5), ref, variant_seeds=seeds, reference_seeds=seeds)
+    assert same.verdict == "equivalent within ±3 pts" == equivalence_verdict(3.0)
+    assert same.p_equivalence < 0.05 and same.margin == 3.0
 
 
 def test_insufficient_data():
@@ -123,6 +137,98 @@ def test_as_dict_round_trips():
     d = c.as_dict()
     assert list(d) == [f.name for f in Comparison.__dataclass_fields__.values()]
     assert Comparison(**d) == c
+
+
+# --- verdicts: better / worse / equivalent / inconclusive ---------------------------------------
+
+REF = np.array([75.0, 72.0, 78.0, 74.0, 76.0])  # a seed-to-seed spread of ~2 pts, as in quick studies
+HAND_MADE = {  # per-seed differences from the reference, seeds 0..4
+    "up": [6.1, 5.8, 6.3, 5.9, 6.0],
+    "down": [-5.9, -6.2, -6.0, -5.7, -6.1],
+    "same": [0.2, -0.3, 0.1, 0.0, -0.1],
+    "noisy": [5.0, -4.0, 6.0, -5.0, 1.0],
+}
+
+
+def _hand_made_family(**kwargs):
+    seeds = list(range(5))
+    groups = {"paper": (REF, seeds)} | {name: (REF + np.array(d), seeds) for name, d in HAND_MADE.items()}
+    return {c.variant: c for c in compare_family(groups, "paper", **kwargs)}
+
+
+def test_each_verdict_on_hand_made_data():
+    family = _hand_made_family()
+    assert {name: c.verdict for name, c in family.items()} == {
+        "up": "better", "down": "worse", "same": "equivalent within ±3 pts", "noisy": "inconclusive"}
+    for name, c in family.items():
+        assert VERDICT.match(c.verdict) and c.paired and c.margin == 3.0
+        assert c.alpha_used == pytest.approx(0.05 / 4)  # m = 4 comparisons in the family
+        d = np.array(HAND_MADE[name])
+        # The MDE of the paired design: SD of the differences, 5 pairs, alpha / m, 80% power.
+        effect = TTestPower().solve_power(nobs=5, alpha=0.05 / 4, power=0.8, alternative="two-sided")
+        assert c.mde == pytest.approx(effect * d.std(ddof=1), rel=1e-6)
+        assert c.diff == pytest.approx(d.mean())
+    # TOST p-values: statsmodels, then Holm across the family, like the t-test p-values.
+    names = list(family)
+    raw = [ttost_paired(REF + np.array(HAND_MADE[n]), REF, -3.0, 3.0)[0] for n in names]
+    assert [family[n].p_equivalence for n in names] == pytest.approx(raw, rel=1e-9)
+    assert [family[n].p_equivalence_adjusted for n in names] == pytest.approx(
+        list(multipletests(raw, method="holm")[1]), rel=1e-9)
+    assert family["same"].p_equivalence_adjusted < 0.05 <= family["same"].p_adjusted
+    assert family["noisy"].p_adjusted >= 0.05 and family["noisy"].p_equivalence_adjusted >= 0.05
+    # The margin is the caller's: ±0.2 pts is too tight to show for "same".
+    tight = _hand_made_family(margin=0.2)
+    assert tight["same"].verdict == "inconclusive" and tight["same"].margin == 0.2
+    assert _hand_made_family(margin=0.5)["same"].verdict == "equivalent within ±0.5 pts"
+
+
+def test_better_takes_precedence_over_equivalent():
+    """A small but clear difference inside the margin is reported as the difference it is."""
+    seeds = list(range(5))
+    c = compare(REF + np.array([1.0, 1.1, 0.9, 1.05, 0.95]), REF, variant_seeds=seeds, reference_seeds=seeds)
+    assert c.p_equivalence < 0.05 and c.p_adjusted < 0.05
+    assert c.verdict == "better"
+
+
+def test_equivalence_is_holm_adjusted_across_the_family():
+    seeds = list(range(5))
+    d = np.array(HAND_MADE["same"])
+    se = d.std(ddof=1) / math.sqrt(5)
+    # A margin at which the TOST p is 0.03: equivalent alone, not in a family of two (Holm: 0.06).
+    margin = abs(d.mean()) + se * sps.t.isf(0.03, 4)
+    alone = compare(REF + d, REF, variant_seeds=seeds, reference_seeds=seeds, margin=margin)
+    assert alone.p_equivalence == pytest.approx(0.03)
+    assert alone.verdict == equivalence_verdict(margin) and alone.alpha_used == 0.05
+    family = compare_family({"paper": (REF, seeds), "same": (REF + d, seeds), "far": (REF - 10, seeds)},
+                            "paper", margin=margin)
+    same = family[0]
+    assert same.p_equivalence_adjusted == pytest.approx(0.06)
+    assert same.verdict == "inconclusive" and family[1].verdict == "worse"
+    assert same.alpha_used == 0.025 and same.mde > alone.mde  # the MDE at alpha / 2 is larger
+
+
+def test_welch_tost_matches_statsmodels():
+    v = np.array([76.2, 75.1, 77.4, 76.0])
+    r = np.array([75.0, 76.5, 75.2, 75.8, 74.9, 75.4])
+    c = compare(v, r, margin=2.5)
+    assert not c.paired
+    assert c.p_equivalence == pytest.approx(ttost_ind(v, r, -2.5, 2.5, usevar="unequal")[0], rel=1e-9)
+    assert c.verdict == "equivalent within ±2.5 pts"
+    assert compare(v, r, margin=0.5).verdict == "inconclusive"
+    with pytest.raises(ValueError, match="margin"):
+        compare(v, r, margin=-1.0)
+
+
+def test_zero_spread_and_insufficient_verdicts():
+    seeds = [0, 1, 2]
+    same = compare([75.0, 76.0, 77.0], [75.0, 76.0, 77.0], variant_seeds=seeds, reference_seeds=seeds)
+    assert same.verdict == "equivalent within ±3 pts" and same.p_equivalence == 0.0  # known exactly
+    assert math.isnan(same.mde)
+    shifted = compare([79.0, 80.0, 81.0], [75.0, 76.0, 77.0], variant_seeds=seeds, reference_seeds=seeds)
+    assert shifted.verdict == "better"
+    family = compare_family({"paper": [74.0, 75.0, 76.0], "one": [75.0], "b": [80.0, 81.0, 79.5]}, "paper")
+    assert family[0].verdict == "insufficient data (n<2)" and math.isnan(family[0].p_equivalence)
+    assert family[1].alpha_used == 0.05  # the insufficient comparison is no test: m = 1
 
 
 # --- MDE ---------------------------------------------------------------------------------------
@@ -165,6 +271,62 @@ def test_typical_mde_pools_within_cell_sd():
     assert stats.typical_mde(table) == pytest.approx(d5 * pooled, rel=1e-6)  # median n = 5
     assert stats.typical_mde(table, n=10) < stats.typical_mde(table)
     assert math.isnan(stats.typical_mde(table, n=1))
+
+
+def _paired_power(effect, n, alpha):
+    """Two-sided paired t-test power from the noncentral t, computed here independently."""
+    crit = sps.t.isf(alpha / 2, n - 1)
+    return sps.nct.sf(crit, n - 1, effect * math.sqrt(n))
+
+
+def test_mde_paired_and_seeds_for_mde():
+    for n, alpha in ((5, 0.05), (5, 0.025), (8, 0.01), (20, 0.05 / 6)):
+        effect = TTestPower().solve_power(nobs=n, alpha=alpha, power=0.8, alternative="two-sided")
+        assert mde_paired(2.0, n, alpha) == pytest.approx(2 * effect, rel=1e-6)
+    # Two or three pairs at alpha / m: statsmodels' solver stops at its bracket (10); ours does not.
+    for n, alpha in ((2, 0.025), (3, 0.0125)):
+        mde = mde_paired(1.0, n, alpha)
+        assert _paired_power(mde, n, alpha) == pytest.approx(0.8, abs=1e-6)
+    assert mde_paired(1.0, 3, 0.0125) > mde_paired(1.0, 3, 0.025) > mde_paired(1.0, 3, 0.05)
+    assert math.isnan(mde_paired(1.0, 1, 0.05)) and mde_paired(0.0, 4, 0.05) == 0.0
+
+    n = seeds_for_mde(2.0, 3.0, 0.025)
+    assert mde_paired(2.0, n, 0.025) <= 3.0 < mde_paired(2.0, n - 1, 0.025)
+    assert seeds_for_mde(2.0, 3.0, 0.025, max_seeds=n - 1) is None
+    assert seeds_for_mde(2.0, 1.0, 0.0125) > seeds_for_mde(2.0, 1.0, 0.05)
+    assert seeds_for_mde(0.0, 1.0, 0.05) == 2 and seeds_for_mde(2.0, 0.0, 0.05) is None
+
+
+@pytest.mark.parametrize(("sd", "n", "margin", "alpha", "true_diff"), [
+    (1.0, 5, 1.5, 0.05, 0.0),
+    (1.0, 5, 1.5, 0.025, 0.4),
+    (2.0, 3, 3.0, 0.05, -0.5),
+    (1.0, 12, 0.8, 0.0125, 0.2),
+])
+def test_equivalence_power_matches_monte_carlo(sd, n, margin, alpha, true_diff):
+    """4,000 simulated paired designs, each judged by scipy's two one-sided t-tests."""
+    rng = np.random.default_rng(11)
+    d = rng.normal(true_diff, sd, (4000, n))
+    p_low = sps.ttest_1samp(d, -margin, axis=1, alternative="greater").pvalue
+    p_high = sps.ttest_1samp(d, margin, axis=1, alternative="less").pvalue
+    rate = (np.maximum(p_low, p_high) < alpha).mean()
+    power = equivalence_power(sd, n, margin, alpha, true_diff)
+    assert 0.05 < power < 0.95  # mid-range, where a wrong power cannot hide at 0 or 1
+    assert abs(rate - power) <= 3 * math.sqrt(power * (1 - power) / 4000)
+
+
+def test_equivalence_power_shape():
+    base = equivalence_power(1.0, 5, 1.5, 0.05)
+    assert equivalence_power(1.0, 5, 1.5, 0.05, true_diff=0.5) == pytest.approx(
+        equivalence_power(1.0, 5, 1.5, 0.05, true_diff=-0.5))
+    assert equivalence_power(1.0, 5, 1.5, 0.05, true_diff=0.5) < base
+    assert equivalence_power(1.0, 10, 1.5, 0.05) > base > equivalence_power(1.0, 5, 1.5, 0.025)
+    assert equivalence_power(1.0, 5, 1.5, 0.05, true_diff=1.5) < 0.05  # at the margin: at most alpha
+    assert equivalence_power(1.0, 400, 1.0, 0.05, true_diff=0.5) == pytest.approx(1.0, abs=1e-9)
+    assert equivalence_power(0.0, 5, 1.0, 0.05, true_diff=0.5) == 1.0
+    assert math.isnan(equivalence_power(1.0, 1, 1.0, 0.05))
+    with pytest.raises(ValueError):
+        equivalence_power(1.0, 5, 1.0, 0.6)
 
 
 # --- Holm and families -------------------------------------------------------------------------
@@ -327,3 +489,48 @@ def test_seeds_decision():
     unequal = {"paper": ref, "a": 76 + rng.normal(0, 2, 4)}  # different lengths -> Welch
     ci = sps.ttest_ind(unequal["a"], ref, equal_var=False).confidence_interval(0.95)
     assert seeds_decision(unequal, "paper").half_widths["a"] == pytest.approx((ci.high - ci.low) / 2)
+
+
+def test_seeds_decision_stops_when_decided():
+    rng = np.random.default_rng(9)
+    ref = 75 + rng.normal(0, 2, 5)
+    kw = dict(target_half_width=0.01)  # a CI target no study meets: only "decided" can stop it
+    clear = {"paper": ref, "a": ref + 6 + rng.normal(0, 0.5, 5), "b": ref + rng.normal(0, 0.2, 5)}
+    d = seeds_decision(clear, "paper", mde_target=1.0, **kw)
+    assert not d.more_seeds and d.reason == "decided: every comparison decided or MDE ≤ 1.0 pts"
+    seeds = list(range(5))
+    family = compare_family({k: (v, seeds) for k, v in clear.items()}, "paper")
+    assert [c.verdict for c in family] == ["better", "equivalent within ±3 pts"]
+    assert d.half_widths == seeds_decision(clear, "paper", **kw).half_widths  # same CIs as without
+
+    # An inconclusive comparison whose MDE is still above the target: keep going...
+    noisy = {"paper": ref, "a": ref + rng.normal(0, 3, 5)}
+    (c,) = compare_family({k: (v, seeds) for k, v in noisy.items()}, "paper")
+    assert c.verdict == "inconclusive"
+    d = seeds_decision(noisy, "paper", mde_target=c.mde - 0.1, **kw)
+    assert d.more_seeds and d.reason.startswith("ci-wide")
+    # ...until more seeds could only find differences below the target.
+    d = seeds_decision(noisy, "paper", mde_target=c.mde + 0.1, **kw)
+    assert not d.more_seeds and d.reason.startswith("decided:")
+    # The margin decides what "equivalent" means: a wide one settles the noisy comparison.
+    assert seeds_decision(noisy, "paper", mde_target=0.1, margin=50.0, **kw).reason.startswith("decided:")
+
+    # Never before min_seeds, never when the budget is gone, and nothing changes without mde_target.
+    two = {"paper": ref[:2], "a": ref[:2] + 6}
+    assert seeds_decision(two, "paper", mde_target=100.0, **kw).reason.startswith("min-seeds")
+    assert seeds_decision(clear, "paper", mde_target=1.0, budget_exhausted=True, **kw).reason == "budget"
+    assert seeds_decision(clear, "paper", **kw).reason.startswith("ci-wide")
+    # Unequal lengths compare with Welch; a nan (failed run) drops out of its pair.
+    unequal = {"paper": ref, "a": 81 + rng.normal(0, 0.5, 4)}
+    assert seeds_decision(unequal, "paper", mde_target=0.5, **kw).reason.startswith("decided:")
+    with_nan = {"paper": ref, "a": np.r_[ref[:4] + 6 + rng.normal(0, 0.3, 4), np.nan]}
+    assert seeds_decision(with_nan, "paper", mde_target=0.5, **kw).reason.startswith("decided:")
+
+
+def test_compare_axis_margin_and_alpha_used():
+    out = compare_axis(_table(), "kernels")
+    assert (out["margin"] == 3.0).all() and out["alpha_used"].to_numpy() == pytest.approx(0.05 / 3)
+    assert set(out.loc[out["variant"] == "dense", "verdict"]) == {"equivalent within ±3 pts"}
+    tight = compare_axis(_table(), "kernels", margin=0.05)
+    assert set(tight.loc[tight["variant"] == "dense", "verdict"]) == {"inconclusive"}
+    assert {"p_equivalence", "p_equivalence_adjusted"} <= set(out.columns)

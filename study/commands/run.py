@@ -15,17 +15,13 @@ from pathlib import Path
 
 from study.errors import KitError
 
-#: Wall-clock guard per profile: the run stops starting new trials after it (the report lists what is
-#: missing; a re-run continues). The quick run is sized to finish well inside it.
-QUICK_BUDGET_MIN = {"quick": 13.0}
-#: The order studies run in: foundations first, searches last.
-ORDER = ("paper", "kernels", "links", "depth", "width", "norm", "robustness", "search", "pareto")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `study run`."""
-    parser.add_argument("--profile", default="quick", help="quick (2 CPU cores, ~15 min for all) or paper (GPU-scale)")
-    parser.add_argument("--only", help="comma-separated study names or files (default: every ablations/*.toml not marked default_run = false)")
+    parser.add_argument("--profile", default="quick", help="quick (a powered proxy for 2 CPU cores) or paper (full scale, GPU)")
+    parser.add_argument("--only", help="comma-separated study names or files (default: the studies marked default_run = true)")
+    parser.add_argument("--all", action="store_true", help="every study of ablations/ (each file states its expected run time)")
     parser.add_argument("--storage", help="shared Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file per study)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one per GPU when GPUs exist)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory (default runs/)")
@@ -33,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
     parser.add_argument("--seeds", help='seed count or "auto[:MAX]" (add seeds until every CI half-width ≤ --ci-target)')
     parser.add_argument("--ci-target", type=float, default=1.0, help="target CI half-width in points for --seeds auto (default 1.0)")
-    parser.add_argument("--budget-min", type=float, help="stop starting new trials after this many minutes (0 = none; "
-                        "default 13 for the quick profile, so the default run stays within ~15 minutes on 2 CPU cores)")
+    parser.add_argument("--budget-min", type=float, help="stop *starting* new trials after this many minutes (0 = none; "
+                        "default: the profile's guard); a running trial always finishes its budget")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
 
 
@@ -66,24 +62,25 @@ def run(args: argparse.Namespace) -> int:
     from study.data import locate
     from study.studies import list_studies, load_study, study_path
 
+    from study.profiles import get_profile
+
+    profile = get_profile(args.profile)
     names = [n.strip() for n in args.only.split(",")] if args.only else list_studies()
     specs = [load_study(study_path(n)) for n in names]  # a bad spec fails before any training
     if not args.only:
-        specs = [s for s in specs if s.default_run]
-        specs.sort(key=lambda s: ORDER.index(s.name) if s.name in ORDER else len(ORDER))
-    for spec in specs:
-        search.check_profile(spec, args.profile)
+        specs = [s for s in specs if args.all or s.default_run]
+        specs.sort(key=lambda s: (s.run_order, s.name))
     for dataset in sorted({d for s in specs for d in s.datasets}):
         search.resolve_protocol(dataset)
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
     device = _device(args.device)
     if args.workers < 1:
         raise KitError("--workers must be ≥ 1")
-    budget_min = args.budget_min if args.budget_min is not None else QUICK_BUDGET_MIN.get(args.profile, 0.0)
+    budget_min = args.budget_min if args.budget_min is not None else profile.guard_min
     deadline = time.time() + 60 * budget_min if budget_min else 0.0
     contexts = []
     for spec in specs:
-        seeds, adaptive = _parse_seeds(args.seeds, spec.profiles[args.profile].seeds)
+        seeds, adaptive = _parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
         contexts.append((search.Context(spec, args.profile, args.runs, device, seeds), adaptive))
     progress = Progress([c for c, _ in contexts])
     begin = time.time()

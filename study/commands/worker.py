@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{added} new rows in {search.results.results_path(args.runs, spec.name)}", file=sys.stderr)
         return 0
     search.check_profile(spec, args.profile)
-    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else spec.profiles[args.profile].seeds
+    seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else tuple(range(spec.profiles[args.profile].seeds))
     ctx = search.Context(spec, args.profile, args.runs, args.device, seeds)
     search.run_worker(ctx, args.storage)
     return 0

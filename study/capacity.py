@@ -1,0 +1,58 @@
+"""Width scaling and capacity matching of MK networks.
+
+A profile's proxy scales every MK network's widths (`scaled`); an ablation variant that changes
+the block (a single kernel, no links) also changes its size, so a variant may ask to be matched
+to the reference's FLOPs or params (`matched`): its widths are scaled until its analytic cost is
+within a tolerance of the reference's. The comparison then speaks about the architecture, not
+about capacity. Costs are the analytic `network_complexity` (equal to fvcore's count).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from study.blocks import network_complexity
+from study.errors import SpecError
+from study.spec import NetworkSpec
+
+Match = Literal["flops", "params"]
+MATCHES: tuple[str, ...] = ("flops", "params")
+TOLERANCE = 0.05  # a matched variant is within ±5 % of the reference's cost
+
+
+def scaled(spec: NetworkSpec, factor: float) -> NetworkSpec:
+    """The network with every block's width multiplier multiplied by `factor` (1.0: unchanged)."""
+    if factor == 1.0:
+        return spec
+    blocks = tuple(dataclasses.replace(b, width_multiplier=round(b.width_multiplier * factor, 6)) for b in spec.blocks)
+    return dataclasses.replace(spec, blocks=blocks)
+
+
+def matched(spec: NetworkSpec, reference: NetworkSpec, match: Match, where: str = "spec",
+            tolerance: float = TOLERANCE) -> NetworkSpec:
+    """`spec` with its widths scaled so its `match` cost is as close as it gets to the reference's.
+
+    Widths are integers, so the cost is a step function of the scale: a bisection finds the step
+    nearest the target, and a result outside ±`tolerance` is a one-line SpecError.
+    """
+    if match not in MATCHES:
+        raise SpecError(f"{where}: match: got {match!r}; allowed: {', '.join(MATCHES)}")
+    target = network_complexity(reference)[match]
+
+    def cost(factor: float) -> int:
+        return network_complexity(scaled(spec, factor))[match]
+
+    low, high = 1 / 64, 64.0
+    if not cost(low) <= target <= cost(high):
+        raise SpecError(f"{where}: match = {match!r}: no width scale in [1/64, 64] reaches the reference's "
+                        f"{target:,} {match}; allowed: a variant whose {match} grow with its widths")
+    for _ in range(60):
+        mid = (low * high) ** 0.5
+        low, high = (mid, high) if cost(mid) < target else (low, mid)
+    best = min((low, high), key=lambda f: abs(cost(f) - target))
+    error = cost(best) / target - 1
+    if abs(error) > tolerance:
+        raise SpecError(f"{where}: match = {match!r}: the nearest width scale ×{best:.3f} gives {cost(best):,} {match}, "
+                        f"{error:+.1%} from the reference's {target:,}; allowed: variants matchable within ±{tolerance:.0%}")
+    return scaled(spec, best)

@@ -1,0 +1,155 @@
+"""Profiles: the one owner of "how much work a run does".
+
+A profile is a training config (`study.train.TrainConfig`), the seed count and trial budget of a
+study, the proxy width every MK network is scaled to, and the run's time guard. `study train
+--profile X` and a study run under `X` train the same way; a study file may override a profile's
+fields in its `[profiles.X]` table, and every override is listed in the profile's description,
+which is generated from the fields (no hand-written restatement of the numbers).
+
+Budgets are work (optimizer steps, epochs, images), never seconds: the time guard only stops a
+study from *starting* a new trial, so a trial's result never depends on machine load.
+
+The quick profile's numbers come from measured calibrations on 2 CPU cores (docs/calibration.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from study.errors import KitError, SpecError
+from study.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything a profile decides: training, seeds, search trials, proxy width and time guard."""
+
+    name: str
+    train: TrainConfig
+    seeds: int = 1  # seeds per grid cell (seeds 0 … seeds-1)
+    n_trials: int = 10  # trials of a search study
+    width: float = 1.0  # width multiplier applied to every MK network (1.0 = the paper's widths)
+    guard_min: float = 0.0  # stop *starting* trials after this many minutes (0 = never); never cuts a trial
+    overrides: tuple[str, ...] = ()  # "key=value" set by a study file, shown wherever the profile is described
+
+    @property
+    def proxy(self) -> bool:
+        """Whether rows of this profile are a proxy of the paper's protocol (narrow widths or subsets)."""
+        t = self.train
+        return self.width != 1.0 or bool(t.train_subset) or bool(t.test_subset) or t.epochs < 100
+
+    def steps(self, train_size: int | None = None) -> int:
+        """Optimizer steps per trial at the epoch cap (on `train_size` images when no subset is set)."""
+        images = self.train.train_subset or train_size or 0
+        return self.train.epochs * max(1, images // self.train.batch_size) if images else 0
+
+    def describe(self) -> str:
+        """One line a reader needs beside every number of this profile, generated from the fields."""
+        t = self.train
+        parts = [f"{self.name} profile"]
+        if self.proxy:
+            parts.append("PROXY")
+        if self.width != 1.0:
+            parts.append(f"MK networks at width ×{self.width:g}")
+        if t.train_subset:
+            parts.append(f"{self.steps():,} steps ({t.train_subset:,}-image stratified train subset × {t.epochs} epoch"
+                         f"{'s' if t.epochs != 1 else ''}, batch {t.batch_size})")
+        else:
+            parts.append(f"full train split, ≤ {t.epochs} epochs, batch {t.batch_size}")
+        if t.patience < t.epochs:
+            parts.append(f"early stopping (patience {t.patience})")
+        parts.append(f"{t.optimizer} lr {t.lr:g}" + (f" wd {t.weight_decay:g}" if t.weight_decay else "")
+                     + (f", {t.schedule} schedule" if t.schedule != "constant" else ""))
+        parts.append(t.precision + (" fast path" if t.fast else ""))
+        parts.append(f"val {t.val_subset:,}" if t.val_subset else f"val {t.val_fraction:.0%} of train")
+        parts.append(f"test subset {t.test_subset:,}" if t.test_subset else "full test split")
+        parts.append(f"{self.seeds} seed{'s' if self.seeds != 1 else ''}")
+        if self.overrides:
+            parts.append("study overrides: " + ", ".join(self.overrides))
+        return "; ".join(parts)
+
+
+PROFILES: dict[str, Profile] = {
+    # The authors' protocol (val carved from train): GPU-scale.
+    "paper": Profile("paper", TrainConfig(optimizer="adam", lr=1e-3, batch_size=128, epochs=1000, patience=30,
+                                          profile="paper"), seeds=5, n_trials=100),
+    # A powered proxy for 2 CPU cores, sized from measured paired spread (docs/calibration.md).
+    "quick": Profile("quick", TrainConfig(optimizer="adam", lr=2e-3, schedule="onecycle", batch_size=32, epochs=1,
+                                          patience=1, precision="bf16", fast=True, train_subset=14_400, val_subset=500,
+                                          eval_batch_size=500, profile="quick"),
+                     seeds=5, n_trials=4, width=0.25, guard_min=13.0),
+}
+
+_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "train")
+
+
+def get_profile(name: str) -> Profile:
+    """A registered profile; an unknown name is a one-line error naming the known ones."""
+    if name not in PROFILES:
+        raise KitError(f"unknown profile {name!r}; use one of: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def with_training(profile: Profile, **changes: Any) -> Profile:
+    """The profile with non-None training-config changes applied (e.g. a CLI's --lr), listed as overrides."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if not changes:
+        return profile
+    return dataclasses.replace(profile, train=dataclasses.replace(profile.train, **changes),
+                               overrides=(*profile.overrides, *(f"train.{k}={v}" for k, v in changes.items())))
+
+
+def override(profile: Profile, table: Mapping[str, Any], where: str) -> Profile:
+    """A profile with a study file's `[profiles.<name>]` table laid over it; every problem is one SpecError line."""
+    prefix = f"profiles.{profile.name}"
+    unknown = sorted(set(table) - set(_PROFILE_KEYS))
+    if unknown:
+        raise SpecError(f"{where}: {prefix}.{unknown[0]}: unknown key; allowed: {', '.join(_PROFILE_KEYS)}")
+    changes: dict[str, Any] = {}
+    for key in ("seeds", "n_trials"):
+        if key in table:
+            value = table[key]
+            if isinstance(value, list) and key == "seeds" and value == list(range(len(value))):
+                value = len(value)  # the old "seeds = [0, 1, 2]" form
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SpecError(f"{where}: {prefix}.{key}: got {json.dumps(value)}; allowed: an integer ≥ 1")
+            changes[key] = value
+    for key in ("width", "guard_min"):
+        if key in table:
+            value = table[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1e6 or (key == "width" and value <= 0):
+                raise SpecError(f"{where}: {prefix}.{key}: got {json.dumps(value)}; allowed: a positive number")
+            changes[key] = float(value)
+    train = profile.train
+    if "train" in table:
+        train = _train_override(train, table["train"], where, prefix)
+    listed = [f"{k}={v}" for k, v in changes.items()] + [f"train.{k}={v}" for k, v in dict(table.get("train", {})).items()]
+    return dataclasses.replace(profile, train=train, overrides=(*profile.overrides, *listed), **changes)
+
+
+def _train_override(train: TrainConfig, table: Any, where: str, prefix: str) -> TrainConfig:
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    if not isinstance(table, dict):
+        raise SpecError(f"{where}: {prefix}.train: got {json.dumps(table, default=str)}; allowed: a table of TrainConfig fields")
+    for key, value in table.items():
+        if key not in fields or key == "profile":
+            allowed = ", ".join(k for k in fields if k != "profile")
+            raise SpecError(f"{where}: {prefix}.train.{key}: unknown key; allowed: {allowed}")
+        default = fields[key].default
+        if isinstance(default, bool) != isinstance(value, bool) or (
+                isinstance(default, (int, float)) and not isinstance(value, (int, float))) or (
+                isinstance(default, str) and not isinstance(value, str)):
+            raise SpecError(f"{where}: {prefix}.train.{key}: got {json.dumps(value, default=str)}; "
+                            f"allowed: a {type(default).__name__} like the default {json.dumps(default)}")
+        if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+            raise SpecError(f"{where}: {prefix}.train.{key}: got {json.dumps(value)}; allowed: an integer")
+        choices = typing.get_args(hints[key])
+        if choices and value not in choices:
+            raise SpecError(f"{where}: {prefix}.train.{key}: got {json.dumps(value)}; allowed: {', '.join(choices)}")
+    return dataclasses.replace(train, **table)
