@@ -33,8 +33,9 @@ def matched(spec: NetworkSpec, reference: NetworkSpec, match: Match, where: str 
             tolerance: float = TOLERANCE) -> NetworkSpec:
     """`spec` with its widths scaled so its `match` cost is as close as it gets to the reference's.
 
-    Widths are integers, so the cost is a step function of the scale: a bisection finds the step
-    nearest the target, and a result outside ±`tolerance` is a one-line SpecError.
+    Widths are integers, so the cost is a step function of the scale: a bisection brackets the
+    target, a scan of its neighbourhood finds the nearest step, and a result outside ±`tolerance`
+    is a one-line SpecError.
     """
     if match not in MATCHES:
         raise SpecError(f"{where}: match: got {match!r}; allowed: {', '.join(MATCHES)}")
@@ -50,7 +51,10 @@ def matched(spec: NetworkSpec, reference: NetworkSpec, match: Match, where: str 
     for _ in range(60):
         mid = (low * high) ** 0.5
         low, high = (mid, high) if cost(mid) < target else (low, mid)
-    best = min((low, high), key=lambda f: abs(cost(f) - target))
+    # integer widths round at different scales per stage, so the cost is not monotone near the
+    # target: look at the neighbourhood of the bisection's answer for the nearest step
+    candidates = [low * 1.5 ** (i / 200) for i in range(-200, 201)]
+    best = min(candidates, key=lambda f: (abs(cost(f) - target), abs(f - low)))
     error = cost(best) / target - 1
     if abs(error) > tolerance:
         raise SpecError(f"{where}: match = {match!r}: the nearest width scale ×{best:.3f} gives {cost(best):,} {match}, "

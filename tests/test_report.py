@@ -14,9 +14,13 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from study.report import tables
+from study import stats
+from study.report import display, summary, tables
 from study.report.__main__ import main
+from study.report.build import _verdict_cell
+from study.report.claims import NOT_SUPPORTED, SUPPORTED, check_claims
 from study.results import load_table
+from study.studies import list_studies
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -251,3 +255,196 @@ def test_rebuild_replaces_stale_outputs(built, tmp_path):
     assert main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--study", "fixture"]) == 0
     assert not (out / "fixture" / "ablation_gone.svg").exists()
     assert "No optuna.journal" in _page(out)
+
+
+
+# --- the summary of a whole run: reports/index.html and reports/contrasts.csv ---------------------
+
+OLD_STUDY = "b-old-kernels"  # sorts before "contrasts": the summary must still put contrasts first
+CSV_HEADER = "study,contrast,n,delta,ci_low,ci_high,mde,verdict"
+NO_LINKS = "no links (FLOP-matched)"
+SINGLE = "single kernel {3} (FLOP-matched)"
+
+
+@pytest.fixture(scope="module")
+def run_summary(tmp_path_factory):
+    """The default run (the contrasts study) beside an old-style grid study, rendered through the CLI."""
+    base = tmp_path_factory.mktemp("summary")
+    runs, out = base / "runs", base / "reports"
+    fixture.make_contrasts_study(runs)
+    fixture.make_old_grid_study(runs, OLD_STUDY)
+    assert main(["--runs", str(runs), "--out", str(out)]) == 0
+    return runs, out
+
+
+def _paired_points(runs: Path, variant: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed accuracy (points) of a contrast variant and of the paper block, seed-aligned."""
+    table = load_table(runs / "contrasts" / "results.jsonl").set_index("seed")
+    ref = table[table["variant"] == fixture.CONTRAST_REFERENCE]["test_accuracy"].sort_index()
+    var = table[table["variant"] == variant]["test_accuracy"].sort_index()
+    assert list(ref.index) == list(var.index) == list(fixture.CONTRAST_SEEDS)
+    return var.to_numpy(float) * 100, ref.to_numpy(float) * 100
+
+
+def _section(html: str, study: str) -> str:
+    """The index's section of one study (from its heading to the next h2)."""
+    start = html.index(f'<h2 id="study-{study}">')
+    return html[start:html.index("<h2", start + 1)]
+
+
+def _rows(section: str, table_class: str) -> list[list[str]]:
+    body = section[section.index(f'<table class="{table_class}">'):]
+    body = body[:body.index("</table>")]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)[1:]]
+
+
+def test_contrasts_csv_has_one_row_per_contrast_contrasts_study_first(run_summary):
+    runs, out = run_summary
+    text = (out / "contrasts.csv").read_text(encoding="utf-8")
+    assert text.splitlines()[0] == CSV_HEADER
+    csv = pd.read_csv(out / "contrasts.csv")
+    assert list(csv["study"]) == ["contrasts", "contrasts", OLD_STUDY]
+    assert list(csv["contrast"][:2]) == [f"{SINGLE} − paper block", f"{NO_LINKS} − paper block"]
+    assert list(csv["verdict"]) == [stats.equivalence_verdict(3.0), "worse", "worse"]
+    assert list(csv["n"]) == [5, 5, 3]
+    for row, variant in zip(csv.itertuples(), (SINGLE, NO_LINKS), strict=False):
+        var, ref = _paired_points(runs, variant)
+        assert row.delta == pytest.approx(var.mean() - ref.mean(), abs=1e-4)
+        ci = sps.ttest_rel(var, ref).confidence_interval(0.95)
+        assert (row.ci_low, row.ci_high) == (pytest.approx(ci.low, abs=1e-4), pytest.approx(ci.high, abs=1e-4))
+        assert 0 < row.mde < 3
+    # The fixture's design, independently of the rows: −4.1 points every seed, and +0.08 on average.
+    assert csv["delta"][1] == pytest.approx(-4.1, abs=1e-4)
+    assert csv["delta"][0] == pytest.approx(100 * np.mean(fixture.CONTRAST_VARIANTS[SINGLE][0]), abs=1e-4)
+    old = load_table(runs / OLD_STUDY / "results.jsonl")
+    means = old.groupby("variant")["test_accuracy"].mean() * 100
+    assert csv["contrast"][2] == "{3} − {3,5,7}"
+    assert csv["delta"][2] == pytest.approx(means["{3}"] - means["{3,5,7}"], abs=1e-4)
+
+
+def test_index_leads_with_the_contrasts_table_and_answers(run_summary):
+    runs, out = run_summary
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert html.index('id="study-contrasts"') < html.index(f'id="study-{OLD_STUDY}"')
+    section = _section(html, "contrasts")
+    assert "Pre-registered contrasts: multi-kernel vs single kernel, links vs no links (FLOP-matched)" in section
+    assert f"<dd>{fixture.CONTRAST_PROFILE}</dd>" in section and "PROXY" in fixture.CONTRAST_PROFILE
+    assert '<span class="badge proxy">PROXY</span>' in section
+    assert 'href="contrasts/index.html"' in section
+    header = re.findall(r"<th>(.*?)</th>", section[section.index('<table class="contrasts">'):].split("</thead>")[0])
+    assert header == ["contrast", "n (pairs)", "Δ (points)", "95 % CI", "MDE", "verdict"]
+    rows = _rows(section, "contrasts")
+    assert [r[0] for r in rows] == [f"{SINGLE} − paper block", f"{NO_LINKS} − paper block"]
+    for row, variant in zip(rows, (SINGLE, NO_LINKS), strict=True):
+        var, ref = _paired_points(runs, variant)
+        ci = sps.ttest_rel(var, ref).confidence_interval(0.95)
+        assert row[1:4] == ["5", f"{var.mean() - ref.mean():+.2f}", f"[{ci.low:+.2f}, {ci.high:+.2f}]"]
+    assert '<td class="text equiv">equivalent within ±3 pts</td>' in section
+    assert '<td class="text bad">worse</td>' in section
+    var, ref = _paired_points(runs, NO_LINKS)
+    ci = sps.ttest_rel(var, ref).confidence_interval(0.95)
+    def signed(x: float) -> str:  # prose uses the minus sign, not a hyphen
+        return f"{x:+.1f}".replace("-", summary.MINUS)
+
+    assert (f"No links (FLOP-matched) is worse than the paper block by {ref.mean() - var.mean():.1f} points "
+            f"[95 % CI {signed(ci.low)}, {signed(ci.high)}]") in section
+    assert "Single kernel {3} (FLOP-matched) is equivalent to the paper block within ±3 points" in section
+    assert "0 better, 1 worse, 1 equivalent (±3 pts), 0 inconclusive (of 2 comparisons)" in section
+
+
+def test_index_shows_matched_and_raw_cost(run_summary):
+    _, out = run_summary
+    rows = {r[0]: r for r in _rows(_section((out / "index.html").read_text(encoding="utf-8"), "contrasts"), "costs")}
+    assert list(rows) == [fixture.CONTRAST_REFERENCE, SINGLE, NO_LINKS]
+    for label, (_, flops, params, raw_flops, raw_params, width) in fixture.CONTRAST_VARIANTS.items():
+        assert rows[label][2:] == ["FLOPs", f"×{width:g}", display.mega(flops), display.count(params),
+                                   display.mega(raw_flops), display.count(raw_params)]
+    assert rows[SINGLE][4:] == ["24.10", "310,000", "9.80", "128,000"]
+    assert rows[fixture.CONTRAST_REFERENCE][2] == "–"
+
+
+def test_index_lists_studies_not_run_with_their_command(run_summary):
+    _, out = run_summary
+    html = (out / "index.html").read_text(encoding="utf-8")
+    not_run = html[html.index('<h2 id="not-run">'):]
+    missing = [name for name in list_studies() if name not in ("contrasts", OLD_STUDY)]
+    assert missing, "ablations/ should hold studies besides contrasts"
+    for name in missing:
+        assert f"<strong>{name}</strong>" in not_run
+        assert f"<code>nox -s ablations -- --only {name}</code>" in not_run
+    assert "--only contrasts" not in html
+
+
+def test_index_tolerates_runs_without_the_newer_fields(run_summary):
+    _, out = run_summary
+    section = _section((out / "index.html").read_text(encoding="utf-8"), OLD_STUDY)
+    assert "no description recorded" in section and "quick profile" in section
+    assert "PROXY" not in section
+    assert _rows(section, "contrasts")[0][0] == "{3} − {3,5,7}"
+    assert 'href="b-old-kernels/index.html"' in section
+
+
+def test_study_page_uses_the_new_verdicts(run_summary):
+    _, out = run_summary
+    page = (out / "contrasts" / "index.html").read_text(encoding="utf-8")
+    assert "contrasts: 0 better, 1 worse, 1 equivalent (±3 pts), 0 inconclusive (of 2 comparisons)" in page
+    assert 'equiv">equivalent within ±3 pts</td>' in page and 'bad">worse</td>' in page
+    assert "no detectable" not in page
+    assert "PROXY · profile quick" in page  # subtitle
+    assert "9.80" in page and "17.20" in page  # raw MFLOPs in the page's cost table
+
+
+def test_built_index_summarises_the_fixture_study(built):
+    runs, out = built
+    csv = pd.read_csv(out / "contrasts.csv")
+    assert list(dict.fromkeys(csv["study"])) == ["fixture", "tiny-mo"]  # no study.json kind: grid, by its axes
+    expected = stats.compare_axis(load_table(runs / "fixture" / "results.jsonl"), "kernels")
+    assert len(expected) == 6  # three variants against {3,5,7} on two datasets
+    rows = csv[csv["study"] == "fixture"].set_index("contrast")
+    for r in expected.itertuples():
+        row = rows.loc[f"{r.variant} − {r.reference} · {r.dataset}"]
+        assert row["verdict"] == r.verdict
+        assert row["delta"] == pytest.approx(r.diff, abs=1e-4)
+        assert row["mde"] == pytest.approx(r.mde, abs=1e-4)
+    assert rows.index[0] == "{3,5} − {3,5,7} · mnist"  # datasets in the paper's order
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; − {3,5,7} · mnist" in index
+
+
+@pytest.mark.parametrize(("verdict", "kind", "css"), [
+    ("better", "better", "good"), ("worse", "worse", "bad"),
+    (stats.equivalence_verdict(2.5), "equivalent", "equiv"), (stats.INCONCLUSIVE, "inconclusive", "muted"),
+    (stats.INSUFFICIENT, "insufficient", "muted"),
+])
+def test_verdict_kinds_and_styles(verdict, kind, css):
+    assert tables.verdict_kind(verdict) == kind
+    assert display.verdict_class(verdict) == css
+    assert _verdict_cell({"verdict": verdict}) == (verdict, css)
+
+
+def _claim(*verdicts: str):
+    comparisons = pd.DataFrame([{
+        "dataset": "mnist", "baseline": f"vgg16_scratch{i}", "mean_lrnet": 99.0, "mean_baseline": 98.0, "diff": 1.0,
+        "ci_low": -1.0, "ci_high": 3.0, "p_adjusted": 0.2, "mde": 3.4, "margin": 3.0, "verdict": v,
+    } for i, v in enumerate(verdicts)])
+    costs = pd.DataFrame(columns=["model", *tables.COST_COLUMNS])
+    return check_claims(comparisons, costs, {"lrnet_paper", "vgg16_scratch"})[0]
+
+
+def test_accuracy_claim_the_data_cannot_decide_is_inconclusive():
+    undecided = _claim("better", stats.INCONCLUSIVE)
+    assert undecided.kind == "inconclusive" and NOT_SUPPORTED not in undecided.verdict
+    assert "inconclusive in 1 of 2" in undecided.headline
+    assert any("inconclusive (MDE 3.40 pts)" in e for e in undecided.evidence)
+    assert _claim("better", "better").verdict == SUPPORTED
+    assert _claim("better", "worse", stats.INCONCLUSIVE).verdict == NOT_SUPPORTED
+    equivalent = _claim("better", stats.equivalence_verdict(3.0))
+    assert equivalent.verdict == NOT_SUPPORTED and "equivalent (±3 pts) in 1" in equivalent.headline
+
+
+def test_inconclusive_answer_names_the_mde():
+    record = {"variant": "no links", "reference": "paper block", "verdict": stats.INCONCLUSIVE, "diff": 1.24,
+              "ci_low": -2.0, "ci_high": 4.5, "mde": 3.44, "margin": 3.0, "n_variant": 5, "n_reference": 5}
+    text = summary.answer(record)
+    assert text.startswith("Inconclusive: the data cannot tell no links from the paper block")
+    assert "MDE 3.4 pts" in text and f"{summary.MINUS}2.0" in text

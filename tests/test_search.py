@@ -172,7 +172,8 @@ def test_adaptive_seeds_stop_by_the_ci_criterion_and_record_why(study_file, tmp_
     assert info["seeds_stop_reason"].startswith("ci-target")
     assert set(info["ci_half_widths"]) == {"none"} and info["ci_half_widths"]["none"] <= 60
     # an unreachable target runs to the cap and says so
-    assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report", "--seeds", "auto:4", "--ci-target", "0.001"]) == 0
+    assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report", "--seeds", "auto:4", "--ci-target", "0.001",
+                 "--mde-target", "0"]) == 0
     info = json.loads((runs / "tinyseeds" / "study.json").read_text())
     assert info["seeds_stop_reason"].startswith("max-seeds")
     assert sorted({r["seed"] for r in results.load_rows(results.results_path(runs, "tinyseeds"))}) == [0, 1, 2, 3]

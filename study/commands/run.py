@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory (default runs/)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="report directory (default reports/)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
-    parser.add_argument("--seeds", help='seed count or "auto[:MAX]" (add seeds until every CI half-width ≤ --ci-target)')
+    parser.add_argument("--seeds", help='seed count or "auto[:MAX]" (add paired seeds until every contrast is decided or its '
+                        'MDE ≤ --mde-target, or every CI half-width ≤ --ci-target)')
+    parser.add_argument("--mde-target", type=float, default=3.0, help="MDE in points that stops --seeds auto (default 3; 0 = off)")
     parser.add_argument("--ci-target", type=float, default=1.0, help="target CI half-width in points for --seeds auto (default 1.0)")
     parser.add_argument("--budget-min", type=float, help="stop *starting* new trials after this many minutes (0 = none; "
                         "default: the profile's guard); a running trial always finishes its budget")
@@ -97,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             except KitError as err:  # one broken study must not cost the others (or the report)
                 errors.append(str(err))
                 break
-            decision = _adaptive_decision(ctx, adaptive, args.ci_target, deadline)
+            decision = _adaptive_decision(ctx, adaptive, args, deadline)
             if decision is None or not decision.more_seeds:
                 extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
                 search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), **extra)
@@ -122,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _adaptive_decision(ctx, adaptive: int, target: float, deadline: float):
+def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: float):
     """The seeds decision of an adaptive grid study (None when seeds are fixed)."""
     if not adaptive or ctx.spec.kind != "grid" or ctx.spec.reference() is None:
         return None
@@ -137,7 +139,8 @@ def _adaptive_decision(ctx, adaptive: int, target: float, deadline: float):
     reference = ctx.spec.reference().label
     if reference not in groups:
         return None
-    return stats.seeds_decision(groups, reference, target_half_width=target, max_seeds=adaptive, min_seeds=3,
+    return stats.seeds_decision(groups, reference, target_half_width=args.ci_target, max_seeds=adaptive, min_seeds=3,
+                                mde_target=args.mde_target or None, margin=ctx.spec.equivalence_margin,
                                 budget_exhausted=bool(deadline and time.time() > deadline))
 
 

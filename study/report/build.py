@@ -1,6 +1,7 @@
-"""Build `reports/<study>/index.html` (plus its SVG figures and CSV tables) for each study of a runs directory.
+"""Build `reports/<study>/index.html` (plus its SVG figures and CSV tables) for each study of a runs directory,
+and the summary of the whole run: `reports/index.html` and `reports/contrasts.csv` (see `summary`).
 
-Reading order of the page: verdicts first (the paper's claims, Table I in one line per dataset,
+Reading order of a study's page: verdicts first (the paper's claims, Table I in one line per dataset,
 ablation verdict counts, caveats), then the evidence section by section.
 """
 
@@ -18,7 +19,7 @@ import pandas as pd
 
 from study import stats
 from study.errors import KitError
-from study.report import display, figures, tables
+from study.report import display, figures, summary, tables
 from study.report.claims import check_claims
 from study.report.curves import load_histories, mean_curves
 from study.report.html import (
@@ -27,6 +28,7 @@ from study.report.html import (
     Note,
     ReportBook,
     Section,
+    Table,
     Verdicts,
     frame_table,
     render_index,
@@ -90,7 +92,8 @@ def load_study(run_dir: Path) -> StudyRun:
 
 
 def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None) -> list[Path]:
-    """Write a report per study (or only `study`) and the index of all studies; returns the pages written."""
+    """Write a report per study (or only `study`), then the summary of every study of `runs_dir`
+    (index.html and contrasts.csv); returns the files written."""
     selected = [runs_dir / study] if study else find_studies(runs_dir)
     studies = [load_study(p) for p in selected if p.is_dir()]
     with_rows = [s for s in studies if len(s.table)]
@@ -98,21 +101,27 @@ def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None) -> li
         raise KitError(f"no results in {runs_dir / study if study else runs_dir} — run nox -s ablations first")
     written = [write_study_report(s, out_dir / s.name) for s in with_rows]
     others = [load_study(p) for p in find_studies(runs_dir) if p.name not in {s.name for s in studies}]
-    written.append(write_index(sorted(studies + others, key=lambda s: s.name), out_dir))
+    written.extend(write_index(studies + others, out_dir))
     return written
 
 
-def write_index(studies: list[StudyRun], out_dir: Path) -> Path:
-    """`<out>/index.html`: every study with profile, rows ok/total, last update and a link to its report."""
+def write_index(studies: list[StudyRun], out_dir: Path, available: list[str] | None = None) -> list[Path]:
+    """The summary of the whole run: `<out>/index.html` and `<out>/contrasts.csv`; returns both paths.
+
+    Per study (the contrasts study first): its question, profile (PROXY flagged), contrasts with verdicts and
+    one-line answers, variant costs (matched and raw) and a link to its page; then the studies of
+    `available` (default: every ablations/*.toml) that have no run directory, with the command to run them.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    entries = [{
-        "name": s.name, "profile": s.profile, "ok": int((s.table["status"] == "ok").sum()), "total": len(s.table),
-        "cells_total": display.text(s.provenance.get("cells_total")), "updated": s.last_update,
-        "link": urllib.parse.quote(s.name) + "/index.html" if (out_dir / s.name / "index.html").exists() else None,
-    } for s in studies]
+    summaries = [summary.summarise(s, urllib.parse.quote(s.name) + "/index.html"
+                                   if (out_dir / s.name / "index.html").exists() else None)
+                 for s in summary.order(studies)]
+    missing = summary.not_run({s.name for s in studies}, available)
+    csv = out_dir / "contrasts.csv"
+    summary.contrasts_csv(summaries).to_csv(csv, index=False)
     path = out_dir / "index.html"
-    path.write_text(render_index(entries, _now()), encoding="utf-8")
-    return path
+    path.write_text(render_index(summaries, missing, _now()), encoding="utf-8")
+    return [path, csv]
 
 
 class _Outputs:
@@ -152,26 +161,29 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     table = study.table
     main = tables.main_rows(table)
     table_one = tables.table_one(table)
-    versus = tables.lrnet_vs_baselines(table)
+    margin = summary.equivalence_margin(study.provenance)
+    versus = tables.lrnet_vs_baselines(table, margin)
     table_two = tables.table_two(table)
     claims = check_claims(versus, table_two, set(main["model"]))
     palette = figures.model_palette(table["model"].dropna().astype(str))
     book = ReportBook(f"Study {study.name}", _subtitle(study))
 
-    ablations = {axis: _compare_axis(table, axis) for axis in tables.ablation_axes(table)}
+    ablations = {axis: _compare_axis(table, axis, margin) for axis in tables.ablation_axes(table)}
 
     _summary(book, study, table_one, claims, ablations)
     _run_section(book.section("Run"), study)
     _table_one_section(book.section("Table I — accuracy vs the paper"), out, table_one, versus, main)
     _table_two_section(book.section("Table II — cost"), out, table_two)
-    _ablation_section(book.section("Ablations"), out, table, ablations)
+    _ablation_section(book.section("Ablations"), out, study, ablations)
     _curves_section(book.section("Training curves"), out, study, main, palette)
     _pareto_section(book.section("Accuracy vs FLOPs"), out, study, table, palette)
     _robustness_section(book.section("Robustness to degradation"), out, table, palette)
     book.section("Claims check").add(
         Note("Each claim of the paper is checked against this study's own numbers. Accuracy: supported only "
              "if LR-Net is significantly better (Holm-adjusted, α = 0.05) than every baseline on every dataset "
-             "where both were run. Parameters and speed: medians of Table II, LR-Net against every baseline."),
+             "where both were run; not supported if it is worse, or equivalent within the margin, somewhere; "
+             "inconclusive if the data cannot decide the remaining comparisons. Parameters and speed: medians "
+             "of Table II, LR-Net against every baseline."),
         Verdicts(claims),
     )
     return book.to_file(folder / "index.html", _now())
@@ -184,7 +196,8 @@ def _now() -> str:
 def _subtitle(study: StudyRun) -> str:
     table = study.table
     ok = int((table["status"] == "ok").sum())
-    return (f"profile {study.profile} · {ok} of {len(table)} runs ok · "
+    proxy = "PROXY · " if summary.is_proxy(study) else ""
+    return (f"{proxy}profile {study.profile} · {ok} of {len(table)} runs ok · "
             f"{display.duration(tables.compute_seconds(table))} of compute · last update {study.last_update}")
 
 
@@ -203,17 +216,12 @@ def _summary(book: ReportBook, study: StudyRun, table_one: pd.DataFrame, claims,
             + (" (outside our CI)" if _paper_in_ci_cell(r)[1] == "flag" else "")
             for r in lrnet.to_dict("records")
         ]))
-    counts = []
-    for axis, result in ablations.items():
-        if isinstance(result, str) or result.empty:
-            continue
-        verdicts = result["verdict"].astype(str)
-        counts.append(f"{axis}: {(verdicts == 'better').sum()} better, {(verdicts == 'worse').sum()} worse, "
-                      f"{verdicts.str.startswith('no detectable').sum()} no detectable difference "
-                      f"(of {len(verdicts)} comparisons)")
+    margin = summary.equivalence_margin(study.provenance)
+    counts = [f"{axis}: {summary.verdict_counts(result['verdict'], margin)}"
+              for axis, result in ablations.items() if not isinstance(result, str) and not result.empty]
     if counts:
-        book.summary.append(Note("Ablations, each variant vs the paper configuration (Holm, α = 0.05):",
-                                 "info", counts))
+        book.summary.append(Note("Ablations, each variant vs the axis's reference (Holm, α = 0.05; equivalent: "
+                                 f"shown within ±{margin:g} pts by TOST; inconclusive: neither):", "info", counts))
     caveats = [*study.problems]
     mde = _quick_mde_sentence(study)
     if mde:
@@ -301,7 +309,8 @@ def _run_section(section: Section, study: StudyRun) -> None:
         ("study", str(prov.get("study", study.name))),
         ("what ran", f"{len(table)} runs · axes: {axes or '–'} · models: {_unique(table['model'])} · "
                      f"datasets: {_unique(table['dataset'])} · seeds: {_unique(table['seed'])}"),
-        ("profile", study.profile),
+        ("profile", summary.profile_line(study)),
+        ("equivalence margin", f"±{summary.equivalence_margin(prov):g} accuracy points"),
         ("protocol", "; ".join(_describe_protocol(p) for p in sorted(set(table["protocol"].dropna().astype(str))))
          or str(prov.get("protocol", "–"))),
         ("baselines", _describe_baselines(baselines)),
@@ -364,8 +373,9 @@ def _table_one_section(section: Section, out: _Outputs, table_one: pd.DataFrame,
                      "dataset."))
         return
     sub.add(Note("Δ = LR-Net − baseline in points. Paired by seed where at least two seeds are shared, "
-                 "Welch otherwise; p-values Holm-adjusted across the baselines of each dataset. A difference "
-                 "that is not significant is reported with its minimum detectable difference (MDE)."))
+                 "Welch otherwise; p-values Holm-adjusted across the baselines of each dataset. Verdict: better / "
+                 "worse (t-test), equivalent within the margin (TOST), else inconclusive — then read the CI and "
+                 "the minimum detectable difference (MDE)."))
     sub.add(frame_table(versus, {
         "dataset": ("dataset", display.text), "baseline": ("baseline", display.text),
         "LR-Net %": ("mean_lrnet", display.pts), "baseline %": ("mean_baseline", display.pts),
@@ -373,7 +383,7 @@ def _table_one_section(section: Section, out: _Outputs, table_one: pd.DataFrame,
         "Δ": lambda r: display.pts(r["diff"], signed=True),
         "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"], signed=True),
         "p (Holm)": ("p_adjusted", display.p_value), "test": lambda r: "paired" if r["paired"] else "Welch",
-        "LR-Net is": _verdict_cell,
+        "MDE": ("mde", display.pts), "LR-Net is": _verdict_cell,
     }, caption="LR-Net against the baselines.", csv=out.csv(versus, "lrnet_vs_baselines")))
 
 
@@ -385,14 +395,9 @@ def _paper_in_ci_cell(record: dict):
 
 
 def _verdict_cell(record: dict):
+    """A verdict styled by its kind: better good, worse bad, equivalent its own style, inconclusive muted."""
     verdict = str(record["verdict"])
-    return (verdict, {"better": "good", "worse": "bad"}.get(verdict, "muted"))
-
-
-def _short_verdict_cell(record: dict):
-    """The verdict without the MDE it repeats, for tables that show MDE in a column of its own."""
-    text, css = _verdict_cell(record)
-    return (text.split(" (MDE")[0], css)
+    return (verdict, display.verdict_class(verdict))
 
 
 def _table_two_section(section: Section, out: _Outputs, table_two: pd.DataFrame) -> None:
@@ -412,10 +417,10 @@ def _table_two_section(section: Section, out: _Outputs, table_two: pd.DataFrame)
         row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
 
 
-def _compare_axis(table: pd.DataFrame, axis: str) -> pd.DataFrame | str:
+def _compare_axis(table: pd.DataFrame, axis: str, margin: float = summary.DEFAULT_MARGIN) -> pd.DataFrame | str:
     """stats.compare_axis, or why the axis could not be compared (e.g. two variants flagged as reference)."""
     try:
-        result = stats.compare_axis(table, axis)
+        result = stats.compare_axis(table, axis, margin=margin)
     except ValueError as err:
         return f"Could not compare this axis: {err}"
     if result.empty:
@@ -424,15 +429,23 @@ def _compare_axis(table: pd.DataFrame, axis: str) -> pd.DataFrame | str:
     return result
 
 
-def _ablation_section(section: Section, out: _Outputs, table: pd.DataFrame,
+def _ablation_section(section: Section, out: _Outputs, study: StudyRun,
                       ablations: dict[str, pd.DataFrame | str]) -> None:
+    table = study.table
     if not ablations:
         section.add(Note("This study has no ablation axis (only paper / robustness / search rows)."))
         return
+    margin = summary.equivalence_margin(study.provenance)
     section.add(Note(
         "Each variant against the axis's reference (the paper configuration), per dataset and degradation: "
         "Δ = variant − reference in points with its 95% CI, paired by seed where possible, p-values "
-        "Holm-adjusted across the axis's variants, and the minimum detectable difference (MDE)."))
+        "Holm-adjusted across the axis's variants, and the minimum detectable difference (MDE, at the "
+        f"Holm-adjusted α). Verdict: better / worse (t-test), equivalent within ±{margin:g} pts (TOST, "
+        "Holm-adjusted), else inconclusive: the data can neither tell the variant from the reference nor bound "
+        "the difference."))
+    costs = summary.costs(study)
+    if costs:
+        section.add(_cost_table(costs))
     for axis, result in ablations.items():
         sub = section.subsection(f"Axis: {axis}")
         points = tables.axis_points(table, axis)
@@ -448,12 +461,23 @@ def _ablation_section(section: Section, out: _Outputs, table: pd.DataFrame,
                 "Δ": lambda r: display.pts(r["diff"], signed=True),
                 "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"], signed=True),
                 "p": ("p_value", display.p_value), "p (Holm)": ("p_adjusted", display.p_value),
-                "MDE": ("mde", display.pts), "verdict": _short_verdict_cell,
+                "MDE": ("mde", display.pts), "verdict": _verdict_cell,
             }, caption=f"Reference: {result['reference'].iloc[0]}.", csv=out.csv(result, f"ablation_{axis}")))
         if len(points):
             sub.add(out.figure(figures.to_svg(figures.ablation_figure(points, axis)), f"ablation_{axis}",
                                f"Test accuracy per {axis} variant: dots are seeds, bars the mean with its 95% "
                                f"t-interval; the reference is vermillion, its mean the dashed line."))
+
+
+def _cost_table(costs: list[dict]) -> Table:
+    """Each variant's cost as trained and, for capacity-matched variants, before matching (raw)."""
+    return Table(
+        ["variant", "network", "matched on", "width", "MFLOPs", "params", "raw MFLOPs", "raw params"],
+        [[c["variant"], c["network"], c["match"], c["width"], c["mflops"], c["params"], c["raw_mflops"],
+          c["raw_params"]] for c in costs],
+        caption="Cost per variant (per image; 1 multiply-add = 1 FLOP). Matched variants had their widths scaled "
+                "until their FLOPs (or params) matched the reference's; raw is the same variant before matching.",
+        numeric=[False, False, False, True, True, True, True, True])
 
 
 def _curves_section(section: Section, out: _Outputs, study: StudyRun, main: pd.DataFrame,

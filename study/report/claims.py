@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.report import display
-from study.report.tables import LRNET, is_baseline
+from study.report.tables import LRNET, is_baseline, verdict_kind
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
+#: The data can neither support nor refute the claim (some comparison is inconclusive, none contradicts it).
+INCONCLUSIVE = "inconclusive"
 NOT_TESTABLE = "not testable"
 
 
@@ -26,7 +28,7 @@ class Claim:
 
     @property
     def kind(self) -> str:
-        """The verdict without its detail, for styling ("supported", "not supported", "not testable")."""
+        """The verdict without its detail, for styling ("supported", "not supported", "inconclusive", "not testable")."""
         return self.verdict.split(":")[0]
 
 
@@ -59,20 +61,41 @@ def _accuracy_claim(comparisons: pd.DataFrame, models: set[str]) -> Claim:
     evidence = tuple(
         f"{r.dataset}: LR-Net {r.mean_lrnet:.2f} vs {r.baseline} {r.mean_baseline:.2f} "
         f"(Δ {r.diff:+.2f} pts, 95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], Holm p = {display.p_value(r.p_adjusted)}) "
-        f"→ LR-Net {r.verdict}"
+        f"→ {_outcome(r.verdict, r.mde)}"
         for r in comparisons.itertuples()
     )
-    verdicts = comparisons["verdict"].astype(str)
-    testable = verdicts[~verdicts.str.startswith("insufficient")]
+    kinds = comparisons["verdict"].map(verdict_kind)
+    testable = kinds[kinds != "insufficient"]
     if testable.empty:
         return Claim("accuracy", statement, f"{NOT_TESTABLE}: fewer than 2 seeds per model", evidence)
-    headline = (f"LR-Net better in {(testable == 'better').sum()}, worse in {(testable == 'worse').sum()}, "
-                f"no detectable difference in {testable.str.startswith('no detectable').sum()} of "
-                f"{len(testable)} dataset × baseline comparisons")
-    if len(testable) < len(verdicts):
-        headline += f" ({len(verdicts) - len(testable)} more with too few seeds)"
-    verdict = SUPPORTED if (testable == "better").all() else NOT_SUPPORTED
+    count = testable.value_counts()
+    margins = sorted({f"{m:g}" for m in comparisons.get("margin", pd.Series(dtype=float)).dropna()})
+    within = f" (±{'/'.join(margins)} pts)" if margins else ""
+    headline = (f"LR-Net better in {count.get('better', 0)}, worse in {count.get('worse', 0)}, "
+                f"equivalent{within} in {count.get('equivalent', 0)}, inconclusive in "
+                f"{count.get('inconclusive', 0)} of {len(testable)} dataset × baseline comparisons")
+    if len(testable) < len(kinds):
+        headline += f" ({len(kinds) - len(testable)} more with too few seeds)"
+    # Worse or equivalent somewhere contradicts "more accurate"; a comparison the data cannot decide
+    # leaves the claim open, which is not the same as refuting it.
+    if (testable == "better").all():
+        verdict = SUPPORTED
+    elif testable.isin(["worse", "equivalent"]).any():
+        verdict = NOT_SUPPORTED
+    else:
+        verdict = (f"{INCONCLUSIVE}: {count.get('inconclusive', 0)} of {len(testable)} comparisons undecided, "
+                   "none contradicts the claim")
     return Claim("accuracy", statement, verdict, evidence, headline)
+
+
+def _outcome(verdict: str, mde: float) -> str:
+    """One comparison's verdict as evidence reads it: "LR-Net better", "inconclusive (MDE 3.4 pts)"."""
+    kind = verdict_kind(verdict)
+    if kind in ("better", "worse", "equivalent"):
+        return f"LR-Net {verdict}"
+    if kind == "inconclusive":
+        return f"{verdict} (MDE {display.pts(mde)} pts)"
+    return verdict
 
 
 def _lrnet_vs_baselines(costs: pd.DataFrame, column: str) -> tuple[float, pd.DataFrame] | str:

@@ -7,8 +7,23 @@ import math
 import pandas as pd
 
 
-def _missing(value) -> bool:
+def missing(value) -> bool:
+    """None, pd.NA or NaN: shown as a dash."""
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+_missing = missing
+
+#: CSS class of a verdict cell per kind of verdict (see `tables.verdict_kind`).
+VERDICT_CLASSES = {"better": "good", "worse": "bad", "equivalent": "equiv", "inconclusive": "muted",
+                   "insufficient": "muted"}
+
+
+def verdict_class(verdict) -> str:
+    """How a comparison's verdict is styled: better good, worse bad, equivalent its own, the rest muted."""
+    from study.report.tables import verdict_kind
+
+    return VERDICT_CLASSES[verdict_kind(verdict)]
 
 
 def pts(value, signed: bool = False) -> str:

@@ -130,9 +130,9 @@ class ReportBook:
         return path
 
 
-def render_index(studies: list[dict], generated: str) -> str:
-    """The page listing every study (name, profile, rows ok/total, last update, link)."""
-    return _env().get_template("index.html.j2").render(studies=studies, generated=generated)
+def render_index(studies: list[dict], not_run: list[dict], generated: str) -> str:
+    """The summary of a whole run: every study (`summary.summarise`), then the studies not run (`summary.not_run`)."""
+    return _env().get_template("index.html.j2").render(studies=studies, not_run=not_run, generated=generated)
 
 
 def frame_table(frame: pd.DataFrame, formats: dict, *, caption: str = "", csv: str | None = None,

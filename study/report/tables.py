@@ -77,6 +77,22 @@ def degradation_order(degradations) -> list[str]:
     return sorted(set(degradations), key=key)
 
 
+#: The kinds of verdict `stats.compare` gives, in the order the report counts them.
+VERDICT_KINDS = ("better", "worse", "equivalent", "inconclusive", "insufficient")
+
+
+def verdict_kind(verdict) -> str:
+    """better / worse / equivalent (within ±M pts) / insufficient (n<2) / inconclusive (anything else)."""
+    text = str(verdict)
+    if text in stats.DECIDED:
+        return text
+    if text.startswith("equivalent"):
+        return "equivalent"
+    if text == stats.INSUFFICIENT or text.startswith("insufficient"):
+        return "insufficient"
+    return "inconclusive"
+
+
 def ok_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Rows that finished with a usable result."""
     return table[table["status"] == "ok"]
@@ -140,8 +156,11 @@ def table_one(table: pd.DataFrame) -> pd.DataFrame:
     return sort_like(out, dataset=dataset_order(out["dataset"]), model=model_order(out["model"]))
 
 
-def lrnet_vs_baselines(table: pd.DataFrame) -> pd.DataFrame:
-    """LR-Net minus each baseline per dataset (paired by seed), Holm-adjusted across the baselines of a dataset."""
+def lrnet_vs_baselines(table: pd.DataFrame, margin: float = 3.0) -> pd.DataFrame:
+    """LR-Net minus each baseline per dataset (paired by seed), Holm-adjusted across the baselines of a dataset.
+
+    Verdicts as in `stats.compare`: better / worse / equivalent within ±`margin` points / inconclusive.
+    """
     seeds = per_seed(main_rows(table), ["model", "dataset", "protocol"])
     frames = []
     for (dataset, protocol), group in seeds.groupby(["dataset", "protocol"], sort=False):
@@ -154,11 +173,12 @@ def lrnet_vs_baselines(table: pd.DataFrame) -> pd.DataFrame:
             m: (group.loc[group["model"] == m, "value"].to_numpy(), group.loc[group["model"] == m, "seed"].to_numpy())
             for m in [LRNET, *baselines]
         }
-        for comparison in stats.compare_family(groups, reference=LRNET):
+        for comparison in stats.compare_family(groups, reference=LRNET, margin=margin):
             frames.append({"dataset": dataset, "protocol": protocol, "baseline": comparison.variant,
                            **_lrnet_minus(comparison)})
     columns = ["dataset", "protocol", "baseline", "n_lrnet", "n_baseline", "mean_lrnet", "mean_baseline",
-               "diff", "ci_low", "ci_high", "p_value", "p_adjusted", "mde", "paired", "verdict"]
+               "diff", "ci_low", "ci_high", "p_value", "p_adjusted", "mde", "paired", "verdict", "margin",
+               "p_equivalence_adjusted"]
     out = pd.DataFrame(frames, columns=columns)
     if out.empty:
         return out
@@ -166,14 +186,19 @@ def lrnet_vs_baselines(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _lrnet_minus(c: stats.Comparison) -> dict:
-    """Restate "baseline vs LR-Net" as "LR-Net vs baseline": negate the difference and swap the verdict."""
+    """Restate "baseline vs LR-Net" as "LR-Net vs baseline": negate the difference and swap better/worse.
+
+    Equivalence (within ±margin) and "inconclusive" are symmetric, so they carry over unchanged; so do
+    the MDE and the p-values (two-sided t-test, TOST against a symmetric margin).
+    """
     flip = {"better": "worse", "worse": "better"}
     return {
         "n_lrnet": c.n_reference, "n_baseline": c.n_variant,
         "mean_lrnet": c.mean_reference, "mean_baseline": c.mean_variant,
         "diff": -c.diff, "ci_low": -c.ci_high, "ci_high": -c.ci_low,
         "p_value": c.p_value, "p_adjusted": c.p_adjusted, "mde": c.mde, "paired": c.paired,
-        "verdict": flip.get(c.verdict, c.verdict),
+        "verdict": flip.get(c.verdict, c.verdict), "margin": c.margin,
+        "p_equivalence_adjusted": c.p_equivalence_adjusted,
     }
 
 
@@ -205,7 +230,7 @@ def ablation_axes(table: pd.DataFrame) -> list[str]:
 def axis_points(table: pd.DataFrame, axis: str) -> pd.DataFrame:
     """Per-seed accuracy of every variant on one axis, reference first (the data behind the axis plot)."""
     rows = ok_rows(table)
-    rows = rows[rows["axis"] == axis].assign(is_reference=lambda r: r["is_reference"].map(_truthy))
+    rows = rows[rows["axis"] == axis].assign(is_reference=lambda r: r["is_reference"].map(truthy))
     seeds = per_seed(rows, ["variant", "is_reference", "dataset", "degradation"])
     variants = list(dict.fromkeys(
         seeds.sort_values("is_reference", ascending=False, kind="stable")["variant"]
@@ -213,7 +238,7 @@ def axis_points(table: pd.DataFrame, axis: str) -> pd.DataFrame:
     return sort_like(seeds, dataset=dataset_order(seeds["dataset"]), variant=variants)
 
 
-def _truthy(value) -> bool:
+def truthy(value) -> bool:
     """A results-file flag read leniently (JSON may carry true, "true" or 1)."""
     return value is True or str(value).strip().lower() in ("true", "1", "yes")
 

@@ -1,0 +1,353 @@
+"""The summary of a whole run: `reports/index.html` and `reports/contrasts.csv`.
+
+Per study: its question (the spec's description), the profile it ran under (PROXY flagged), one row
+per pre-registered contrast (Δ = variant − reference in accuracy points, 95% CI, MDE, verdict) with a
+one-line answer, and what each variant cost (capacity-matched and raw). Then the studies of
+`ablations/` that have no run yet, with the command that runs them.
+
+Pure data: `summarise` reads a study (anything with `name`, `provenance` and `table`), the template
+renders the result. Old run directories without the newer study.json fields still summarise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import tomllib
+
+from study import stats
+from study.report import display, tables
+
+#: The study a plain `nox -s ablations` runs; it leads the summary and the CSV.
+CONTRASTS_STUDY = "contrasts"
+#: Columns of `reports/contrasts.csv`, in order.
+CSV_COLUMNS = ("study", "contrast", "n", "delta", "ci_low", "ci_high", "mde", "verdict")
+DEFAULT_MARGIN = 3.0
+MINUS = "\u2212"
+_FRAME_COLUMNS = ["study", "axis", "dataset", "degradation", "contrast", "variant", "reference", "n", "n_variant",
+                  "n_reference", "paired", "delta", "ci_low", "ci_high", "mde", "verdict", "margin", "answer"]
+
+
+def run_command(name: str) -> str:
+    """The command that runs one study of `ablations/`."""
+    return f"nox -s ablations -- --only {name}"
+
+
+def equivalence_margin(provenance: dict) -> float:
+    """The study's equivalence margin in points (study.json), else the default ±3."""
+    try:
+        value = float(provenance.get("equivalence_margin", DEFAULT_MARGIN))
+    except (TypeError, ValueError):
+        return DEFAULT_MARGIN
+    return value if math.isfinite(value) and value > 0 else DEFAULT_MARGIN
+
+
+def study_kind(study) -> str:
+    """grid / robustness / search: from study.json, else guessed from the axes of the rows."""
+    kind = study.provenance.get("kind")
+    if isinstance(kind, str) and kind:
+        return kind
+    axes = set(study.table["axis"].dropna().astype(str))
+    for only in ("search", "robustness"):
+        if axes and axes <= {only}:
+            return only
+    return "grid"
+
+
+def is_proxy(study) -> bool:
+    """Whether the study trained proxies (study.json, else any row flagged proxy)."""
+    if "proxy" in study.provenance:
+        return tables.truthy(study.provenance["proxy"])
+    if "proxy" in study.table.columns:
+        return bool(study.table["proxy"].map(tables.truthy).any())
+    return False
+
+
+def profile_line(study) -> str:
+    """The one-line profile description, with PROXY in it when the study trained proxies."""
+    prov = study.provenance
+    line = prov.get("profile_description")
+    if not isinstance(line, str) or not line.strip():
+        configs = []
+        if "train_config" in study.table.columns:
+            configs = sorted({str(c) for c in study.table["train_config"].dropna() if isinstance(c, str) and c})
+        if configs:
+            line = " | ".join(configs)
+        elif study.profile != "–":
+            line = f"{study.profile} profile (no profile description recorded)"
+        else:
+            line = "not recorded"
+    overrides = prov.get("profile_overrides")
+    if isinstance(overrides, list) and overrides and "overrides" not in line:
+        line += "; study overrides: " + ", ".join(map(str, overrides))
+    if is_proxy(study) and "PROXY" not in line:
+        line = "PROXY · " + line
+    return line
+
+
+def contrast_axes(study) -> list[str]:
+    """The axes whose variants are compared with the reference: the study's own axis, else its ablation axes."""
+    if study_kind(study) != "grid":
+        return []
+    axis = study.provenance.get("axis")
+    present = set(tables.ok_rows(study.table)["axis"].dropna().astype(str))
+    if isinstance(axis, str) and axis in present:
+        return [axis]
+    return tables.ablation_axes(study.table)
+
+
+def compare_study(study) -> tuple[pd.DataFrame, list[str]]:
+    """Every contrast of a grid study (one row each, `_FRAME_COLUMNS`) and notes on axes that could not be compared.
+
+    Uses the study's equivalence margin; rows follow the spec's variant order, then the datasets' order.
+    """
+    margin = equivalence_margin(study.provenance)
+    axes = contrast_axes(study)
+    frames, notes = [], []
+    for axis in axes:
+        try:
+            result = stats.compare_axis(study.table, axis, margin=margin)
+        except ValueError as err:
+            notes.append(f"{axis}: could not compare ({err}).")
+            continue
+        if result.empty:
+            notes.append(f"{axis}: nothing to compare yet — needs ok rows of the reference and of another variant.")
+            continue
+        frames.append(_ordered(result, study, axis))
+    if not frames:
+        return pd.DataFrame(columns=_FRAME_COLUMNS), notes
+    result = pd.concat(frames, ignore_index=True)
+    groups = result[["dataset", "degradation"]].astype(str).drop_duplicates()
+    several_groups, several_axes = len(groups) > 1, len(frames) > 1
+    records = []
+    for r in result.to_dict("records"):
+        where = _where(r)
+        label = f"{r['variant']} {MINUS} {r['reference']}"
+        if several_groups:
+            label += f" · {where}"
+        if several_axes:
+            label = f"{r['axis']}: {label}"
+        records.append({
+            "study": study.name, "axis": r["axis"], "dataset": r["dataset"], "degradation": r["degradation"],
+            "contrast": label, "variant": r["variant"], "reference": r["reference"],
+            "n": int(r["n_variant"]) if r["paired"] else int(min(r["n_variant"], r["n_reference"])),
+            "n_variant": int(r["n_variant"]), "n_reference": int(r["n_reference"]), "paired": bool(r["paired"]),
+            "delta": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "mde": r["mde"],
+            "verdict": str(r["verdict"]), "margin": r["margin"],
+            "answer": answer(r, where if several_groups else ""),
+        })
+    return pd.DataFrame(records, columns=_FRAME_COLUMNS), notes
+
+
+def _ordered(result: pd.DataFrame, study, axis: str) -> pd.DataFrame:
+    variants = study.provenance.get("variants")
+    order = list(variants) if isinstance(variants, dict) and variants else []
+    order += [v for v in tables.axis_points(study.table, axis)["variant"].astype(str) if v not in order]
+    return tables.sort_like(result, dataset=tables.dataset_order(result["dataset"].astype(str)),
+                            variant=list(dict.fromkeys(order)))
+
+
+def _where(record: dict) -> str:
+    where = display.text(record.get("dataset"))
+    degradation = record.get("degradation")
+    if not display.missing(degradation) and str(degradation) != tables.CLEAN:
+        where += f", {degradation}"
+    return where
+
+
+# --- one-line answers ----------------------------------------------------------------------------
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.1f}".replace("-", MINUS)
+
+
+def _ci(record: dict) -> str:
+    return f"[95 % CI {_signed(record['ci_low'])}, {_signed(record['ci_high'])}]"
+
+
+def _subject(label: str) -> str:
+    return label[:1].upper() + label[1:] if label[:1].islower() else label
+
+
+def _object(label: str) -> str:
+    """"paper block" reads "the paper block"; names like "lrnet_paper" or "{3,5,7}" stay as they are."""
+    return f"the {label}" if label[:1].islower() and " " in label else label
+
+
+def answer(record: dict, where: str = "") -> str:
+    """The contrast in one sentence, e.g. "No links is worse than the paper block by 4.1 points [95 % CI −6.0, −2.2]"."""
+    variant, reference = str(record["variant"]), str(record["reference"])
+    on = f" on {where}" if where else ""
+    kind = tables.verdict_kind(record["verdict"])
+    diff = record["diff"]
+    if kind in ("better", "worse"):
+        return (f"{_subject(variant)} is {kind} than {_object(reference)}{on} by {abs(diff):.1f} points "
+                f"{_ci(record)}.")
+    if kind == "equivalent":
+        return (f"{_subject(variant)} is equivalent to {_object(reference)}{on} within ±{record['margin']:g} points "
+                f"(Δ {_signed(diff)} {_ci(record)}).")
+    if kind == "insufficient":
+        return (f"Insufficient data: {variant} vs {_object(reference)}{on} has fewer than 2 runs on a side "
+                f"({record['n_variant']} vs {record['n_reference']}).")
+    mde = f"MDE {record['mde']:.1f} pts" if not display.missing(record["mde"]) else "MDE not computable"
+    return (f"Inconclusive: the data cannot tell {variant} from {_object(reference)}{on} "
+            f"(Δ {_signed(diff)} {_ci(record)}; {mde}, equivalence margin ±{record['margin']:g}).")
+
+
+def verdict_counts(verdicts: Iterable[str], margin: float | None = None) -> str:
+    """ "1 better, 1 worse, 0 equivalent (±3 pts), 2 inconclusive (of 4 comparisons)"."""
+    kinds = [tables.verdict_kind(v) for v in verdicts]
+    equivalent = "equivalent" + (f" (±{margin:g} pts)" if margin is not None else "")
+    text = (f"{kinds.count('better')} better, {kinds.count('worse')} worse, {kinds.count('equivalent')} {equivalent}, "
+            f"{kinds.count('inconclusive')} inconclusive")
+    if kinds.count("insufficient"):
+        text += f", {kinds.count('insufficient')} with fewer than 2 runs on a side"
+    return text + f" (of {len(kinds)} comparison{'s' if len(kinds) != 1 else ''})"
+
+
+# --- costs ---------------------------------------------------------------------------------------
+
+_COST_FIELDS = ("flops", "params", "raw_flops", "raw_params")
+
+
+def costs(study) -> list[dict[str, str]]:
+    """What each variant cost, matched and raw: from study.json "variants", else the medians of its rows."""
+    variants = study.provenance.get("variants")
+    records = []
+    if isinstance(variants, dict) and variants:
+        for label, info in variants.items():
+            info = info if isinstance(info, dict) else {}
+            records.append({"variant": str(label), **{k: info.get(k) for k in
+                                                       ("network", "match", "width_multiplier", *_COST_FIELDS)}})
+    else:
+        rows = study.table[study.table["axis"].isin(contrast_axes(study))]
+        rows = rows[rows["status"] == "ok"]
+        for label, group in rows.groupby(rows["variant"].astype(str), sort=False):
+            record = {"variant": label, "network": _first(group, "model"), "match": _first(group, "match"),
+                      "width_multiplier": _first(group, "width_multiplier")}
+            for key in _COST_FIELDS:
+                values = pd.to_numeric(group[key], errors="coerce").dropna() if key in group else pd.Series(dtype=float)
+                record[key] = float(values.median()) if len(values) else None
+            records.append(record)
+    out = []
+    for r in records:
+        if all(display.missing(_number(r.get(k))) for k in _COST_FIELDS):
+            continue
+        match = str(r.get("match") or "")
+        width = _number(r.get("width_multiplier"))
+        out.append({
+            "variant": r["variant"], "network": display.text(r.get("network")),
+            "match": {"flops": "FLOPs", "params": "params"}.get(match, match or "–"),
+            "width": "–" if display.missing(width) else f"×{width:.3g}",
+            "mflops": display.mega(_number(r.get("flops"))), "params": display.count(_number(r.get("params"))),
+            "raw_mflops": display.mega(_number(r.get("raw_flops"))),
+            "raw_params": display.count(_number(r.get("raw_params"))),
+            "matched": bool(match),
+        })
+    return out
+
+
+def _first(group: pd.DataFrame, column: str) -> Any:
+    if column not in group.columns:
+        return None
+    values = group[column].dropna()
+    return values.iloc[0] if len(values) else None
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return number
+
+
+# --- the whole run -------------------------------------------------------------------------------
+
+
+def order(studies: list) -> list:
+    """The contrasts study (by axis or name) first, then the others by name."""
+    def key(s):
+        lead = s.provenance.get("axis") == CONTRASTS_STUDY or s.name == CONTRASTS_STUDY
+        return (not lead, s.name)
+
+    return sorted(studies, key=key)
+
+
+def summarise(study, link: str | None) -> dict[str, Any]:
+    """Everything the index shows about one study."""
+    prov, table = study.provenance, study.table
+    kind = study_kind(study)
+    margin = equivalence_margin(prov)
+    frame, notes = compare_study(study) if len(table) else (pd.DataFrame(columns=_FRAME_COLUMNS), [])
+    if kind != "grid" and len(table):
+        notes = [f"A {kind} study: no pre-registered contrasts; its page has the results."]
+    elif not len(table):
+        notes = ["No results yet."]
+    elif frame.empty and not notes:
+        notes = ["No ablation axis with ok rows in this study: nothing to compare."]
+    notes = [*getattr(study, "problems", []), *notes]
+    seeds = prov.get("seeds")
+    datasets = prov.get("datasets")
+    datasets = sorted(datasets) if isinstance(datasets, dict) and datasets else \
+        tables.dataset_order(table["dataset"].dropna().astype(str))
+    contrasts = [{
+        "contrast": r["contrast"],
+        "n": f"{r['n']}" if r["paired"] else f"{r['n_variant']} / {r['n_reference']} (unpaired)",
+        "delta": display.pts(r["delta"], signed=True),
+        "ci": display.interval(r["ci_low"], r["ci_high"], signed=True),
+        "mde": display.pts(r["mde"]), "verdict": r["verdict"],
+        "kind": tables.verdict_kind(r["verdict"]), "css": display.verdict_class(r["verdict"]),
+        "answer": r["answer"],
+    } for r in frame.to_dict("records")]
+    return {
+        "name": study.name, "anchor": "study-" + "".join(c if c.isalnum() else "-" for c in study.name),
+        "link": link, "kind": kind,
+        "description": str(prov.get("description") or "no description recorded (an older run)"),
+        "profile": profile_line(study), "proxy": is_proxy(study),
+        "ok": int((table["status"] == "ok").sum()), "total": len(table),
+        "cells_total": display.text(prov.get("cells_total")), "updated": study.last_update,
+        "datasets": ", ".join(map(str, datasets)) or "–",
+        "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})" if isinstance(seeds, list) and seeds else
+        display.text(table["seed"].nunique() if len(table) else None),
+        "margin": f"{margin:g}", "contrasts": contrasts, "notes": notes,
+        "counts": verdict_counts(frame["verdict"], margin) if len(frame) else "",
+        "costs": costs(study) if len(table) or prov.get("variants") else [],
+        "frame": frame,
+    }
+
+
+def not_run(found: Iterable[str], available: Iterable[str] | None = None) -> list[dict[str, str]]:
+    """Studies of `ablations/` with no run directory: name, question and the command that runs them."""
+    from study.studies import ABLATIONS, list_studies
+
+    names = list_studies() if available is None else list(available)
+    found = set(found)
+    return [{"name": name, "description": _toml_description(ABLATIONS / f"{name}.toml"),
+             "command": run_command(name)} for name in names if name not in found]
+
+
+def _toml_description(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            table = tomllib.load(fh).get("study", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return ""
+    return str(table.get("description", "")) if isinstance(table, dict) else ""
+
+
+def contrasts_csv(summaries: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per contrast of every grid study, the contrasts study first (`CSV_COLUMNS`)."""
+    frames = [s["frame"] for s in summaries if s["kind"] == "grid" and len(s["frame"])]
+    if not frames:
+        return pd.DataFrame(columns=list(CSV_COLUMNS))
+    out = pd.concat(frames, ignore_index=True)[list(CSV_COLUMNS)]
+    # Points to 1e-4: beyond any precision the data has, and free of float noise (0.07999999999999545).
+    numbers = ["delta", "ci_low", "ci_high", "mde"]
+    out[numbers] = out[numbers].apply(pd.to_numeric, errors="coerce").round(4)
+    return out
