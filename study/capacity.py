@@ -10,6 +10,7 @@ about capacity. Costs are the analytic `network_complexity` (equal to fvcore's c
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Literal
 
 from study.blocks import network_complexity
@@ -19,6 +20,25 @@ from study.spec import NetworkSpec
 Match = Literal["flops", "params"]
 MATCHES: tuple[str, ...] = ("flops", "params")
 TOLERANCE = 0.05  # a matched variant is within ±5 % of the reference's cost
+#: The largest network the kit builds unless STUDY_MAX_PARAMS / STUDY_MAX_FLOPS say otherwise: ~100×
+#: the paper's parameters and ~1000× its FLOPs. A typo (a width ×1e4) is refused before any allocation.
+MAX_PARAMS = 100_000_000
+MAX_FLOPS = 300_000_000_000
+
+
+def check_size(spec: NetworkSpec, where: str = "spec") -> None:
+    """Refuse, from the analytic count and before anything is allocated, a network past the size limits."""
+    cost = network_complexity(spec)
+    for key, env, default in (("params", "STUDY_MAX_PARAMS", MAX_PARAMS), ("flops", "STUDY_MAX_FLOPS", MAX_FLOPS)):
+        limit = _limit(env, default)
+        if cost[key] > limit:
+            raise SpecError(f"{where}: the network has {cost[key]:,} {key}, over the limit of {limit:,}; allowed: "
+                            f"smaller widths or blocks (or raise the limit with {env}=N)")
+
+
+def _limit(env: str, default: int) -> int:
+    text = os.environ.get(env, "")
+    return int(float(text)) if text.replace(".", "", 1).replace("e", "", 1).isdigit() else default
 
 
 def scaled(spec: NetworkSpec, factor: float) -> NetworkSpec:

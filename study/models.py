@@ -85,10 +85,12 @@ def build_model(name_or_spec: str | Path | NetworkSpec, num_classes: int = 10) -
         name_or_spec: registry name, path to a TOML network spec, or a NetworkSpec.
         num_classes: classifier outputs (the spec's own value wins for specs).
     """
-    if isinstance(name_or_spec, NetworkSpec):
-        return MKNet(name_or_spec)
-    if str(name_or_spec).endswith(".toml"):
-        return MKNet(load_network(name_or_spec))
+    from study.capacity import check_size
+
+    if isinstance(name_or_spec, NetworkSpec) or str(name_or_spec).endswith(".toml"):
+        spec = name_or_spec if isinstance(name_or_spec, NetworkSpec) else load_network(name_or_spec)
+        check_size(spec, str(name_or_spec) if not isinstance(name_or_spec, NetworkSpec) else f"network {spec.name}")
+        return MKNet(spec)
     entry = get_entry(str(name_or_spec))
     return MKNet(dataclasses.replace(entry.spec, num_classes=num_classes)) if entry.spec else entry.build(num_classes)
 

@@ -47,6 +47,12 @@ COLUMNS: tuple[str, ...] = (
     "torch_version",
     "git_commit",
     "history_path",  # per-epoch history CSV (epoch, train_loss, train_acc, val_loss, val_acc, lr, epoch_s, img_per_s)
+    "train_config",  # the profile's generated description ("quick profile; PROXY; MK networks at width ×0.25; …")
+    "proxy",  # True when the row is a proxy of the paper's protocol (narrow widths or subsets)
+    "width_multiplier",  # the trained MK network's width multiplier (proxy width × capacity matching)
+    "match",  # "flops" / "params" when the variant was capacity-matched to the reference, else ""
+    "raw_flops",  # the variant's FLOPs before capacity matching (same as flops when unmatched)
+    "raw_params",
 )
 
 #: Columns that identify one run; a study skips rows whose key is already finished.
@@ -61,6 +67,15 @@ def row_key(row: Mapping[str, Any]) -> tuple:
 def results_path(run_dir: str | os.PathLike, study: str) -> Path:
     """Where a study's results table lives."""
     return Path(run_dir) / study / "results.jsonl"
+
+
+def check_row(row: Mapping[str, Any]) -> None:
+    """A finished ("ok") row must carry every column of `COLUMNS`: a writer that forgets one fails here, not in the report."""
+    if row.get("status") != "ok":
+        return
+    missing = [c for c in COLUMNS if c not in row]
+    if missing:
+        raise ValueError(f"result row of {row.get('study')}/{row.get('variant')} lacks columns {', '.join(missing)}")
 
 
 def append_row(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
@@ -103,11 +118,6 @@ def load_table(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.Dat
         keys = frame[list(KEY)].astype(object).fillna("").astype(str).agg("|".join, axis=1)
         frame = frame[~keys.duplicated(keep="last")].reset_index(drop=True)
     return frame
-
-
-def finished_keys(path: str | os.PathLike) -> set[tuple]:
-    """Keys of rows already recorded (any status but 'failed'), so a re-run skips them."""
-    return {row_key(r) for r in load_rows(path) if r.get("status") != "failed"}
 
 
 def _jsonable(value: Any) -> Any:

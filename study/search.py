@@ -39,8 +39,8 @@ from study.blocks import MKNet
 from study.data import locate
 from study.errors import DataError, KitError
 from study.measure import count_flops, count_params
-from study.spec import NetworkSpec
 from study.profiles import Profile
+from study.spec import NetworkSpec
 from study.studies import ResolvedVariant, StudySpec, Variant, variant_network
 from study.train import TrainConfig, train
 
@@ -275,6 +275,7 @@ def _write(ctx: Context, row: dict[str, Any], trial: optuna.Trial | None = None)
     config = row.get("config", {})
     row = {k: v for k, v in row.items() if k not in ("config", "extra_tests")}
     row["config"] = config if isinstance(config, str) else json.dumps(config)
+    results.check_row(row)
     results.append_row(ctx.results_path, row)
     if trial is not None:
         _store_rows(trial, [row])

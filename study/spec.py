@@ -119,7 +119,7 @@ def block_graph(spec: MKBlockSpec) -> tuple[tuple[NodeSpec, ...], tuple[str, ...
 
 
 def _paper_wiring(spec: MKBlockSpec) -> tuple[tuple[NodeSpec, ...], tuple[str, ...]]:
-    """DESIGN §1 generalised to any ascending kernel set k1 < k2 < … (k1 is the primary kernel).
+    """docs/paper.md §1 generalised to any ascending kernel set k1 < k2 < … (k1 is the primary kernel).
 
     Stage 1: a_k = conv_k(x); prefixes p_j = cat[x, a_k1..a_kj] (j ≥ 2); n1 = BN(a_k1), np_j = BN(p_j).
     Stage 2: t = cat[x, conv_k(n1) for the first two kernels, n1]; u = cat[x, conv_kj(np_j) for j ≥ 2].
@@ -428,6 +428,10 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise SpecError(f"{path}: file not found; allowed: {what}") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a folder, not a file; allowed: {what}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a text file (not UTF-8); allowed: {what} in TOML") from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: not valid TOML ({err}); allowed: TOML 1.0") from None
 

@@ -51,6 +51,7 @@ __all__ = [
     "holm",
     "mde_paired",
     "mean_ci",
+    "prediction_interval",
     "seeds_decision",
     "seeds_for_mde",
     "typical_mde",
@@ -104,6 +105,20 @@ class SeedsDecision:
     more_seeds: bool
     reason: str
     half_widths: dict[str, float]
+
+
+def prediction_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Where one more run would land: mean ± t·s·sqrt(1 + 1/n) (nan bounds for n < 3, too few to say).
+
+    The paper reports single runs; whether such a number is in line with ours is a question about one
+    run, so it is checked against this interval, not against the (narrower) CI of our mean.
+    """
+    x = _finite(values)
+    n = len(x)
+    if n < 3:
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / n))
+    return float(x.mean()) - half, float(x.mean()) + half
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]:

@@ -195,6 +195,7 @@ def _resolve_variants(spec: StudySpec, profile: Profile) -> dict[str, ResolvedVa
             out[v.label] = ResolvedVariant(v, network)
             continue
         validate_network(network, where)
+        capacity.check_size(network, where)
         raw = network_complexity(network)
         if v.match and not v.reference:
             if not isinstance(ref_network, NetworkSpec):

@@ -1,5 +1,5 @@
 """Every network the kit can build: it runs forward and backward, its size matches the golden file,
-fvcore counts all its ops; the paper's network is exactly DESIGN §1; the analytic per-block
+fvcore counts all its ops; the paper's network is exactly docs/paper.md §1; the analytic per-block
 complexity agrees with fvcore; the registry and `study profile` behave as documented.
 """
 
@@ -61,8 +61,8 @@ golden_update = _load_golden_module()
 CASES = golden_update.cases()
 GOLDEN = json.loads(golden_update.GOLDEN.read_text())["networks"] if golden_update.GOLDEN.exists() else {}
 
-PAPER_PARAMS = 1_024_998  # DESIGN §1
-KERAS_COUNT = 1_028_234  # DESIGN §1: Keras count_params() adds the BN moving mean/variance
+PAPER_PARAMS = 1_024_998  # docs/paper.md §1
+KERAS_COUNT = 1_028_234  # docs/paper.md §1: Keras count_params() adds the BN moving mean/variance
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -150,7 +150,7 @@ def test_lrnet_paper_has_the_papers_parameter_count():
 
 
 def _paper_graph_table(c: int) -> tuple[dict[str, tuple], dict[str, int]]:
-    """DESIGN §1 transcribed: name -> (op, inputs, kernel, width), and every tensor's channels."""
+    """docs/paper.md §1 transcribed: name -> (op, inputs, kernel, width), and every tensor's channels."""
     nodes = {
         "a3": ("conv", ("x",), 3, 48), "a5": ("conv", ("x",), 5, 24), "a7": ("conv", ("x",), 7, 12),
         "s35": ("cat", ("x", "a3", "a5"), 0, 0), "s357": ("cat", ("x", "a3", "a5", "a7"), 0, 0),

@@ -75,7 +75,12 @@ def test_table_one_matches_pandas_and_scipy(built):
                                       "inception_v3_scratch": "InceptionV3"}[model]][dataset]
         assert row["paper"] == paper
         assert row["diff_vs_paper"] == pytest.approx(mean - paper)
-        assert bool(row["paper_in_ci"]) == (low <= paper <= high)
+        half = sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) * (1 + 1 / len(x)) ** 0.5  # one run's 95% PI
+        assert (row["pi_low"], row["pi_high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
+        if len(x) >= 3:
+            assert bool(row["paper_in_range"]) == (mean - half <= paper <= mean + half)
+        else:
+            assert pd.isna(row["paper_in_range"]) and pd.isna(row["pi_low"])
         assert f">{mean:.2f}<" in html
         assert f"[{low:.2f}, {high:.2f}]" in html
         assert f"{mean - paper:+.2f}" in html

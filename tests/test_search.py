@@ -220,6 +220,7 @@ def test_same_study_gives_identical_rows_on_an_idle_and_a_busy_machine(study_fil
             hog.wait()
     first, second = (results.load_rows(results.results_path(r, "tinyload")) for r in (idle, busy))
     assert len(first) == len(second) == 6
+    assert all(set(results.COLUMNS) <= set(r) for r in first)  # every writer fills the whole row
     strip = lambda rows: sorted(({k: v for k, v in r.items() if k not in TIMING} for r in rows), key=results.row_key)  # noqa: E731
     assert strip(first) == strip(second)
     # cells ran seed-major: every variant of seed 0 before any of seed 1, so a stopped run leaves whole seeds

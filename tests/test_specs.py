@@ -249,3 +249,25 @@ def test_replace_blocks():
 def test_kit_errors_are_exit_code_2_for_specs():
     assert SpecError.exit_code == UnknownModelError.exit_code == 2
     assert issubclass(SpecError, KitError) and issubclass(UnknownModelError, KitError)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[block]\nwidth_multiplier = 10000.0\n", "params, over the limit of 100,000,000; allowed: smaller widths or blocks"),
+    (bytes(range(128, 256)) * 3, "not a text file (not UTF-8)"),
+])
+def test_a_typo_sized_or_binary_spec_is_one_line_before_any_allocation(tmp_path: Path, capsys, content: bytes, message: str):
+    path = tmp_path / "typo.toml"
+    path.write_bytes(content)
+    assert main(["profile", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_the_size_limit_can_be_raised(monkeypatch):
+    from study.capacity import check_size, scaled
+
+    big = scaled(PAPER, 30.0)  # 610 M params, 208 GFLOPs
+    with pytest.raises(SpecError, match="STUDY_MAX_PARAMS=N"):
+        check_size(big)
+    monkeypatch.setenv("STUDY_MAX_PARAMS", "1e9")
+    check_size(big)

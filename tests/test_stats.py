@@ -534,3 +534,15 @@ def test_compare_axis_margin_and_alpha_used():
     tight = compare_axis(_table(), "kernels", margin=0.05)
     assert set(tight.loc[tight["variant"] == "dense", "verdict"]) == {"inconclusive"}
     assert {"p_equivalence", "p_equivalence_adjusted"} <= set(out.columns)
+
+
+def test_prediction_interval_is_for_one_run_and_needs_three():
+    from study.stats import prediction_interval
+
+    x = np.array([80.0, 82.0, 81.0, 85.0])
+    low, high = prediction_interval(x)
+    half = sps.t.ppf(0.975, 3) * x.std(ddof=1) * np.sqrt(1 + 1 / 4)
+    assert (low, high) == (pytest.approx(x.mean() - half), pytest.approx(x.mean() + half))
+    _, ci_low, ci_high, _ = stats.mean_ci(x)
+    assert low < ci_low and high > ci_high  # wider than the CI of the mean
+    assert all(np.isnan(prediction_interval([80.0, 81.0])))

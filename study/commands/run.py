@@ -16,7 +16,6 @@ from pathlib import Path
 from study.errors import KitError
 
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `study run`."""
     parser.add_argument("--profile", default="quick", help="quick (a powered proxy for 2 CPU cores) or paper (full scale, GPU)")
@@ -62,9 +61,8 @@ def run(args: argparse.Namespace) -> int:
     """Validate every study first, then run them one after the other and write the report."""
     from study import search
     from study.data import locate
-    from study.studies import list_studies, load_study, study_path
-
     from study.profiles import get_profile
+    from study.studies import list_studies, load_study, study_path
 
     profile = get_profile(args.profile)
     names = [n.strip() for n in args.only.split(",")] if args.only else list_studies()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from study.report import display
-from study.report.tables import LRNET, is_baseline, verdict_kind
+from study.report.tables import LRNET, is_baseline, is_paper_baseline, verdict_kind
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -54,6 +54,8 @@ def _missing_models(models: set[str]) -> str | None:
 
 def _accuracy_claim(comparisons: pd.DataFrame, models: set[str]) -> Claim:
     statement = "(a) LR-Net is more accurate than the baselines"
+    if not comparisons.empty:  # the claim is about the paper's own comparators, in the paper's protocol
+        comparisons = comparisons[comparisons["baseline"].map(is_paper_baseline).astype(bool)]
     missing = _missing_models(models)
     if missing or comparisons.empty:
         reason = missing or "LR-Net and the baselines share no dataset"
