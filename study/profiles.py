@@ -65,7 +65,7 @@ class Profile:
             parts.append(f"early stopping (patience {t.patience})")
         parts.append(f"{t.optimizer} lr {t.lr:g}" + (f" wd {t.weight_decay:g}" if t.weight_decay else "")
                      + (f", {t.schedule} schedule" if t.schedule != "constant" else ""))
-        parts.append(t.precision + (" fast path" if t.fast else ""))
+        parts.append(t.precision + (" fast path" if t.fast else " fast inference path" if t.fast_eval else ""))
         parts.append(f"val {t.val_subset:,}" if t.val_subset else f"val {t.val_fraction:.0%} of train")
         parts.append(f"test subset {t.test_subset:,}" if t.test_subset else "full test split")
         parts.append(f"{self.seeds} seed{'s' if self.seeds != 1 else ''}")
@@ -80,7 +80,7 @@ PROFILES: dict[str, Profile] = {
                                           profile="paper"), seeds=5, n_trials=100),
     # A powered proxy for 2 CPU cores, sized from measured paired spread (docs/calibration.md).
     "quick": Profile("quick", TrainConfig(optimizer="adam", lr=2e-3, schedule="onecycle", batch_size=32, epochs=1,
-                                          patience=1, precision="bf16", fast=True, train_subset=14_400, val_subset=500,
+                                          patience=1, precision="bf16", fast_eval=True, train_subset=14_400, val_subset=500,
                                           eval_batch_size=500, profile="quick"),
                      seeds=5, n_trials=4, width=0.25, guard_min=13.0),
 }

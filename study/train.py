@@ -52,6 +52,7 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     fast: bool = False  # train the `study.fast` rewrite of the model (same function)
+    fast_eval: bool = False  # evaluate with the frozen `study.fast` inference rewrite (same function); implied by `fast`
     augment: str = ""  # e.g. "crop:2"
     train_subset: int = 0  # 0 = all training samples
     val_subset: int = 0
@@ -117,7 +118,7 @@ def _flops(model_name: str | Path | NetworkSpec, model: nn.Module, shape: tuple[
 
 def _evaluator(model: nn.Module, runner: nn.Module, cfg: TrainConfig) -> nn.Module:
     """What evaluation runs: with `fast`, the frozen inference rewrite of the current weights (same function)."""
-    if not cfg.fast:
+    if not (cfg.fast or cfg.fast_eval):
         return runner
     from study.fast import optimize
 
