@@ -650,7 +650,8 @@ def _welch_half_width(v: np.ndarray, r: np.ndarray, confidence: float = 0.95) ->
     return float(ci.high - ci.low) / 2
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
+    """A results-file flag read leniently (JSON may carry true, "true", "yes" or 1; missing is False)."""
     if _missing(value):
         return False
     if isinstance(value, str):
@@ -661,7 +662,7 @@ def _truthy(value: Any) -> bool:
 def _reference_name(rows: pd.DataFrame) -> str | None:
     """The axis' reference variant: the flagged one, else one named like the paper configuration."""
     if "is_reference" in rows.columns:
-        flagged = set(rows.loc[rows["is_reference"].map(_truthy), "variant"].astype(str))
+        flagged = set(rows.loc[rows["is_reference"].map(truthy), "variant"].astype(str))
         if len(flagged) > 1:
             raise ValueError(f"several reference variants flagged on one axis: {sorted(flagged)}")
         if flagged:

@@ -429,7 +429,7 @@ def test_verdict_kinds_and_styles(verdict, kind, css):
 
 def _claim(*verdicts: str):
     comparisons = pd.DataFrame([{
-        "dataset": "mnist", "baseline": f"vgg16_scratch{i}", "mean_lrnet": 99.0, "mean_baseline": 98.0, "diff": 1.0,
+        "dataset": "mnist", "baseline": ("vgg16_scratch", "inception_v3_paper", "resnet50_paper")[i], "mean_lrnet": 99.0, "mean_baseline": 98.0, "diff": 1.0,
         "ci_low": -1.0, "ci_high": 3.0, "p_adjusted": 0.2, "mde": 3.4, "margin": 3.0, "verdict": v,
     } for i, v in enumerate(verdicts)])
     costs = pd.DataFrame(columns=["model", *tables.COST_COLUMNS])
@@ -453,3 +453,21 @@ def test_inconclusive_answer_names_the_mde():
     text = summary.answer(record)
     assert text.startswith("Inconclusive: the data cannot tell no links from the paper block")
     assert "MDE 3.4 pts" in text and f"{summary.MINUS}2.0" in text
+
+
+def test_k_fold_rows_go_to_a_low_data_table_never_beside_the_paper():
+    rows = []
+    for protocol in ("val-split", "kfold-test:5"):
+        for seed, acc in enumerate((0.95, 0.96, 0.94)):
+            rows.append({"study": "s", "axis": "paper", "variant": "lrnet_paper", "model": "lrnet_paper", "spec_hash": "h",
+                         "dataset": "mnist", "degradation": "none", "protocol": protocol, "fold": seed % 5, "seed": seed,
+                         "profile": "quick", "status": "ok", "test_accuracy": acc + (0.04 if protocol == "val-split" else 0)})
+    one = tables.table_one(pd.DataFrame(rows)).set_index("protocol")
+    assert not one.loc["val-split", "low_data"] and one.loc["val-split", "paper"] == tables.PAPER_TABLE_I["LR-Net"]["mnist"]
+    assert one.loc["kfold-test:5", "low_data"] and pd.isna(one.loc["kfold-test:5", "paper"])
+    assert pd.isna(one.loc["kfold-test:5", "paper_in_range"])
+    # the paper's 99.47 against one run's 95% prediction interval of 99, 100, 98 (n = 3)
+    x = np.array([99.0, 100.0, 98.0])
+    half = sps.t.ppf(0.975, 2) * x.std(ddof=1) * np.sqrt(1 + 1 / 3)
+    assert one.loc["val-split", "pi_high"] == pytest.approx(99.0 + half)
+    assert bool(one.loc["val-split", "paper_in_range"])

@@ -74,7 +74,7 @@ def find_studies(runs_dir: Path) -> list[Path]:
                   if p.is_dir() and ((p / "results.jsonl").exists() or (p / "study.json").exists()))
 
 
-def load_study(run_dir: Path) -> StudyRun:
+def load_run(run_dir: Path) -> StudyRun:
     """Read one study folder; an unreadable study.json is a problem noted in the report, not a crash."""
     problems, provenance = [], {}
     meta = run_dir / "study.json"
@@ -95,12 +95,12 @@ def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None) -> li
     """Write a report per study (or only `study`), then the summary of every study of `runs_dir`
     (index.html and contrasts.csv); returns the files written."""
     selected = [runs_dir / study] if study else find_studies(runs_dir)
-    studies = [load_study(p) for p in selected if p.is_dir()]
+    studies = [load_run(p) for p in selected if p.is_dir()]
     with_rows = [s for s in studies if len(s.table)]
     if not with_rows:
         raise KitError(f"no results in {runs_dir / study if study else runs_dir} — run nox -s ablations first")
     written = [write_study_report(s, out_dir / s.name) for s in with_rows]
-    others = [load_study(p) for p in find_studies(runs_dir) if p.name not in {s.name for s in studies}]
+    others = [load_run(p) for p in find_studies(runs_dir) if p.name not in {s.name for s in studies}]
     written.extend(write_index(studies + others, out_dir))
     return written
 

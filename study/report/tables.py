@@ -254,9 +254,7 @@ def axis_points(table: pd.DataFrame, axis: str) -> pd.DataFrame:
     return sort_like(seeds, dataset=dataset_order(seeds["dataset"]), variant=variants)
 
 
-def truthy(value) -> bool:
-    """A results-file flag read leniently (JSON may carry true, "true" or 1)."""
-    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+truthy = stats.truthy  # a results-file flag read leniently (JSON may carry true, "true" or 1)
 
 
 def pareto_points(table: pd.DataFrame) -> pd.DataFrame:

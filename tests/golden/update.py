@@ -40,11 +40,12 @@ def _ascii(text: str) -> str:
 
 
 def cases() -> list[Case]:
-    """Every registered model, every spec file and every study variant that is an MK network."""
+    """Every registered model, every spec file and every study variant that is an MK network (as the paper
+    profile resolves it: full width, capacity-matched where the study asks)."""
     from study.blocks import MKNet
     from study.models import build_model, get_entry, input_size, list_models
     from study.spec import NetworkSpec, load_network
-    from study.studies import ABLATIONS, list_studies, load_study, study_path, variant_network
+    from study.studies import ABLATIONS, list_studies, load_study, study_path
 
     found: list[Case] = []
     for name in list_models():
@@ -58,7 +59,7 @@ def cases() -> list[Case]:
     for study_name in list_studies():
         study = load_study(study_path(study_name))
         for variant in study.variants:
-            network = variant_network(study, variant)
+            network = study.resolved["paper"][variant.label].network
             if isinstance(network, NetworkSpec):
                 found.append(Case(f"study:{study.name}:{_ascii(variant.label)}", lambda s=network: MKNet(s),
                                   (1, network.in_channels, network.input_size, network.input_size), network.num_classes))
