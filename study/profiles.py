@@ -35,6 +35,7 @@ class Profile:
     n_trials: int = 10  # trials of a search study
     width: float = 1.0  # width multiplier applied to every MK network (1.0 = the paper's widths)
     guard_min: float = 0.0  # stop *starting* trials after this many minutes (0 = never); never cuts a trial
+    workers: int = 1  # worker processes a study run starts on one machine, each with cores // workers threads
     overrides: tuple[str, ...] = ()  # "key=value" set by a study file, shown wherever the profile is described
 
     @property
@@ -69,6 +70,8 @@ class Profile:
         parts.append(f"val {t.val_subset:,}" if t.val_subset else f"val {t.val_fraction:.0%} of train")
         parts.append(f"test subset {t.test_subset:,}" if t.test_subset else "full test split")
         parts.append(f"{self.seeds} seed{'s' if self.seeds != 1 else ''}")
+        if self.workers > 1:
+            parts.append(f"{self.workers} workers per machine")
         if self.overrides:
             parts.append("study overrides: " + ", ".join(self.overrides))
         return "; ".join(parts)
@@ -82,10 +85,10 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", TrainConfig(optimizer="adam", lr=2e-3, schedule="onecycle", batch_size=32, epochs=1,
                                           patience=1, precision="bf16", fast_eval=True, train_subset=14_400, val_subset=500,
                                           eval_batch_size=500, profile="quick"),
-                     seeds=5, n_trials=4, width=0.25, guard_min=13.0),
+                     seeds=5, n_trials=4, width=0.25, guard_min=13.0, workers=2),
 }
 
-_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "train")
+_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "train")
 
 
 def get_profile(name: str) -> Profile:
@@ -111,7 +114,7 @@ def override(profile: Profile, table: Mapping[str, Any], where: str) -> Profile:
     if unknown:
         raise SpecError(f"{where}: {prefix}.{unknown[0]}: unknown key; allowed: {', '.join(_PROFILE_KEYS)}")
     changes: dict[str, Any] = {}
-    for key in ("seeds", "n_trials"):
+    for key in ("seeds", "n_trials", "workers"):
         if key in table:
             value = table[key]
             if isinstance(value, list) and key == "seeds" and value == list(range(len(value))):

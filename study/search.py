@@ -516,6 +516,12 @@ def missing_cells(ctx: Context) -> int:
     return missing
 
 
+def _others_running(study: optuna.Study) -> bool:
+    """Whether a RUNNING trial belongs to another process (this one runs none between its trials)."""
+    me = _owner()
+    return any(t.user_attrs.get("owner") != me for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
 def _wait_for_others(study: optuna.Study, seconds: float) -> None:
     """Sleep until one of the RUNNING trials finishes (or fails), or `seconds` pass; a cheap poll a second."""
     def running() -> set[int]:
@@ -555,13 +561,17 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
             return
         if before is not None and missing >= before:
             states = {t.state for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
-            if shared and states == {TrialState.RUNNING}:
+            if states == {TrialState.RUNNING} and _others_running(study):
                 # the cells left run on other workers: wait until they finish, or until a dead worker's
-                # heartbeat goes stale and its trial is failed and re-queued (then run it here)
+                # trial is failed and re-queued (then run it here): by heartbeat on an RDB, by host:pid
+                # on the local journal
                 _wait_for_others(study, heartbeat_s())
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    optuna.storages.fail_stale_trials(study)
+                if shared:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        optuna.storages.fail_stale_trials(study)
+                else:
+                    reclaim_dead_trials(study)
                 continue
             if TrialState.WAITING not in states:
                 stalled += 1
@@ -574,6 +584,12 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
             _enqueue_missing(ctx, study)
         # a failed trial is caught (recorded by Optuna) so one bad cell cannot end the study
         study.optimize(objective, n_trials=missing, callbacks=callbacks, catch=(RuntimeError, ValueError))
+
+
+def enqueue_missing(ctx: Context, storage_url: str | None = None) -> None:
+    """Queue a grid study's missing cells seed-major before workers start (see `_enqueue_missing`)."""
+    if ctx.spec.kind != "search":
+        _enqueue_missing(ctx, make_study(ctx, open_storage(ctx.run_dir, ctx.spec.name, storage_url)))
 
 
 def _enqueue_missing(ctx: Context, study: optuna.Study) -> None:

@@ -36,7 +36,7 @@ def write_study(folder: Path, name: str, variants: int = 6, epochs: int = 1, tra
     for i, (label, links, kernels) in enumerate(VARIANTS[:variants]):
         lines += ["[[variants]]", f'label = "{label}"', f"reference = {'true' if i == 0 else 'false'}",
                   f'block = {{ links = "{links}", kernels = {list(kernels)}, width_multiplier = 0.25 }}', "blocks = 1", ""]
-    lines += ["[profiles.quick]", "seeds = 2", "width = 1.0",
+    lines += ["[profiles.quick]", "seeds = 2", "width = 1.0", "workers = 1",
               f"train = {{ train_subset = {train_subset}, val_subset = 64, test_subset = 64, epochs = {epochs}, "
               'batch_size = 32, precision = "fp32", fast = false }']
     path = folder / f"{name}.toml"

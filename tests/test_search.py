@@ -20,7 +20,7 @@ from study.studies import load_study
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_TRAIN = ('width = 1.0\ntrain = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, '
+TINY_TRAIN = ('width = 1.0\nworkers = 1\ntrain = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, '
               'precision = "fp32", fast = false }')
 
 GRID = f"""
@@ -230,3 +230,15 @@ def test_same_study_gives_identical_rows_on_an_idle_and_a_busy_machine(study_fil
 def test_k_fold_protocols_rotate_the_test_fold_over_seeds():
     assert [search.fold_of("kfold-test:5", s) for s in range(7)] == [0, 1, 2, 3, 4, 0, 1]
     assert search.fold_of("val-split", 3) == 0
+
+
+def test_two_local_workers_on_the_journal_run_every_cell_once_seed_major(study_file, tmp_path):
+    path = study_file("tinytwo", GRID)
+    runs = tmp_path / "runs"
+    assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report", "--workers", "2"]) == 0
+    rows = results.load_rows(results.results_path(runs, "tinytwo"))
+    assert len(rows) == 6 and max(keys(results.results_path(runs, "tinytwo")).values()) == 1
+    assert {r["threads"] for r in rows} == {max(1, (os.cpu_count() or 1) // 2)}
+    study = optuna.load_study(study_name="tinytwo", storage=search.open_storage(runs, "tinytwo", None))
+    started = [t.params["seed"] for t in sorted(study.trials, key=lambda t: t.datetime_start)]
+    assert started[:3] == [0, 0, 0]  # the queue is seed-major: every variant of seed 0 starts before seed 1

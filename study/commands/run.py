@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", help="comma-separated study names or files (default: the studies marked default_run = true)")
     parser.add_argument("--all", action="store_true", help="every study of ablations/ (each file states its expected run time)")
     parser.add_argument("--storage", help="shared Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file per study)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one per GPU when GPUs exist)")
+    parser.add_argument("--workers", type=int, help="worker processes on this machine, each with cores/N threads (default: "
+                        "the profile's; quick uses 2 single-thread workers, which train the small proxy ~1.4× faster than one)")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory (default runs/)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="report directory (default reports/)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         search.resolve_protocol(dataset)
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
     device = _device(args.device)
+    if args.workers is None:
+        args.workers = profile.workers
     if args.workers < 1:
         raise KitError("--workers must be ≥ 1")
     budget_min = args.budget_min if args.budget_min is not None else profile.guard_min
@@ -91,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         while True:
             try:
                 if args.workers > 1:
-                    _run_workers(ctx, args, progress)
+                    _run_workers(ctx, args, progress, deadline)
                 else:
                     search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
             except KitError as err:  # one broken study must not cost the others (or the report)
@@ -142,10 +145,13 @@ def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: f
                                 budget_exhausted=bool(deadline and time.time() > deadline))
 
 
-def _run_workers(ctx, args: argparse.Namespace, progress: Progress) -> None:
+def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: float) -> None:
     """N worker processes on one study (one GPU each when GPUs exist); wait while showing progress."""
     import torch
 
+    from study import search
+
+    search.enqueue_missing(ctx, args.storage)  # once, here, so the workers find one seed-major queue
     gpus = torch.cuda.device_count() if ctx.device.startswith("cuda") else 0
     threads = max(1, (os.cpu_count() or 1) // args.workers)
     procs = []
@@ -157,6 +163,8 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress) -> None:
                "--runs", str(ctx.run_dir), "--device", ctx.device, "--seeds", ",".join(map(str, ctx.seeds))]
         if args.storage:
             cmd += ["--storage", args.storage]
+        if deadline:
+            cmd += ["--deadline", f"{deadline:.0f}"]
         procs.append(subprocess.Popen(cmd, env=env))
     try:
         while any(p.poll() is None for p in procs):

@@ -18,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory shared by the workers (default runs/)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
+    parser.add_argument("--deadline", type=float, default=0.0,
+                        help="Unix time after which no new trial starts (a running trial always finishes)")
     parser.add_argument("--export", action="store_true",
                         help="train nothing: copy the rows every worker stored in --storage into --runs (then "
                              "`python -m study.report` builds the report on a machine that shares only the storage)")
@@ -42,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
     search.check_profile(spec, args.profile)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else tuple(range(spec.profiles[args.profile].seeds))
     ctx = search.Context(spec, args.profile, args.runs, args.device, seeds)
-    search.run_worker(ctx, args.storage)
+    search.run_worker(ctx, args.storage, deadline=args.deadline)
     return 0
