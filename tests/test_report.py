@@ -471,3 +471,12 @@ def test_k_fold_rows_go_to_a_low_data_table_never_beside_the_paper():
     half = sps.t.ppf(0.975, 2) * x.std(ddof=1) * np.sqrt(1 + 1 / 3)
     assert one.loc["val-split", "pi_high"] == pytest.approx(99.0 + half)
     assert bool(one.loc["val-split", "paper_in_range"])
+
+
+def test_a_significant_difference_inside_the_margin_says_it_is_small():
+    record = {"variant": "single kernel", "reference": "paper block", "verdict": "better", "diff": 0.19,
+              "ci_low": 0.07, "ci_high": 0.31, "margin": 3.0, "mde": 0.2, "n_variant": 5, "n_reference": 5}
+    text = summary.answer(record)
+    assert text.startswith("Single kernel is better than the paper block by 0.2 points")
+    assert "a real but small difference, its whole CI inside the ±3-point equivalence margin" in text
+    assert "small" not in summary.answer({**record, "diff": 4.0, "ci_low": 2.0, "ci_high": 6.0})

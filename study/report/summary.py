@@ -186,8 +186,11 @@ def answer(record: dict, where: str = "") -> str:
     kind = tables.verdict_kind(record["verdict"])
     diff = record["diff"]
     if kind in ("better", "worse"):
+        small = (not display.missing(record.get("margin")) and -record["margin"] < record["ci_low"]
+                 and record["ci_high"] < record["margin"])
         return (f"{_subject(variant)} is {kind} than {_object(reference)}{on} by {abs(diff):.1f} points "
-                f"{_ci(record)}.")
+                f"{_ci(record)}" + (f": a real but small difference, its whole CI inside the ±{record['margin']:g}-point "
+                                    "equivalence margin." if small else "."))
     if kind == "equivalent":
         return (f"{_subject(variant)} is equivalent to {_object(reference)}{on} within ±{record['margin']:g} points "
                 f"(Δ {_signed(diff)} {_ci(record)}).")
