@@ -75,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
         search.resolve_protocol(dataset)
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
     device = _device(args.device)
-    if args.workers is None:
-        args.workers = profile.workers
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise KitError("--workers must be ≥ 1")
     budget_min = args.budget_min if args.budget_min is not None else profile.guard_min
     deadline = time.time() + 60 * budget_min if budget_min else 0.0
@@ -93,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
         search.write_study_json(ctx)
         while True:
             try:
-                if args.workers > 1:
-                    _run_workers(ctx, args, progress, deadline)
+                workers = args.workers or ctx.profile_spec.workers  # the study's profile, its overrides included
+                if workers > 1:
+                    _run_workers(ctx, args, progress, deadline, workers)
                 else:
                     search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
             except KitError as err:  # one broken study must not cost the others (or the report)
@@ -145,7 +144,7 @@ def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: f
                                 budget_exhausted=bool(deadline and time.time() > deadline))
 
 
-def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: float) -> None:
+def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: float, workers: int) -> None:
     """N worker processes on one study (one GPU each when GPUs exist); wait while showing progress."""
     import torch
 
@@ -153,9 +152,9 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
 
     search.enqueue_missing(ctx, args.storage)  # once, here, so the workers find one seed-major queue
     gpus = torch.cuda.device_count() if ctx.device.startswith("cuda") else 0
-    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    threads = max(1, (os.cpu_count() or 1) // workers)
     procs = []
-    for w in range(args.workers):
+    for w in range(workers):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), STUDY_THREADS=str(threads))
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(w % gpus)
