@@ -18,6 +18,7 @@ from scipy import stats as sps
 from statsmodels.stats.power import TTestPower
 
 from study.stats import compare_family, equivalence_power, equivalence_verdict, mde_paired
+from tests.test_stats import _holm_rows
 
 N_SEEDS = 5
 ALPHA = 0.05
@@ -43,23 +44,13 @@ def _families(rng, count, effects, sd=1.0):
     return 75 + seed_effect + shift + noise
 
 
-def _holm(p):
-    """Holm across the M columns of each row (sorted p times M..1, running max, capped at 1)."""
-    order = np.argsort(p, axis=1)
-    steps = np.arange(p.shape[1], 0, -1)
-    adjusted = np.minimum(1, np.maximum.accumulate(np.take_along_axis(p, order, 1) * steps, axis=1))
-    out = np.empty_like(adjusted)
-    np.put_along_axis(out, order, adjusted, 1)
-    return out
-
-
 def _rule(x, margin):
     """Adjusted t-test and TOST p-values and verdict codes, vectorised over families."""
     d = x[:, 1:] - x[:, :1]
-    p = _holm(sps.ttest_1samp(d, 0.0, axis=2).pvalue)
+    p = _holm_rows(sps.ttest_1samp(d, 0.0, axis=2).pvalue)
     p_low = sps.ttest_1samp(d, -margin, axis=2, alternative="greater").pvalue
     p_high = sps.ttest_1samp(d, margin, axis=2, alternative="less").pvalue
-    p_eq = _holm(np.maximum(p_low, p_high))
+    p_eq = _holm_rows(np.maximum(p_low, p_high))
     mean = d.mean(axis=2)
     verdict = np.where(p < ALPHA, np.where(mean > 0, BETTER, WORSE),
                        np.where(p_eq < ALPHA, EQUIVALENT, INCONCLUSIVE))

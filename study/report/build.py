@@ -170,14 +170,19 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
 
     ablations = {axis: _compare_axis(table, axis, margin) for axis in tables.ablation_axes(table)}
 
-    _summary(book, study, table_one, claims, ablations)
+    # the paper's claims and Table I are about LR-Net against its baselines: only a study that trained them shows them
+    baselines = bool(main["model"].dropna().astype(str).map(tables.is_baseline).any())
+    _summary(book, study, table_one, claims if baselines else [], ablations)
     _run_section(book.section("Run"), study)
-    _table_one_section(book.section("Table I — accuracy vs the paper"), out, table_one, versus, main)
+    if baselines:
+        _table_one_section(book.section("Table I — accuracy vs the paper"), out, table_one, versus, main)
     _table_two_section(book.section("Table II — cost"), out, table_two)
     _ablation_section(book.section("Ablations"), out, study, ablations)
     _curves_section(book.section("Training curves"), out, study, main, palette)
     _pareto_section(book.section("Accuracy vs FLOPs"), out, study, table, palette)
     _robustness_section(book.section("Robustness to degradation"), out, table, palette)
+    if not baselines:
+        return book.to_file(folder / "index.html", _now())
     book.section("Claims check").add(
         Note("Each claim of the paper is checked against this study's own numbers. Accuracy: supported only "
              "if LR-Net is significantly better (Holm-adjusted, α = 0.05) than every baseline on every dataset "
