@@ -183,6 +183,21 @@ def block_complexity(spec: MKBlockSpec, in_channels: int, size: int) -> dict[str
     return {"flops": flops, "params": params}
 
 
+def activation_elements(spec: NetworkSpec) -> int:
+    """Tensor elements one image's forward pass creates in the MK blocks (every node's output, the merge
+    and the pooled output): what training keeps for the backward pass, per image, before any allocation."""
+    total = 0
+    channels, size = spec.in_channels, spec.input_size
+    for block in spec.blocks:
+        nodes, _ = block_graph(block)
+        ch = graph_channels(nodes, channels)
+        total += size * size * (sum(ch[n.name] for n in nodes) + block.out_channels)
+        channels = block.out_channels
+        size = size // 2 if block.pool != "none" else size
+        total += size * size * channels
+    return total
+
+
 def network_complexity(spec: NetworkSpec) -> dict[str, int]:
     """Analytic inference cost of a whole MK network (blocks and head), in the kit's FLOP convention.
 

@@ -13,7 +13,7 @@ import dataclasses
 import os
 from typing import Literal
 
-from study.blocks import network_complexity
+from study.blocks import activation_elements, network_complexity
 from study.errors import SpecError
 from study.spec import NetworkSpec
 
@@ -24,16 +24,21 @@ TOLERANCE = 0.05  # a matched variant is within ±5 % of the reference's cost
 #: the paper's parameters and ~1000× its FLOPs. A typo (a width ×1e4) is refused before any allocation.
 MAX_PARAMS = 100_000_000
 MAX_FLOPS = 300_000_000_000
+#: Elements of the tensors one training image creates (~25× the paper network's 1.18 M): at batch 128 in
+#: fp32 that is ~15 GB, so a 28×28 input typed as 2800 is refused, not swapped to death.
+MAX_ACTIVATIONS = 30_000_000
 
 
 def check_size(spec: NetworkSpec, where: str = "spec") -> None:
-    """Refuse, from the analytic count and before anything is allocated, a network past the size limits."""
-    cost = network_complexity(spec)
-    for key, env, default in (("params", "STUDY_MAX_PARAMS", MAX_PARAMS), ("flops", "STUDY_MAX_FLOPS", MAX_FLOPS)):
+    """Refuse, from the analytic counts and before anything is allocated, a network past the size limits."""
+    cost = {**network_complexity(spec), "activations": activation_elements(spec)}
+    for key, env, default in (("params", "STUDY_MAX_PARAMS", MAX_PARAMS), ("flops", "STUDY_MAX_FLOPS", MAX_FLOPS),
+                              ("activations", "STUDY_MAX_ACTIVATIONS", MAX_ACTIVATIONS)):
         limit = _limit(env, default)
         if cost[key] > limit:
-            raise SpecError(f"{where}: the network has {cost[key]:,} {key}, over the limit of {limit:,}; allowed: "
-                            f"smaller widths or blocks (or raise the limit with {env}=N)")
+            what = "activation elements per image" if key == "activations" else key
+            raise SpecError(f"{where}: the network has {cost[key]:,} {what}, over the limit of {limit:,}; allowed: "
+                            f"smaller widths, blocks or inputs (or raise the limit with {env}=N)")
 
 
 def _limit(env: str, default: int) -> int:
@@ -49,6 +54,11 @@ def scaled(spec: NetworkSpec, factor: float) -> NetworkSpec:
     return dataclasses.replace(spec, blocks=blocks)
 
 
+def width_named(spec: NetworkSpec, base_name: str | None = None) -> NetworkSpec:
+    """The network renamed "name ×w" after its width: a proxy or matched network is not the one named."""
+    return dataclasses.replace(spec, name=f"{base_name or spec.name} ×{spec.blocks[0].width_multiplier:.3g}")
+
+
 def matched(spec: NetworkSpec, reference: NetworkSpec, match: Match, where: str = "spec",
             tolerance: float = TOLERANCE) -> NetworkSpec:
     """`spec` with its widths scaled so its `match` cost is as close as it gets to the reference's.
@@ -58,7 +68,7 @@ def matched(spec: NetworkSpec, reference: NetworkSpec, match: Match, where: str 
     is a one-line SpecError.
     """
     if match not in MATCHES:
-        raise SpecError(f"{where}: match: got {match!r}; allowed: {', '.join(MATCHES)}")
+        raise SpecError.at(where, "match", f"got {match!r}", ', '.join(MATCHES))
     target = network_complexity(reference)[match]
 
     def cost(factor: float) -> int:

@@ -12,6 +12,11 @@ class SpecError(KitError):
 
     exit_code = 2
 
+    @classmethod
+    def at(cls, where: str, key: str, problem: str, allowed: str) -> "SpecError":
+        """The kit's one message shape for a bad value: "file: key: problem; allowed: …"."""
+        return cls(f"{where}: {key}: {problem}; allowed: {allowed}")
+
 
 class UnknownModelError(KitError):
     """A model name that is not registered (exit code 2)."""

@@ -200,3 +200,19 @@ def provenance(device: str, precision: str) -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else _cpu_name()
     return {"torch_version": torch.__version__, "python": platform.python_version(), "device": device,
             "device_name": name, "threads": torch.get_num_threads(), "precision": precision}
+
+
+def git_commit() -> str:
+    """The kit's git commit (with -dirty when the tree has changes), or "unknown"."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                               text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit + ("-dirty" if dirty else "")) or "unknown"

@@ -70,41 +70,52 @@ def get_entry(name: str) -> ModelEntry:
         ) from None
 
 
-def resolve_spec(name_or_path: str | Path) -> NetworkSpec | None:
-    """The NetworkSpec behind a registered MK model or a spec file (None for baselines)."""
-    text = str(name_or_path)
-    if text.endswith(".toml"):
-        return load_network(text)
-    return get_entry(text).spec
+@dataclasses.dataclass(frozen=True)
+class ResolvedModel:
+    """A model resolved once, at the edge (CLI, study loading): what training, measurement and search
+    take. A spec file is read and size-checked here and nowhere else."""
+
+    name: str  # registry name, or the network spec's name
+    spec: NetworkSpec | None  # MK networks; None for baselines
+    builder: ModelFn = dataclasses.field(repr=False, compare=False)  # num_classes -> module
+    input_size: int = 28
+    in_channels: int = 1
+    digest: str = ""  # the spec's digest (same digest = same network); the registry name for baselines
+
+    def build(self, num_classes: int = 10) -> nn.Module:
+        """A fresh, randomly initialised module."""
+        return self.builder(num_classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """One input image as a batch: (1, C, H, W)."""
+        return (1, self.in_channels, self.input_size, self.input_size)
 
 
-def build_model(name_or_spec: str | Path | NetworkSpec, num_classes: int = 10) -> nn.Module:
-    """Build a registered model, a spec file (`*.toml`) or a NetworkSpec.
+def resolve_model(model: str | Path | NetworkSpec | ResolvedModel, where: str = "") -> ResolvedModel:
+    """Resolve a registry name, a `.toml` spec path or a NetworkSpec; any problem is one KitError line.
 
-    Args:
-        name_or_spec: registry name, path to a TOML network spec, or a NetworkSpec.
-        num_classes: classifier outputs (the spec's own value wins for specs).
+    Specs given as such keep their own `num_classes`; registered MK networks take the caller's.
     """
     from study.capacity import check_size
 
-    if isinstance(name_or_spec, NetworkSpec) or str(name_or_spec).endswith(".toml"):
-        spec = name_or_spec if isinstance(name_or_spec, NetworkSpec) else load_network(name_or_spec)
-        check_size(spec, str(name_or_spec) if not isinstance(name_or_spec, NetworkSpec) else f"network {spec.name}")
-        return MKNet(spec)
-    entry = get_entry(str(name_or_spec))
-    return MKNet(dataclasses.replace(entry.spec, num_classes=num_classes)) if entry.spec else entry.build(num_classes)
+    if isinstance(model, ResolvedModel):
+        return model
+    if isinstance(model, NetworkSpec) or str(model).endswith(".toml"):
+        spec = model if isinstance(model, NetworkSpec) else load_network(model)
+        check_size(spec, where or (f"network {spec.name}" if isinstance(model, NetworkSpec) else str(model)))
+        return ResolvedModel(spec.name, spec, lambda n, s=spec: MKNet(s), spec.input_size, spec.in_channels, spec.digest())
+    entry = get_entry(str(model))
+    if entry.spec is not None:
+        spec = entry.spec
+        return ResolvedModel(entry.name, spec, lambda n, s=spec: MKNet(dataclasses.replace(s, num_classes=n)),
+                             spec.input_size, spec.in_channels, spec.digest())
+    return ResolvedModel(entry.name, None, entry.build, entry.input_size, 1, entry.name)
 
 
-def input_size(name_or_spec: str | Path | NetworkSpec) -> int:
-    """Input side length the model expects from the data (28 for every registered model)."""
-    spec = name_or_spec if isinstance(name_or_spec, NetworkSpec) else resolve_spec(name_or_spec)
-    return spec.input_size if spec else get_entry(str(name_or_spec)).input_size
-
-
-def in_channels(name_or_spec: str | Path | NetworkSpec) -> int:
-    """Input channels the model expects (1 for every registered model; a spec may say otherwise)."""
-    spec = name_or_spec if isinstance(name_or_spec, NetworkSpec) else resolve_spec(name_or_spec)
-    return spec.in_channels if spec else 1
+def build_model(model: str | Path | NetworkSpec | ResolvedModel, num_classes: int = 10) -> nn.Module:
+    """Build a registered model, a spec file (`*.toml`), a NetworkSpec or a resolved model."""
+    return resolve_model(model).build(num_classes)
 
 
 # --------------------------------------------------------------------------- MK-block networks

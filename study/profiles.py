@@ -36,6 +36,7 @@ class Profile:
     width: float = 1.0  # width multiplier applied to every MK network (1.0 = the paper's widths)
     guard_min: float = 0.0  # stop *starting* trials after this many minutes (0 = never); never cuts a trial
     workers: int = 1  # worker processes a study run starts on one machine, each with cores // workers threads
+    keep_weights: bool = True  # save each trial's best-validation weights beside its row (`checkpoints/`)
     overrides: tuple[str, ...] = ()  # "key=value" set by a study file, shown wherever the profile is described
 
     @property
@@ -88,7 +89,7 @@ PROFILES: dict[str, Profile] = {
                      seeds=5, n_trials=4, width=0.25, guard_min=13.0, workers=2),
 }
 
-_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "train")
+_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "keep_weights", "train")
 
 
 def get_profile(name: str) -> Profile:
@@ -112,7 +113,7 @@ def override(profile: Profile, table: Mapping[str, Any], where: str) -> Profile:
     prefix = f"profiles.{profile.name}"
     unknown = sorted(set(table) - set(_PROFILE_KEYS))
     if unknown:
-        raise SpecError(f"{where}: {prefix}.{unknown[0]}: unknown key; allowed: {', '.join(_PROFILE_KEYS)}")
+        raise SpecError.at(where, f"{prefix}.{unknown[0]}", "unknown key", ', '.join(_PROFILE_KEYS))
     changes: dict[str, Any] = {}
     for key in ("seeds", "n_trials", "workers"):
         if key in table:
@@ -120,14 +121,18 @@ def override(profile: Profile, table: Mapping[str, Any], where: str) -> Profile:
             if isinstance(value, list) and key == "seeds" and value == list(range(len(value))):
                 value = len(value)  # the old "seeds = [0, 1, 2]" form
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SpecError(f"{where}: {prefix}.{key}: got {json.dumps(value)}; allowed: an integer ≥ 1")
+                raise SpecError.at(where, f"{prefix}.{key}", f"got {json.dumps(value)}", "an integer ≥ 1")
             changes[key] = value
     for key in ("width", "guard_min"):
         if key in table:
             value = table[key]
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1e6 or (key == "width" and value <= 0):
-                raise SpecError(f"{where}: {prefix}.{key}: got {json.dumps(value)}; allowed: a positive number")
+                raise SpecError.at(where, f"{prefix}.{key}", f"got {json.dumps(value)}", "a positive number")
             changes[key] = float(value)
+    if "keep_weights" in table:
+        if not isinstance(table["keep_weights"], bool):
+            raise SpecError.at(where, f"{prefix}.keep_weights", f"got {json.dumps(table['keep_weights'])}", "true or false")
+        changes["keep_weights"] = table["keep_weights"]
     train = profile.train
     if "train" in table:
         train = _train_override(train, table["train"], where, prefix)
@@ -139,11 +144,11 @@ def _train_override(train: TrainConfig, table: Any, where: str, prefix: str) -> 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     hints = typing.get_type_hints(TrainConfig)
     if not isinstance(table, dict):
-        raise SpecError(f"{where}: {prefix}.train: got {json.dumps(table, default=str)}; allowed: a table of TrainConfig fields")
+        raise SpecError.at(where, f"{prefix}.train", f"got {json.dumps(table, default=str)}", "a table of TrainConfig fields")
     for key, value in table.items():
         if key not in fields or key == "profile":
             allowed = ", ".join(k for k in fields if k != "profile")
-            raise SpecError(f"{where}: {prefix}.train.{key}: unknown key; allowed: {allowed}")
+            raise SpecError.at(where, f"{prefix}.train.{key}", "unknown key", allowed)
         default = fields[key].default
         if isinstance(default, bool) != isinstance(value, bool) or (
                 isinstance(default, (int, float)) and not isinstance(value, (int, float))) or (
@@ -151,8 +156,8 @@ def _train_override(train: TrainConfig, table: Any, where: str, prefix: str) -> 
             raise SpecError(f"{where}: {prefix}.train.{key}: got {json.dumps(value, default=str)}; "
                             f"allowed: a {type(default).__name__} like the default {json.dumps(default)}")
         if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
-            raise SpecError(f"{where}: {prefix}.train.{key}: got {json.dumps(value)}; allowed: an integer")
+            raise SpecError.at(where, f"{prefix}.train.{key}", f"got {json.dumps(value)}", "an integer")
         choices = typing.get_args(hints[key])
         if choices and value not in choices:
-            raise SpecError(f"{where}: {prefix}.train.{key}: got {json.dumps(value)}; allowed: {', '.join(choices)}")
+            raise SpecError.at(where, f"{prefix}.train.{key}", f"got {json.dumps(value)}", ', '.join(choices))
     return dataclasses.replace(train, **table)

@@ -1,59 +1,97 @@
-"""One tidy results table per study: one row per (model/spec, dataset, degradation, protocol, seed).
+"""One tidy results table per study: one row per (variant, dataset, degradation, protocol, fold, seed, profile).
 
 Rows are JSON lines appended to `<run_dir>/<study>/results.jsonl` with a single `write` on a file
 opened with O_APPEND, then fsync'd: a row is either wholly there or (after a kill mid-write) a torn
-last line that `load_rows` skips. Re-running a study skips every key already finished.
+last line that `load_rows` skips. `ResultsTable` owns everything about one table: what is finished,
+the lock under which a cell is claimed and written, rows imported from shared storage, and rows of
+identical runs reused from the other tables of a run directory. `SCHEMA` is the row type: every
+writer's row is checked against it before it is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-#: Columns every row carries (more may be present). Report and statistics code relies on these.
-COLUMNS: tuple[str, ...] = (
-    "study",  # study name (the ablations/<name>.toml stem)
-    "axis",  # ablation axis the row belongs to ("kernels", "links", "paper", "search", ...)
-    "variant",  # human label of the cell on that axis ("{3,5,7}", "dense", "lrnet_paper", ...)
-    "is_reference",  # True for the paper configuration the axis compares against
-    "model",  # registry name or spec file of the network trained
-    "spec_hash",  # sha256[:12] of the resolved network spec (same hash = same network)
-    "dataset",  # registry name ("fashion-mnist", ...)
-    "degradation",  # "none" or e.g. "blur:1.0+noise:0.2"
-    "protocol",  # "val-split" (val carved from train, test once) or "kfold-test:K" (test split only)
-    "fold",  # fold index for k-fold protocols, else 0
-    "seed",
-    "profile",  # "quick" | "paper" | custom; quick rows are CPU-budgeted and say so
-    "status",  # "ok" | "diverged" | "pruned" | "failed"
-    "val_accuracy",  # fraction in [0, 1]
-    "val_loss",
-    "test_accuracy",  # fraction in [0, 1]; evaluated once, on the best-val weights
-    "test_loss",
-    "epochs",
-    "best_epoch",
-    "params",  # trainable parameters
-    "flops",  # fvcore count, one multiply-add = one FLOP, per image
-    "train_img_per_s",
-    "infer_img_per_s",
-    "peak_mem_mb",
-    "wall_s",
-    "device",
-    "precision",
-    "torch_version",
-    "git_commit",
-    "history_path",  # per-epoch history CSV (epoch, train_loss, train_acc, val_loss, val_acc, lr, epoch_s, img_per_s)
-    "train_config",  # the profile's generated description ("quick profile; PROXY; MK networks at width ×0.25; …")
-    "proxy",  # True when the row is a proxy of the paper's protocol (narrow widths or subsets)
-    "width_multiplier",  # the trained MK network's width multiplier (proxy width × capacity matching)
-    "match",  # "flops" / "params" when the variant was capacity-matched to the reference, else ""
-    "raw_flops",  # the variant's FLOPs before capacity matching (same as flops when unmatched)
-    "raw_params",
+from study.files import locked
+
+_NUM = (int, float)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the row type: its name, the JSON types it may hold (None/NaN always allowed) and
+    whether every finished ("ok") row must carry it."""
+
+    name: str
+    types: tuple[type, ...]
+    doc: str
+    required: bool = True
+
+
+SCHEMA: tuple[Column, ...] = (
+    Column("study", (str,), "study name (the ablations/<name>.toml stem)"),
+    Column("axis", (str,), 'ablation axis of the row ("kernels", "links", "paper", "search", …)'),
+    Column("variant", (str,), 'label of the cell on that axis ("{3,5,7}", "dense", "lrnet_paper", …)'),
+    Column("is_reference", (bool,), "True for the paper configuration the axis compares against"),
+    Column("model", (str,), "registry name or network name trained"),
+    Column("spec_hash", (str,), "sha256[:12] of the resolved network spec (registry name for baselines)"),
+    Column("dataset", (str,), 'registry name ("fashion-mnist", …)'),
+    Column("degradation", (str,), '"none" or e.g. "blur:1.0+noise:0.2"'),
+    Column("protocol", (str,), '"val-split" (val carved from train) or "kfold-test:K" (test split only)'),
+    Column("fold", (int,), "test fold of a k-fold protocol, else 0"),
+    Column("seed", (int,), "seed of init, split, order and degradations"),
+    Column("profile", (str,), '"quick" | "paper" | custom'),
+    Column("status", (str,), '"ok" | "diverged" | "pruned" | "failed"'),
+    Column("val_accuracy", _NUM, "fraction in [0, 1], best epoch"),
+    Column("val_loss", _NUM, "best epoch"),
+    Column("test_accuracy", _NUM, "fraction in [0, 1]; evaluated once, on the best-val weights"),
+    Column("test_loss", _NUM, "on the best-val weights"),
+    Column("epochs", (int,), "epochs trained"),
+    Column("best_epoch", (int,), "epoch whose weights were tested"),
+    Column("params", (int,), "trainable parameters"),
+    Column("flops", (int,), "fvcore count per image, one multiply-add = one FLOP"),
+    Column("train_img_per_s", _NUM, "training throughput of the trial (its own batch and precision)"),
+    Column("infer_img_per_s", _NUM, "test-loop throughput of the trial"),
+    Column("peak_mem_mb", _NUM, "peak memory of the process so far"),
+    Column("wall_s", _NUM, "seconds the trial took"),
+    Column("device", (str,), '"cpu" or "cuda:i"'),
+    Column("precision", (str,), '"fp32" | "bf16" | "fp16"'),
+    Column("torch_version", (str,), "torch.__version__"),
+    Column("git_commit", (str,), "the kit's commit (-dirty when the tree had changes)"),
+    Column("history_path", (str,), "history CSV (step, epoch, train_loss, val_acc, …), relative to the study folder"),
+    Column("train_config", (str,), "the profile's generated description"),
+    Column("proxy", (bool,), "True when the row is a proxy of the paper's protocol (narrow widths or subsets)"),
+    Column("width_multiplier", _NUM, "the MK network's width multiplier (proxy width × capacity matching)"),
+    Column("match", (str,), '"flops" / "params" when capacity-matched to the reference, else ""'),
+    Column("raw_flops", (int,), "the variant's FLOPs before capacity matching"),
+    Column("raw_params", (int,), "the variant's parameters before capacity matching"),
+    Column("config", (str,), "the TrainConfig as JSON"),
+    Column("stop_reason", (str,), "why training ended", required=False),
+    Column("params_total", (int,), "parameters including frozen ones", required=False),
+    Column("data_source", (str,), "where the data came from", required=False),
+    Column("train_size", (int,), "training images", required=False),
+    Column("val_size", (int,), "validation images", required=False),
+    Column("test_size", (int,), "test images", required=False),
+    Column("python", (str,), "Python version", required=False),
+    Column("device_name", (str,), "CPU or GPU model", required=False),
+    Column("threads", (int,), "torch CPU threads (exact accuracies depend on it)", required=False),
+    Column("trial_number", (int,), "Optuna trial that wrote the row", required=False),
+    Column("reused_from", (str,), "study whose identical run the row copies", required=False),
+    Column("test_degraded_only", (bool,), "robustness: trained clean, tested at this degradation", required=False),
+    Column("search_params", (str,), "search: the sampled parameters as JSON", required=False),
+    Column("checkpoint", (str,), "best-validation weights, relative to the study folder", required=False),
 )
+COLUMNS: tuple[str, ...] = tuple(c.name for c in SCHEMA if c.required)
+_BY_NAME = {c.name: c for c in SCHEMA}
 
 #: Columns that identify one run; a study skips rows whose key is already finished.
 KEY: tuple[str, ...] = ("study", "axis", "variant", "dataset", "degradation", "protocol", "fold", "seed", "profile")
@@ -70,19 +108,29 @@ def results_path(run_dir: str | os.PathLike, study: str) -> Path:
 
 
 def check_row(row: Mapping[str, Any]) -> None:
-    """A finished ("ok") row must carry every column of `COLUMNS`: a writer that forgets one fails here, not in the report."""
-    if row.get("status") != "ok":
-        return
-    missing = [c for c in COLUMNS if c not in row]
-    if missing:
-        raise ValueError(f"result row of {row.get('study')}/{row.get('variant')} lacks columns {', '.join(missing)}")
+    """A row must fit `SCHEMA`: no unknown column, no value of the wrong type, and a finished ("ok")
+    row carries every required column; a writer that breaks this fails here, not in the report."""
+    where = f"result row of {row.get('study')}/{row.get('variant')}"
+    unknown = sorted(set(row) - set(_BY_NAME))
+    if unknown:
+        raise ValueError(f"{where} has columns outside results.SCHEMA: {', '.join(unknown)}")
+    if row.get("status") == "ok":
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"{where} lacks columns {', '.join(missing)}")
+    for name, value in row.items():
+        types = _BY_NAME[name].types
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"{where}: {name} = {value!r} is not {' or '.join(t.__name__ for t in types)}")
 
 
 def append_row(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
     """Append one row atomically (single O_APPEND write + fsync)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(dict(row), default=_jsonable, sort_keys=True) + "\n").encode()
+    line = (json.dumps(dict(row), default=jsonable, sort_keys=True) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, line)
@@ -105,6 +153,75 @@ def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+class ResultsTable:
+    """One study's results file: what is finished, claiming and writing a cell under the table's lock,
+    importing rows kept in shared storage, and reusing identical runs of sibling studies."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every complete row."""
+        return load_rows(self.path)
+
+    def finished(self) -> dict[tuple, dict[str, Any]]:
+        """Rows by key, failed ones left out (a failed cell is run again)."""
+        return {row_key(r): r for r in self.rows() if r.get("status") != "failed"}
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive across every worker of this machine: check-then-write happens under it."""
+        with locked(self.path):
+            yield
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Check a row against `SCHEMA` and append it."""
+        check_row(row)
+        append_row(self.path, row)
+
+    def claim_and_write(self, rows: list[dict[str, Any]], taken_elsewhere=lambda key: False) -> bool:
+        """Write a cell's rows unless the table (or, per `taken_elsewhere(key)`, another worker's storage)
+        already has the cell; check and write happen under the lock. Returns whether written."""
+        key = row_key(rows[0])
+        with self.lock():
+            if key in self.finished() or taken_elsewhere(key):
+                return False
+            for row in rows:
+                self.write(row)
+        return True
+
+    def import_rows(self, stored: Iterable[Mapping[str, Any]]) -> int:
+        """Append the rows the table lacks (rows other machines ran); returns how many."""
+        stored = list(stored)
+        if not stored:
+            return 0
+        added = 0
+        with self.lock():  # workers of one machine importing at once append a row once
+            have = {row_key(r) for r in self.rows()}
+            for row in stored:
+                if row_key(row) not in have:
+                    append_row(self.path, row)
+                    have.add(row_key(row))
+                    added += 1
+        return added
+
+    def reusable(self, spec_hash: str, config: str, base: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The "ok" row of an identical run (same network, config, data, seed and profile) in another
+        study's table of the same run directory, re-keyed to `base`; e.g. the paper configuration."""
+        same = ("dataset", "degradation", "protocol", "fold", "seed", "profile")
+        for path in sorted(self.path.parent.parent.glob("*/results.jsonl")):
+            if path == self.path:
+                continue
+            for row in load_rows(path):
+                if (row.get("status") == "ok" and row.get("spec_hash") == spec_hash and row.get("config") == config
+                        and row.get("test_degraded_only") is not True and all(row.get(k) == base[k] for k in same)):
+                    history = path.parent / row.get("history_path", "")
+                    kept = {k: v for k, v in row.items() if k in _BY_NAME}  # columns an older kit wrote are dropped
+                    return {**kept, **base, "reused_from": row["study"],
+                            "history_path": str(history.resolve()) if row.get("history_path") else ""}
+        return None
+
+
 def load_table(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.DataFrame:
     """Rows of one or more results files as a DataFrame with at least `COLUMNS`; later duplicates of a key win."""
     if isinstance(paths, (str, os.PathLike)):
@@ -120,9 +237,8 @@ def load_table(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.Dat
     return frame
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """JSON form of what `json.dumps` cannot write (numpy scalars, paths, …)."""
     if hasattr(value, "item"):
         return value.item()
-    if isinstance(value, Path):
-        return str(value)
     return str(value)

@@ -230,7 +230,7 @@ def validate_network(spec: NetworkSpec, where: str = "spec") -> NetworkSpec:
     """Check everything typing cannot: kernels, widths, graph references, block count, map size."""
 
     def fail(key: str, problem: str, allowed: str) -> typing.NoReturn:
-        raise SpecError(f"{where}: {key}: {problem}; allowed: {allowed}")
+        raise SpecError.at(where, key, problem, allowed)
 
     if not 1 <= len(spec.blocks) <= MAX_BLOCKS:
         fail("blocks", f"{len(spec.blocks)} blocks", f"1 to {MAX_BLOCKS} MK blocks")
@@ -335,7 +335,7 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
 
     def wrong(detail: str = "") -> typing.NoReturn:
         shown = json.dumps(value) if not isinstance(value, dict) else "a table"
-        raise SpecError(f"{where}: {key}: {detail or 'got ' + shown}; allowed: {_type_name(tp)}")
+        raise SpecError.at(where, key, detail or 'got ' + shown, _type_name(tp))
 
     if origin is Literal:
         if value not in typing.get_args(tp):
@@ -388,18 +388,18 @@ def network_from_mapping(data: Mapping[str, Any], where: str = "spec") -> Networ
             raise unknown_key(where, key, _NETWORK_KEYS)
     base = data.pop("block", {})
     if not isinstance(base, dict):
-        raise SpecError(f"{where}: block: got {json.dumps(base)}; allowed: a table of MK-block settings")
+        raise SpecError.at(where, "block", f"got {json.dumps(base)}", "a table of MK-block settings")
     blocks = data.pop("blocks", 3)
     if isinstance(blocks, bool) or not isinstance(blocks, (int, list)):
-        raise SpecError(f"{where}: blocks: got {json.dumps(blocks)}; allowed: a block count (1 to {MAX_BLOCKS}) or a list of block tables")
+        raise SpecError.at(where, "blocks", f"got {json.dumps(blocks)}", f"a block count (1 to {MAX_BLOCKS}) or a list of block tables")
     if isinstance(blocks, int):
         if not 1 <= blocks <= MAX_BLOCKS:
-            raise SpecError(f"{where}: blocks: {blocks} blocks; allowed: 1 to {MAX_BLOCKS} MK blocks")
+            raise SpecError.at(where, "blocks", f"{blocks} blocks", f"1 to {MAX_BLOCKS} MK blocks")
         blocks = [{}] * blocks
     built = []
     for i, override in enumerate(blocks):
         if not isinstance(override, dict):
-            raise SpecError(f"{where}: blocks[{i}]: got {json.dumps(override)}; allowed: a table of MK-block settings")
+            raise SpecError.at(where, f"blocks[{i}]", f"got {json.dumps(override)}", "a table of MK-block settings")
         merged = {**base, **override}
         if "nodes" in merged:
             merged["nodes"] = [_node_table(n, f"blocks[{i}].nodes[{j}]", where) for j, n in enumerate(merged["nodes"])]
@@ -411,14 +411,14 @@ def network_from_mapping(data: Mapping[str, Any], where: str = "spec") -> Networ
 
 def _node_table(node: Any, key: str, where: str) -> dict:
     if not isinstance(node, dict):
-        raise SpecError(f"{where}: {key}: got {json.dumps(node)}; allowed: a table {{name, op, inputs, kernel, width}}")
+        raise SpecError.at(where, key, f"got {json.dumps(node)}", "a table {name, op, inputs, kernel, width}")
     if isinstance(node.get("inputs"), str):  # `input = "x"` reads better for one-input nodes
         node = {**node, "inputs": [node["inputs"]]}
     if "input" in node:
         node = {k: v for k, v in node.items() if k != "input"} | {"inputs": [node["input"]]}
     missing = [k for k in ("name", "op", "inputs") if k not in node]
     if missing:
-        raise SpecError(f"{where}: {key}: missing {', '.join(missing)}; allowed: a table {{name, op, inputs, kernel, width}}")
+        raise SpecError.at(where, key, f"missing {', '.join(missing)}", "a table {name, op, inputs, kernel, width}")
     return node
 
 
@@ -440,7 +440,7 @@ def unknown_key(where: str, key: str, allowed: list[str] | tuple[str, ...] | set
     """The error for a key a table does not have, with the closest allowed key."""
     close = difflib.get_close_matches(key.rpartition(".")[2], list(allowed), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return SpecError(f"{where}: {key}: unknown key{hint}; allowed: {', '.join(sorted(allowed) if isinstance(allowed, set) else allowed)}")
+    return SpecError.at(where, key, f"unknown key{hint}", ', '.join(sorted(allowed) if isinstance(allowed, set) else allowed))
 
 
 def load_network(path: str | Path) -> NetworkSpec:

@@ -21,7 +21,7 @@ from typing import Any
 from study import capacity
 from study.blocks import network_complexity
 from study.errors import SpecError, UnknownModelError
-from study.models import get_entry
+from study.models import ResolvedModel, get_entry, resolve_model
 from study.profiles import PROFILES, Profile, override
 from study.spec import NetworkSpec, network_from_mapping, read_toml, unknown_key, validate_network
 
@@ -44,11 +44,11 @@ class Variant:
 
 @dataclass(frozen=True)
 class ResolvedVariant:
-    """A variant resolved once, for one profile: the network it trains and its cost before matching."""
+    """A variant resolved once, for one profile: the model it trains and its cost before matching."""
 
     variant: Variant
-    network: NetworkSpec | str  # a NetworkSpec for MK networks, a registered name for baselines
-    flops: int | None = None  # analytic cost of `network` (None for baselines)
+    model: ResolvedModel
+    flops: int | None = None  # analytic cost of the model's network (None for baselines)
     params: int | None = None
     raw_flops: int | None = None  # the same variant before capacity matching
     raw_params: int | None = None
@@ -100,10 +100,6 @@ _STUDY_KEYS = {"name", "axis", "kind", "description", "base", "datasets", "varia
 _KINDS = ("grid", "robustness", "search")
 
 
-def _fail(where: str, key: str, problem: str, allowed: str) -> SpecError:
-    return SpecError(f"{where}: {key}: {problem}; allowed: {allowed}")
-
-
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, prefix: str = "") -> None:
     for key in table:
         if key not in allowed:
@@ -113,12 +109,12 @@ def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, prefix:
 def _profiles(tables: Any, where: str) -> dict[str, Profile]:
     """Every profile, with the study file's `[profiles.<name>]` tables laid over; an unknown name is an error."""
     if not isinstance(tables, dict):
-        raise _fail(where, "profiles", f"got {json.dumps(tables, default=str)}", "tables [profiles.<name>]")
+        raise SpecError.at(where, "profiles", f"got {json.dumps(tables, default=str)}", "tables [profiles.<name>]")
     for name, table in tables.items():
         if name not in PROFILES:
-            raise _fail(where, f"profiles.{name}", "unknown profile", ", ".join(PROFILES))
+            raise SpecError.at(where, f"profiles.{name}", "unknown profile", ", ".join(PROFILES))
         if not isinstance(table, dict):
-            raise _fail(where, f"profiles.{name}", f"got {json.dumps(table, default=str)}", "a table of profile fields")
+            raise SpecError.at(where, f"profiles.{name}", f"got {json.dumps(table, default=str)}", "a table of profile fields")
     return {name: override(profile, tables.get(name, {}), where) for name, profile in PROFILES.items()}
 
 
@@ -132,7 +128,7 @@ def load_study(path: str | Path) -> StudySpec:
     _check_keys(table, _STUDY_KEYS - {"variants", "search", "profiles"}, where, "study.")
     kind = table.get("kind", "grid")
     if kind not in _KINDS:
-        raise _fail(where, "study.kind", f"{json.dumps(kind)} is not a study kind", ", ".join(_KINDS))
+        raise SpecError.at(where, "study.kind", f"{json.dumps(kind)} is not a study kind", ", ".join(_KINDS))
     name = table.get("name", path.stem)
     base = table.get("base", "lrnet_paper")
     _known_model(base, where, "study.base")
@@ -143,13 +139,13 @@ def load_study(path: str | Path) -> StudySpec:
         get_dataset(d)
     variants = tuple(_variant(v, i, where) for i, v in enumerate(doc.get("variants", [])))
     if kind != "search" and not variants:
-        raise _fail(where, "variants", "no variants", "one or more [[variants]] tables")
+        raise SpecError.at(where, "variants", "no variants", "one or more [[variants]] tables")
     labels = [v.label for v in variants]
     dup = next((lab for lab in labels if labels.count(lab) > 1), None)
     if dup:
-        raise _fail(where, "variants", f"label {dup!r} is used twice", "unique labels")
+        raise SpecError.at(where, "variants", f"label {dup!r} is used twice", "unique labels")
     if sum(v.reference for v in variants) > 1:
-        raise _fail(where, "variants", "more than one reference", "at most one variant with reference = true")
+        raise SpecError.at(where, "variants", "more than one reference", "at most one variant with reference = true")
     search_table = doc.get("search", {})
     _check_keys(search_table, {f.name for f in dataclasses.fields(SearchSpace)}, where, "search.")
     search = SearchSpace(**{k: _tupled(v) for k, v in search_table.items()})
@@ -164,49 +160,57 @@ def load_study(path: str | Path) -> StudySpec:
                      profiles=profiles, path=where, default_run=bool(table.get("default_run", True)),
                      equivalence_margin=_margin(table.get("equivalence_margin", 3.0), where),
                      run_order=_order(table.get("order", 50), where))
-    resolved = {name: _resolve_variants(spec, profile) for name, profile in profiles.items()}
+    networks = {v.label: variant_network(spec, v) for v in spec.variants}  # built and validated once
+    resolved = {name: _resolve_variants(spec, profile, networks) for name, profile in profiles.items()}
     return dataclasses.replace(spec, resolved=resolved)
 
 
 def _margin(value: Any, where: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 100:
-        raise _fail(where, "study.equivalence_margin", f"got {json.dumps(value)}", "accuracy points in (0, 100]")
+        raise SpecError.at(where, "study.equivalence_margin", f"got {json.dumps(value)}", "accuracy points in (0, 100]")
     return float(value)
 
 
 def _order(value: Any, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _fail(where, "study.order", f"got {json.dumps(value)}", "an integer (lower runs first)")
+        raise SpecError.at(where, "study.order", f"got {json.dumps(value)}", "an integer (lower runs first)")
     return value
 
 
-def _resolve_variants(spec: StudySpec, profile: Profile) -> dict[str, ResolvedVariant]:
-    """Each variant's network under a profile: scaled to the proxy width, then capacity-matched when asked."""
-    out: dict[str, ResolvedVariant] = {}
+def _resolve_variants(spec: StudySpec, profile: Profile, networks: Mapping[str, NetworkSpec | str]) -> dict[str, ResolvedVariant]:
+    """Each variant's model under a profile: scaled to the proxy width, then capacity-matched when asked."""
     reference = spec.reference()
-    ref_network = variant_network(spec, reference, profile.width) if reference else None
-    for v in spec.variants:
-        where = f"{spec.path}: variants[{v.label}]"
-        network = variant_network(spec, v, profile.width)
-        if not isinstance(network, NetworkSpec):
-            if v.match:
-                raise _fail(spec.path, f"variants[{v.label}].match", "a baseline cannot be width-matched",
-                            "match only on MK-network variants")
-            out[v.label] = ResolvedVariant(v, network)
-            continue
-        validate_network(network, where)
-        capacity.check_size(network, where)
-        raw = network_complexity(network)
-        if v.match and not v.reference:
-            if not isinstance(ref_network, NetworkSpec):
-                raise _fail(spec.path, f"variants[{v.label}].match", "no MK-network reference to match",
-                            "a study with one `reference = true` MK variant")
-            network = capacity.matched(network, ref_network, v.match, where)
-        if profile.width != 1.0 or (v.match and not v.reference):  # a proxy or matched network is not the one named
-            network = dataclasses.replace(network, name=f"{network.name} ×{network.blocks[0].width_multiplier:.3g}")
-        cost = network_complexity(network)
-        out[v.label] = ResolvedVariant(v, network, cost["flops"], cost["params"], raw["flops"], raw["params"])
-    return out
+    ref_network = _mk(networks[reference.label]) if reference else None
+    ref_network = capacity.scaled(ref_network, profile.width) if ref_network else None
+    return {v.label: _resolve_variant(spec, v, networks[v.label], ref_network, profile.width) for v in spec.variants}
+
+
+def _resolve_variant(spec: StudySpec, v: Variant, network: NetworkSpec | str, ref_network: NetworkSpec | None,
+                     width: float) -> ResolvedVariant:
+    where = f"{spec.path}: variants[{v.label}]"
+    mk = _mk(network)
+    if mk is None:
+        if v.match:
+            raise SpecError.at(spec.path, f"variants[{v.label}].match", "a baseline cannot be width-matched",
+                        "match only on MK-network variants")
+        return ResolvedVariant(v, resolve_model(network))
+    proxy = capacity.scaled(mk, width)
+    validate_network(proxy, where)
+    capacity.check_size(proxy, where)
+    final = proxy
+    if v.match and not v.reference:
+        if ref_network is None:
+            raise SpecError.at(spec.path, f"variants[{v.label}].match", "no MK-network reference to match",
+                        "a study with one `reference = true` MK variant")
+        final = capacity.matched(proxy, ref_network, v.match, where)
+    raw, cost = network_complexity(proxy), network_complexity(final)
+    model = resolve_model(network if final is mk else capacity.width_named(final, mk.name), where)
+    return ResolvedVariant(v, model, cost["flops"], cost["params"], raw["flops"], raw["params"])
+
+
+def _mk(network: NetworkSpec | str) -> NetworkSpec | None:
+    """The MK network behind a variant's network (None for a baseline)."""
+    return network if isinstance(network, NetworkSpec) else get_entry(network).spec
 
 
 def _known_model(name: str, where: str, key: str) -> None:
@@ -223,28 +227,26 @@ def _tupled(value: Any) -> Any:
 
 def _variant(table: Any, i: int, where: str) -> Variant:
     if not isinstance(table, dict):
-        raise _fail(where, f"variants[{i}]", f"got {json.dumps(table)}", "a table with label and overrides")
+        raise SpecError.at(where, f"variants[{i}]", f"got {json.dumps(table)}", "a table with label and overrides")
     _check_keys(table, {f.name for f in dataclasses.fields(Variant)}, where, f"variants[{i}].")
     if not isinstance(table.get("label"), str) or not table["label"]:
-        raise _fail(where, f"variants[{i}].label", "missing or empty", "a non-empty string naming the cell")
+        raise SpecError.at(where, f"variants[{i}].label", "missing or empty", "a non-empty string naming the cell")
     if table.get("model"):
         _known_model(table["model"], where, f"variants[{i}].model")
     if table.get("match", "") not in ("", *capacity.MATCHES):
-        raise _fail(where, f"variants[{i}].match", f"got {json.dumps(table['match'])}", ", ".join(capacity.MATCHES))
+        raise SpecError.at(where, f"variants[{i}].match", f"got {json.dumps(table['match'])}", ", ".join(capacity.MATCHES))
     if not isinstance(table.get("profiles", []), list):
-        raise _fail(where, f"variants[{i}].profiles", f"got {json.dumps(table['profiles'])}", 'a list of profile names, e.g. ["paper"]')
+        raise SpecError.at(where, f"variants[{i}].profiles", f"got {json.dumps(table['profiles'])}", 'a list of profile names, e.g. ["paper"]')
     return Variant(**{**table, "profiles": tuple(table.get("profiles", ()))})
 
 
-def variant_network(study: StudySpec, variant: Variant, width: float = 1.0) -> NetworkSpec | str:
-    """The network a variant trains: a registered model name, or the base spec with the variant's
-    overrides, its widths scaled by a profile's proxy `width` (MK networks only)."""
+def variant_network(study: StudySpec, variant: Variant) -> NetworkSpec | str:
+    """The network a variant trains at full width: a registered model's name, or the base spec with
+    the variant's overrides (validated here, once)."""
     if variant.model:
         entry = get_entry(variant.model)
-        if entry.spec is None:
+        if entry.spec is None or not (variant.block or variant.blocks or variant.head):
             return variant.model
-        if not (variant.block or variant.blocks or variant.head):
-            return variant.model if width == 1.0 else capacity.scaled(entry.spec, width)
         base = entry.spec
     else:
         base = get_entry(study.base).spec
@@ -261,7 +263,7 @@ def variant_network(study: StudySpec, variant: Variant, width: float = 1.0) -> N
     # a variant that IS a registered network (e.g. every axis's paper configuration) carries its name,
     # so the report can put it beside the paper's numbers
     registered = _registered_digests().get(network.digest())
-    return capacity.scaled(dataclasses.replace(network, name=registered) if registered else network, width)
+    return registered or network
 
 
 @functools.cache

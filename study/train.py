@@ -8,7 +8,6 @@ import copy
 import csv
 import dataclasses
 import math
-import os
 import random
 import sys
 import time
@@ -25,8 +24,9 @@ from tqdm import tqdm
 
 from study import data as datasets
 from study.errors import KitError
+from study.files import atomic_path
 from study.measure import autocast, count_flops, count_params, peak_memory_mb, provenance
-from study.models import build_model, in_channels, input_size
+from study.models import ResolvedModel, resolve_model
 from study.spec import NetworkSpec
 
 
@@ -108,14 +108,6 @@ def evaluate(model: nn.Module, loader: datasets.DeviceLoader, cfg: TrainConfig, 
 _FLOPS: dict[tuple, int] = {}
 
 
-def _flops(model_name: str | Path | NetworkSpec, model: nn.Module, shape: tuple[int, ...]) -> int:
-    """fvcore FLOPs, cached per network and input shape: a trace costs seconds, a study trains a network many times."""
-    key = (model_name.digest() if isinstance(model_name, NetworkSpec) else str(model_name), shape)
-    if key not in _FLOPS:
-        _FLOPS[key] = count_flops(model, shape)["flops"]
-    return _FLOPS[key]
-
-
 def _evaluator(model: nn.Module, runner: nn.Module, cfg: TrainConfig) -> nn.Module:
     """What evaluation runs: with `fast`, the frozen inference rewrite of the current weights (same function)."""
     if not (cfg.fast or cfg.fast_eval):
@@ -129,52 +121,106 @@ def _layout(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 
 
+@dataclass(frozen=True)
+class Task:
+    """What a run trains and tests on: a dataset under a protocol (and fold), optionally degraded."""
+
+    dataset: str
+    protocol: str = "auto"  # "auto", "val-split" or "kfold-test" (see `study.data.make_splits`)
+    fold: int = 0  # the test fold of a k-fold protocol
+    degrade: str | None = None  # applied to train, val and test (e.g. "blur:1.0")
+    extra_tests: tuple[str, ...] = ()  # further degradations of the test split only, results in `extra_tests`
+    data_root: str | None = None  # explicit data folder (else `$STUDY_DATA_ROOT`, the cache, system folders)
+
+
 EpochCallback = Callable[[int, dict[str, float]], None]
+HISTORY_POINTS = 10  # a run of fewer epochs than this logs its history this many times (so short runs draw curves)
 
 
-def train(model_name: str | Path | NetworkSpec, dataset: str, *, cfg: TrainConfig, seed: int = 0, device: str = "cpu",
-          degrade: str | None = None, protocol: str = "auto", fold: int = 0, data_root: str | None = None,
-          history_path: str | Path | None = None, on_epoch: EpochCallback | None = None,
-          extra_test_degradations: tuple[str, ...] = (), progress: bool = False) -> dict[str, Any]:
-    """Train one model on one dataset and evaluate the test split once, on the best-val weights.
+def train(model: str | Path | NetworkSpec | ResolvedModel, task: Task | str, *, cfg: TrainConfig, seed: int = 0,
+          device: str = "cpu", history_path: str | Path | None = None, checkpoint_path: str | Path | None = None,
+          on_epoch: EpochCallback | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train one model on one task and evaluate the test split once, on the best-val weights.
 
     Args:
-        model_name: registry name, `.toml` spec path or NetworkSpec.
-        dataset: registered dataset name.
+        model: a resolved model (or what `study.models.resolve_model` takes).
+        task: the data (a bare dataset name means its default protocol, undegraded).
         cfg: the training configuration (a profile's `train`, see `study.profiles`).
-        seed: seeds init, data split, order, dropout and degradations; the same seed on CPU gives identical metrics.
+        seed: seeds init, data split, order and degradations; the same seed on CPU gives identical metrics.
         device: "cpu" or "cuda[:i]".
-        degrade: degradation applied to train, val and test (e.g. "blur:1.0").
-        protocol: "auto", "val-split" or "kfold-test" (see `study.data.make_splits`).
-        fold: the test fold of a k-fold protocol.
-        data_root: explicit data folder.
-        history_path: where to write the per-epoch history CSV.
+        history_path: where to write the history CSV (a row every few steps and at every epoch end).
+        checkpoint_path: where to save the best-validation weights (`torch.load(..., weights_only=True)`).
         on_epoch: called after each epoch with (epoch, metrics); may raise to stop (e.g. optuna.TrialPruned).
-        extra_test_degradations: further degradations of the test split to evaluate the final model on
-            (trained as is, tested degraded); results land in `extra_tests`.
-        progress: show a progress bar on stderr (epoch, loss, accuracy, img/s, ETA).
+        progress: show a progress bar on stderr.
 
     Returns:
-        A dict with the result-row fields (see `study.results.COLUMNS`) plus `stop_reason`, `config`, `extra_tests`.
+        The result-row fields this run knows (see `study.results.SCHEMA`) plus `config` and `extra_tests`.
     """
     wall_begin = time.perf_counter()
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise KitError("--device cuda: no CUDA device is visible; use --device cpu")
+    task = Task(task) if isinstance(task, str) else task
+    resolved = resolve_model(model)
+    data = _prepare_data(resolved, task, cfg, seed)
+    net = _build(resolved, data, cfg, seed, device)
+    fit = _fit(net, data, cfg, seed, device, on_epoch, progress, f"{resolved.name} on {task.dataset}")
+    _write_history(history_path, fit.history)
+    result = _row(resolved, task, data, net, fit, cfg, seed, device, history_path)
+    if fit.status == "ok" and fit.best_state is not None:
+        net.model.load_state_dict(fit.best_state)
+        if checkpoint_path:
+            save_checkpoint(net.model, checkpoint_path)
+        result.update(_final_evaluation(net, data, fit, task, cfg, seed, device))
+    result["peak_mem_mb"] = peak_memory_mb(device)
+    result["wall_s"] = time.perf_counter() - wall_begin
+    if str(device).startswith("cuda"):
+        del net
+        torch.cuda.empty_cache()  # release memory between runs of a study
+    return result
+
+
+@dataclass
+class _Data:
+    splits: datasets.Splits
+    test: tuple[torch.Tensor, torch.Tensor]
+    num_classes: int
+
+
+def _prepare_data(resolved: ResolvedModel, task: Task, cfg: TrainConfig, seed: int) -> _Data:
+    """The seeded splits (subsets as the config says) and the test split, checked against the model's input."""
     seed_everything(seed)
-    splits = datasets.make_splits(dataset, seed=seed, val_fraction=cfg.val_fraction, protocol=protocol, fold=fold,
-                                  subset=cfg.train_subset or None, val_subset=cfg.val_subset or None,
-                                  degrade=degrade, data_root=data_root)
+    splits = datasets.make_splits(task.dataset, seed=seed, val_fraction=cfg.val_fraction, protocol=task.protocol,
+                                  fold=task.fold, subset=cfg.train_subset or None, val_subset=cfg.val_subset or None,
+                                  degrade=task.degrade, data_root=task.data_root)
     test_x, test_y = splits.test
     if cfg.test_subset and cfg.test_subset < len(test_y):
         keep = datasets.stratified_split(test_y, cfg.test_subset, seed=datasets.derive_seed(seed, "test_subset"))[1]
         test_x, test_y = test_x[keep], test_y[keep]
-    size = input_size(model_name)
+    size = resolved.input_size
     if size != test_x.shape[-1]:
-        raise KitError(f"model {model_name} expects {size}×{size} inputs but {dataset} has {test_x.shape[-1]}×{test_x.shape[-1]}")
-    num_classes = len(datasets.get_dataset(dataset).classes)
+        raise KitError(f"model {resolved.name} expects {size}×{size} inputs but {task.dataset} has "
+                       f"{test_x.shape[-1]}×{test_x.shape[-1]}")
+    return _Data(splits, (test_x, test_y), len(datasets.get_dataset(task.dataset).classes))
+
+
+@dataclass
+class _Net:
+    model: nn.Module  # the weights
+    runner: nn.Module  # what the training loop calls (the fast rewrite or a compiled module of the same weights)
+    counts: dict[str, int]
+
+
+_FLOPS: dict[tuple, int] = {}
+
+
+def _build(resolved: ResolvedModel, data: _Data, cfg: TrainConfig, seed: int, device: str) -> _Net:
+    """The seeded model, its counts (fvcore FLOPs cached per network: a trace costs seconds) and its runner."""
     seed_everything(seed)  # the same init whatever the data code drew
-    model = build_model(model_name, num_classes=num_classes)
-    counts = {**count_params(model), "flops": _flops(model_name, model, (1, in_channels(model_name), size, size))}
+    model = resolved.build(data.num_classes)
+    key = (resolved.digest, resolved.input_shape)
+    if key not in _FLOPS:
+        _FLOPS[key] = count_flops(model, resolved.input_shape)["flops"]
+    counts = {**count_params(model), "flops": _FLOPS[key]}
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -186,128 +232,171 @@ def train(model_name: str | Path | NetworkSpec, dataset: str, *, cfg: TrainConfi
         runner = optimize(model, "train")
     if cfg.compile:
         runner = torch.compile(runner)
-    train_loader = datasets.DeviceLoader(*splits.train, batch_size=cfg.batch_size, shuffle=True, seed=seed, device=device,
-                                         augment=cfg.augment or None, drop_last=len(splits.train[1]) > cfg.batch_size)
-    val_loader = datasets.DeviceLoader(*splits.val, batch_size=cfg.eval_batch_size, shuffle=False, seed=seed, device=device)
-    optimizer = _optimizer(model, cfg)
-    scheduler = _scheduler(optimizer, cfg, max(1, cfg.epochs * len(train_loader)))
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" and str(device).startswith("cuda") else None
+    return _Net(model, runner, counts)
 
-    history: list[dict[str, float]] = []
-    best = {"val_loss": math.inf, "epoch": 0, "state": None}
-    status, stop_reason = "ok", f"epoch cap ({cfg.epochs})"
-    train_seconds, train_images = 0.0, 0
-    bar = tqdm(total=cfg.epochs * len(train_loader), disable=not progress, file=sys.stderr, unit="batch",
-               desc=f"{model_name if not isinstance(model_name, NetworkSpec) else model_name.name} on {dataset}", leave=False)
+
+@dataclass
+class _Fit:
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    status: str = "ok"
+    stop_reason: str = ""
+    train_seconds: float = 0.0
+    train_images: int = 0
+
+
+def _fit(net: _Net, data: _Data, cfg: TrainConfig, seed: int, device: str, on_epoch: EpochCallback | None,
+         progress: bool, label: str) -> _Fit:
+    """Epochs until the cap, early stopping or divergence; keeps the best-val-loss weights."""
+    train_loader = datasets.DeviceLoader(*data.splits.train, batch_size=cfg.batch_size, shuffle=True, seed=seed,
+                                         device=device, augment=cfg.augment or None,
+                                         drop_last=len(data.splits.train[1]) > cfg.batch_size)
+    val_loader = datasets.DeviceLoader(*data.splits.val, batch_size=cfg.eval_batch_size, shuffle=False, seed=seed, device=device)
+    loop = _Loop(net, cfg, device, train_loader, val_loader)
+    fit = _Fit(stop_reason=f"epoch cap ({cfg.epochs})")
+    bar = tqdm(total=cfg.epochs * len(train_loader), disable=not progress, file=sys.stderr, unit="batch", desc=label, leave=False)
     try:
         for epoch in range(1, cfg.epochs + 1):
-            runner.train()
-            epoch_begin = time.perf_counter()
-            loss_sum, correct, count = 0.0, 0, 0
-            for x, y in train_loader:
-                optimizer.zero_grad(set_to_none=True)
-                with autocast(device, cfg.precision):
-                    logits = runner(_layout(x, cfg))
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                if not torch.isfinite(loss):
-                    raise Diverged(f"loss {loss.item()} at epoch {epoch}")
-                if scaler:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                if scaler:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                if scheduler:
-                    scheduler.step()
-                loss_sum += loss.item() * len(y)
-                correct += (logits.argmax(1) == y).sum().item()
-                count += len(y)
-                bar.update()
-                if bar.n % 10 == 0:
-                    bar.set_postfix(epoch=epoch, loss=f"{loss_sum / count:.3f}", acc=f"{correct / count:.3f}",
-                                    img_s=f"{count / (time.perf_counter() - epoch_begin):.0f}")
-            epoch_s = time.perf_counter() - epoch_begin
-            train_seconds += epoch_s
-            train_images += count
-            val = evaluate(_evaluator(model, runner, cfg), val_loader, cfg, device)
-            if not math.isfinite(val["loss"]):
-                raise Diverged(f"validation loss {val['loss']} at epoch {epoch}")
-            row = {"epoch": epoch, "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
-                   "val_loss": val["loss"], "val_acc": val["accuracy"], "lr": optimizer.param_groups[0]["lr"],
-                   "epoch_s": epoch_s, "img_per_s": count / max(epoch_s, 1e-9)}
-            history.append(row)
-            if val["loss"] < best["val_loss"]:
-                best = {"val_loss": val["loss"], "epoch": epoch, "state": copy.deepcopy(model.state_dict())}
+            row = loop.epoch(epoch, fit, bar)
+            if row["val_loss"] < fit.best_val_loss:
+                fit.best_val_loss, fit.best_epoch = row["val_loss"], epoch
+                fit.best_state = copy.deepcopy(net.model.state_dict())
             if on_epoch:
                 on_epoch(epoch, row)
-            if epoch - best["epoch"] >= cfg.patience:
-                stop_reason = f"early stopping: no val-loss improvement for {cfg.patience} epochs"
+            if epoch - fit.best_epoch >= cfg.patience:
+                fit.stop_reason = f"early stopping: no val-loss improvement for {cfg.patience} epochs"
                 break
     except Diverged as err:
-        status, stop_reason = "diverged", f"diverged: {err}"
+        fit.status, fit.stop_reason = "diverged", f"diverged: {err}"
     finally:
         bar.close()
-        _write_history(history_path, history)
+    return fit
 
-    result: dict[str, Any] = {
-        "model": str(model_name.name if isinstance(model_name, NetworkSpec) else model_name), "dataset": dataset,
-        "degradation": splits.degradation, "protocol": splits.protocol, "fold": fold, "seed": seed,
-        "profile": cfg.profile, "status": status, "stop_reason": stop_reason, "epochs": len(history),
-        "best_epoch": best["epoch"], **counts,
-        "train_img_per_s": train_images / train_seconds if train_seconds else float("nan"),
-        "data_source": splits.source, "train_size": len(splits.train[1]), "val_size": len(splits.val[1]),
-        "test_size": len(test_y), "history_path": str(history_path) if history_path else "",
-        "config": dataclasses.asdict(cfg), **{k: v for k, v in provenance(device, cfg.precision).items()},
+
+class _Loop:
+    """The optimisation loop of one run: optimizer, schedule, scaler, and the history rows it logs."""
+
+    def __init__(self, net: _Net, cfg: TrainConfig, device: str, train_loader, val_loader):
+        self.net, self.cfg, self.device = net, cfg, device
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.optimizer = _optimizer(net.model, cfg)
+        total = max(1, cfg.epochs * len(train_loader))
+        self.scheduler = _scheduler(self.optimizer, cfg, total)
+        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" and str(device).startswith("cuda") else None
+        self.log_every = math.ceil(total / HISTORY_POINTS) if cfg.epochs < HISTORY_POINTS else 0
+        self.step = 0
+        self.eval_seconds = 0.0  # validation inside an epoch, kept out of the training throughput
+
+    def epoch(self, epoch: int, fit: _Fit, bar) -> dict[str, float]:
+        """One pass over the training split; returns the epoch-end history row (also appended to `fit.history`)."""
+        self.net.runner.train()
+        begin, eval_before = time.perf_counter(), self.eval_seconds
+        window = [0.0, 0, 0, begin]  # loss sum, correct, count, start of the logged interval
+        count = 0
+        for i, (x, y) in enumerate(self.train_loader, 1):
+            loss, correct = self._step(x, y, epoch)
+            window[0] += loss * len(y)
+            window[1] += correct
+            window[2] += len(y)
+            count += len(y)
+            bar.update()
+            last = i == len(self.train_loader)
+            if last or (self.log_every and self.step % self.log_every == 0):
+                fit.history.append(self._log(epoch, i, window, end=last))
+                bar.set_postfix(epoch=epoch, loss=f"{fit.history[-1]['train_loss']:.3f}", val_acc=f"{fit.history[-1]['val_acc']:.3f}")
+                window = [0.0, 0, 0, time.perf_counter()]
+        fit.train_seconds += time.perf_counter() - begin - (self.eval_seconds - eval_before)
+        fit.train_images += count
+        return fit.history[-1]
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> tuple[float, int]:
+        cfg, optimizer = self.cfg, self.optimizer
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, cfg.precision):
+            logits = self.net.runner(_layout(x, cfg))
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        if not torch.isfinite(loss):
+            raise Diverged(f"loss {loss.item()} at epoch {epoch}")
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.net.model.parameters(), cfg.grad_clip)
+        if self.scaler:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        if self.scheduler:
+            self.scheduler.step()
+        self.step += 1
+        return loss.item(), int((logits.argmax(1) == y).sum().item())
+
+    def _log(self, epoch: int, batch: int, window: list, end: bool) -> dict[str, float]:
+        """A history row: the training loss and accuracy since the last row, and the validation metrics now."""
+        now = time.perf_counter()
+        val = evaluate(_evaluator(self.net.model, self.net.runner, self.cfg), self.val_loader, self.cfg, self.device)
+        self.eval_seconds += time.perf_counter() - now
+        self.net.runner.train()  # evaluation switched the runner (or the model it shares) to eval mode
+        if not math.isfinite(val["loss"]):
+            raise Diverged(f"validation loss {val['loss']} at epoch {epoch}")
+        count = max(window[2], 1)
+        return {"step": self.step, "epoch": round(epoch - 1 + batch / len(self.train_loader), 4), "epoch_end": int(end),
+                "train_loss": window[0] / count, "train_acc": window[1] / count, "val_loss": val["loss"],
+                "val_acc": val["accuracy"], "lr": self.optimizer.param_groups[0]["lr"],
+                "img_per_s": count / max(now - window[3], 1e-9)}
+
+
+def _row(resolved: ResolvedModel, task: Task, data: _Data, net: _Net, fit: _Fit, cfg: TrainConfig, seed: int,
+         device: str, history_path: str | Path | None) -> dict[str, Any]:
+    """The fields of the result row this run knows before its final evaluation."""
+    epochs = [h for h in fit.history if h["epoch_end"]]
+    return {
+        "model": resolved.name, "spec_hash": resolved.digest, "dataset": task.dataset,
+        "degradation": data.splits.degradation, "protocol": data.splits.protocol, "fold": task.fold, "seed": seed,
+        "profile": cfg.profile, "status": fit.status, "stop_reason": fit.stop_reason, "epochs": len(epochs),
+        "best_epoch": fit.best_epoch, **net.counts,
+        "train_img_per_s": fit.train_images / fit.train_seconds if fit.train_seconds else float("nan"),
+        "data_source": data.splits.source, "train_size": len(data.splits.train[1]), "val_size": len(data.splits.val[1]),
+        "test_size": len(data.test[1]), "history_path": str(history_path) if history_path else "",
+        "config": dataclasses.asdict(cfg), **provenance(device, cfg.precision),
     }
-    if status == "ok" and best["state"] is not None:
-        model.load_state_dict(best["state"])
-        best_val = history[best["epoch"] - 1]
-        test_loader = datasets.DeviceLoader(test_x, test_y, batch_size=cfg.eval_batch_size, shuffle=False, seed=seed, device=device)
-        evaluator = _evaluator(model, runner, cfg)
-        test = evaluate(evaluator, test_loader, cfg, device)
-        result.update(val_accuracy=best_val["val_acc"], val_loss=best_val["val_loss"], test_accuracy=test["accuracy"],
-                      test_loss=test["loss"], infer_img_per_s=test["img_per_s"])
-        extra = {}
-        for text in extra_test_degradations:
-            degraded = datasets.apply_degradation(test_x, text, datasets.derive_seed(seed, f"degrade:test:{text}"))
-            loader = datasets.DeviceLoader(degraded, test_y, batch_size=cfg.eval_batch_size, shuffle=False, seed=seed, device=device)
-            extra[text] = evaluate(evaluator, loader, cfg, device)
-        result["extra_tests"] = extra
-    result["peak_mem_mb"] = peak_memory_mb(device)
-    result["wall_s"] = time.perf_counter() - wall_begin
-    if str(device).startswith("cuda"):
-        del model, runner, optimizer
-        torch.cuda.empty_cache()  # release memory between runs of a study
-    return result
+
+
+def _final_evaluation(net: _Net, data: _Data, fit: _Fit, task: Task, cfg: TrainConfig, seed: int, device: str) -> dict[str, Any]:
+    """Validation metrics of the best epoch, and the one test evaluation (plus degraded test copies) on its weights."""
+    best_val = [h for h in fit.history if h["epoch_end"]][fit.best_epoch - 1]
+    evaluator = _evaluator(net.model, net.runner, cfg)
+    test_x, test_y = data.test
+    test = evaluate(evaluator, datasets.DeviceLoader(test_x, test_y, batch_size=cfg.eval_batch_size, shuffle=False,
+                                                     seed=seed, device=device), cfg, device)
+    extra = {}
+    for text in task.extra_tests:
+        degraded = datasets.apply_degradation(test_x, text, datasets.derive_seed(seed, f"degrade:test:{text}"))
+        loader = datasets.DeviceLoader(degraded, test_y, batch_size=cfg.eval_batch_size, shuffle=False, seed=seed, device=device)
+        extra[text] = evaluate(evaluator, loader, cfg, device)
+    return {"val_accuracy": best_val["val_acc"], "val_loss": best_val["val_loss"], "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"], "infer_img_per_s": test["img_per_s"], "extra_tests": extra}
 
 
 def _write_history(path: str | Path | None, history: list[dict[str, float]]) -> None:
-    """Write the per-epoch history CSV atomically (temp file + rename)."""
+    """Write the history CSV atomically."""
     if not path or not history:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(model: nn.Module, path: str | Path) -> None:
     """Save a state dict atomically; it loads back with `torch.load(path, weights_only=True)`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
 
 
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:

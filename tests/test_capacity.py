@@ -58,7 +58,7 @@ def test_the_default_contrasts_are_flop_matched_under_every_profile():
             assert abs(v.flops / ref.flops - 1) <= 0.05, (profile, label)
             assert abs(v.raw_flops / ref.flops - 1) > 0.05  # unmatched, it would not have been within tolerance
     quick = spec.resolved["quick"]
-    assert quick["paper block"].network.blocks[0].width_multiplier == 0.25
-    assert quick["paper block"].network.name == "lrnet_paper ×0.25"
-    assert 0.79 < quick["single kernel {3} (FLOP-matched)"].network.blocks[0].width_multiplier < 0.81
-    assert spec.resolved["paper"]["paper block"].network.name == "lrnet_paper"
+    assert quick["paper block"].model.spec.blocks[0].width_multiplier == 0.25
+    assert quick["paper block"].model.name == "lrnet_paper ×0.25"
+    assert 0.79 < quick["single kernel {3} (FLOP-matched)"].model.spec.blocks[0].width_multiplier < 0.81
+    assert spec.resolved["paper"]["paper block"].model.name == "lrnet_paper"

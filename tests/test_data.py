@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from study import data
+from study.data import sources
 from study.errors import DataError
 from tests.helpers import idx_bytes, write_split
 
@@ -50,7 +51,7 @@ def isolated(monkeypatch, tmp_path) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("STUDY_CACHE", str(cache))
     monkeypatch.delenv("STUDY_DATA_ROOT", raising=False)
-    monkeypatch.setattr(data, "_UNREACHABLE", set())
+    monkeypatch.setattr(sources, "_UNREACHABLE", set())
 
     def offline(url, timeout=None):
         raise urllib.error.URLError("network disabled in tests")
@@ -101,8 +102,14 @@ def test_real_oracle_mnist_test_split(shared_datasets):
     assert labels.bincount().tolist() == [300] * 10
 
 
-def test_shared_copies_are_found_without_a_data_root(shared_datasets):
-    assert data.locate("mnist", "test").source == f"shared:{shared_datasets / 'mnist'}"
+def test_data_roots_of_the_environment_are_searched_in_order(shared_datasets, tmp_path, monkeypatch):
+    # no development path lives in the library: a machine's extra data folders come from $STUDY_DATA_ROOT
+    monkeypatch.setenv("STUDY_DATA_ROOT", f"{tmp_path / 'empty'}{os.pathsep}{shared_datasets}")
+    assert data.locate("mnist", "test").source == f"data-root:{shared_datasets / 'mnist'}"
+    monkeypatch.setenv("STUDY_DATA_ROOT", str(tmp_path / "empty"))
+    monkeypatch.setenv("STUDY_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataError, match="mnist"):
+        data.locate("mnist", "test", download=False)
 
 
 def test_debian_fashion_mnist(fashion_root):

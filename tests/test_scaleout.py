@@ -19,7 +19,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study import cli, results, search
+from study import cli, results
+from study import storage as kit_storage
 from study.errors import KitError
 from tests.pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
@@ -75,7 +76,7 @@ def wait_all(procs: list[subprocess.Popen], logs: list[Path], timeout: float = 2
 
 def load(storage: str, name: str) -> optuna.Study:
     """The study as a reader sees it (no heartbeat of its own)."""
-    return optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(search.sqlalchemy_url(storage)))
+    return optuna.load_study(study_name=name, storage=optuna.storages.RDBStorage(kit_storage.sqlalchemy_url(storage)))
 
 
 def cell(params_or_row) -> tuple[str, int]:
@@ -103,10 +104,10 @@ def check_every_cell_once(study: optuna.Study, runs: Path, name: str, cells: int
 
 
 def test_plain_postgresql_url_uses_psycopg3():
-    assert search.sqlalchemy_url("postgresql://u:pw@db.lan:5432/optuna") == "postgresql+psycopg://u:pw@db.lan:5432/optuna"
-    assert search.sqlalchemy_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert search.sqlalchemy_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert search.sqlalchemy_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert kit_storage.sqlalchemy_url("postgresql://u:pw@db.lan:5432/optuna") == "postgresql+psycopg://u:pw@db.lan:5432/optuna"
+    assert kit_storage.sqlalchemy_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert kit_storage.sqlalchemy_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert kit_storage.sqlalchemy_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
 def test_missing_driver_is_one_line_naming_the_extra(monkeypatch):
@@ -115,14 +116,14 @@ def test_missing_driver_is_one_line_naming_the_extra(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     for url in ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"):
         with pytest.raises(KitError) as err:
-            search.open_storage(Path("."), "x", url)
+            kit_storage.open_storage(Path("."), "x", url)
         assert "pip install 'lrnet-study-kit[postgres]'" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_unreachable_server_is_one_line_without_password(tmp_path):
     with socket_closed_port() as port:
         with pytest.raises(KitError) as err:
-            search.open_storage(tmp_path, "x", f"postgresql://kit:secret@127.0.0.1:{port}/optuna")
+            kit_storage.open_storage(tmp_path, "x", f"postgresql://kit:secret@127.0.0.1:{port}/optuna")
     text = str(err.value)
     assert "cannot open it" in text and "secret" not in text and "\n" not in text
 
@@ -143,9 +144,9 @@ class socket_closed_port:
 
 def test_heartbeat_is_overridable_by_env(monkeypatch):
     monkeypatch.setenv("STUDY_HEARTBEAT_S", "3")
-    assert search.heartbeat_s() == 3
+    assert kit_storage.heartbeat_s() == 3
     monkeypatch.delenv("STUDY_HEARTBEAT_S")
-    assert search.heartbeat_s() == search.HEARTBEAT_S
+    assert kit_storage.heartbeat_s() == kit_storage.HEARTBEAT_S
 
 
 # --------------------------------------------------------------------------- many workers, one study
@@ -169,9 +170,9 @@ def test_three_workers_run_every_cell_exactly_once(tmp_path, postgres_url, fashi
     elsewhere = tmp_path / "elsewhere"
     export = ["worker", "--study", str(study_file), "--storage", url, "--runs", str(elsewhere), "--export"]
     assert cli.main(export) == 0
-    assert search.export_rows(url, "scaleout3", elsewhere) == 0  # idempotent
+    assert kit_storage.export_rows(url, "scaleout3", elsewhere) == 0  # idempotent
     with pytest.raises(KitError, match="no study 'nosuch' in the storage"):
-        search.export_rows(url, "nosuch", elsewhere)
+        kit_storage.export_rows(url, "nosuch", elsewhere)
     mine = {results.row_key(r): r for r in results.load_rows(results.results_path(runs, "scaleout3"))}
     theirs = {results.row_key(r): r for r in results.load_rows(results.results_path(elsewhere, "scaleout3"))}
     assert theirs.keys() == mine.keys()

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from study import results, search
+from study import cells, objectives, results, storage
 from study.cli import main
 from study.studies import load_study
 
@@ -98,13 +98,13 @@ def test_tiny_grid_study_end_to_end_on_real_data(study_file, tmp_path):
     assert all(r["status"] == "ok" and r["protocol"] == "val-split" and r["test_size"] == 60 for r in rows)
     assert all(r["dataset"] == "fashion-mnist" and "system:/usr/share/datasets/fashion-mnist" in r["data_source"] for r in rows)
     assert {r["is_reference"] for r in rows if r["variant"] == "paper"} == {True}
-    storage = search.open_storage(runs, "tinygrid", None)
-    trials = optuna.load_study(study_name="tinygrid", storage=storage).get_trials()
+    opened = storage.open_storage(runs, "tinygrid", None)
+    trials = optuna.load_study(study_name="tinygrid", storage=opened).get_trials()
     assert Counter(t.state for t in trials)[optuna.trial.TrialState.COMPLETE] == 6
     # a second run trains nothing: the table and the trials are unchanged
     assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report"]) == 0
     assert results.load_rows(table) == rows
-    assert len(optuna.load_study(study_name="tinygrid", storage=search.open_storage(runs, "tinygrid", None)).trials) == 6
+    assert len(optuna.load_study(study_name="tinygrid", storage=storage.open_storage(runs, "tinygrid", None)).trials) == 6
 
 
 def test_tiny_multi_objective_search_yields_a_pareto_front(study_file, tmp_path):
@@ -113,7 +113,7 @@ def test_tiny_multi_objective_search_yields_a_pareto_front(study_file, tmp_path)
     assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report"]) == 0
     rows = results.load_rows(results.results_path(runs, "tinypareto"))
     assert len(rows) == 3 and all(r["axis"] == "search" for r in rows)
-    study = optuna.load_study(study_name="tinypareto", storage=search.open_storage(runs, "tinypareto", None))
+    study = optuna.load_study(study_name="tinypareto", storage=storage.open_storage(runs, "tinypareto", None))
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     front = study.best_trials
     assert 1 <= len(front) <= 3
@@ -139,7 +139,7 @@ def test_killed_run_keeps_finished_rows_and_trains_only_the_missing(study_file, 
     after = results.load_rows(table)
     assert after[: len(before)] == before  # finished rows untouched
     assert len(after) == 6 and max(keys(table).values()) == 1  # no duplicate, none missing
-    study = optuna.load_study(study_name="tinykill", storage=search.open_storage(runs, "tinykill", None))
+    study = optuna.load_study(study_name="tinykill", storage=storage.open_storage(runs, "tinykill", None))
     states = Counter(t.state for t in study.trials)
     assert states[optuna.trial.TrialState.RUNNING] == 0
 
@@ -149,8 +149,8 @@ def test_every_shipped_study_validates_and_sizes_its_grid():
 
     for name in list_studies():
         spec = load_study(study_path(name))
-        ctx = search.Context(spec, "quick", Path("/nonexistent"), seeds=tuple(range(spec.profiles["quick"].seeds)), commit="test")
-        assert search.expected_rows(ctx) >= 1
+        ctx = cells.Context(spec, "quick", Path("/nonexistent"), seeds=tuple(range(spec.profiles["quick"].seeds)), commit="test")
+        assert cells.expected_rows(ctx) >= 1
     kernels = load_study(study_path("kernels"))
     assert kernels.reference().label == "{3,5,7} (paper)"
 
@@ -181,14 +181,14 @@ def test_adaptive_seeds_stop_by_the_ci_criterion_and_record_why(study_file, tmp_
 
 def test_a_study_whose_cells_fail_exits_nonzero_in_one_line_and_spares_the_others(study_file, tmp_path, monkeypatch, capsys):
     broken, fine = study_file("tinybroken", GRID), study_file("tinyfine", GRID.replace('label = "dense"', 'label = "dense2"'))
-    real_train = search.train
+    real_train = objectives.train
 
     def train(network, *args, **kwargs):
         if getattr(network, "name", "").endswith(":none") and "tinybroken" in network.name:
             raise RuntimeError("boom: this cell cannot train")
         return real_train(network, *args, **kwargs)
 
-    monkeypatch.setattr(search, "train", train)
+    monkeypatch.setattr(objectives, "train", train)
     runs = tmp_path / "runs"
     code = main(["run", "--only", f"{broken},{fine}", "--runs", str(runs), "--no-report"])
     err = capsys.readouterr().err.strip().splitlines()[-1]
@@ -228,8 +228,8 @@ def test_same_study_gives_identical_rows_on_an_idle_and_a_busy_machine(study_fil
 
 
 def test_k_fold_protocols_rotate_the_test_fold_over_seeds():
-    assert [search.fold_of("kfold-test:5", s) for s in range(7)] == [0, 1, 2, 3, 4, 0, 1]
-    assert search.fold_of("val-split", 3) == 0
+    assert [cells.fold_of("kfold-test:5", s) for s in range(7)] == [0, 1, 2, 3, 4, 0, 1]
+    assert cells.fold_of("val-split", 3) == 0
 
 
 def test_two_local_workers_on_the_journal_run_every_cell_once_seed_major(study_file, tmp_path):
@@ -239,6 +239,29 @@ def test_two_local_workers_on_the_journal_run_every_cell_once_seed_major(study_f
     rows = results.load_rows(results.results_path(runs, "tinytwo"))
     assert len(rows) == 6 and max(keys(results.results_path(runs, "tinytwo")).values()) == 1
     assert {r["threads"] for r in rows} == {max(1, (os.cpu_count() or 1) // 2)}
-    study = optuna.load_study(study_name="tinytwo", storage=search.open_storage(runs, "tinytwo", None))
+    study = optuna.load_study(study_name="tinytwo", storage=storage.open_storage(runs, "tinytwo", None))
     started = [t.params["seed"] for t in sorted(study.trials, key=lambda t: t.datetime_start)]
     assert started[:3] == [0, 0, 0]  # the queue is seed-major: every variant of seed 0 starts before seed 1
+
+
+def test_a_run_written_by_the_older_kit_resumes_without_training_again(tmp_path, monkeypatch):
+    # tests/fixtures/resume/old-run: a finished run of tinyresume.toml written by the kit at 6432b31, before the
+    # results table, cells, objectives and storage got their own modules and models their resolved form
+    import shutil
+
+    from tests.helpers import write_tiny_dataset
+
+    fixture = Path(__file__).parent / "fixtures" / "resume"
+    runs = tmp_path / "runs"
+    shutil.copytree(fixture / "old-run", runs)
+    monkeypatch.setenv("STUDY_DATA_ROOT", str(write_tiny_dataset(tmp_path / "data")))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished cell was trained again")
+
+    monkeypatch.setattr(objectives, "train", no_training)
+    table = results.results_path(runs, "tinyresume")
+    before = table.read_bytes()
+    assert main(["run", "--only", str(fixture / "tinyresume.toml"), "--runs", str(runs), "--no-report"]) == 0
+    assert table.read_bytes() == before
+    assert len(results.load_rows(table)) == 4

@@ -252,7 +252,8 @@ def test_kit_errors_are_exit_code_2_for_specs():
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"[block]\nwidth_multiplier = 10000.0\n", "params, over the limit of 100,000,000; allowed: smaller widths or blocks"),
+    (b"[block]\nwidth_multiplier = 10000.0\n", "params, over the limit of 100,000,000; allowed: smaller widths, blocks"),
+    (b"input_size = 600\n", "activation elements per image, over the limit of 30,000,000"),
     (bytes(range(128, 256)) * 3, "not a text file (not UTF-8)"),
 ])
 def test_a_typo_sized_or_binary_spec_is_one_line_before_any_allocation(tmp_path: Path, capsys, content: bytes, message: str):
@@ -270,4 +271,7 @@ def test_the_size_limit_can_be_raised(monkeypatch):
     with pytest.raises(SpecError, match="STUDY_MAX_PARAMS=N"):
         check_size(big)
     monkeypatch.setenv("STUDY_MAX_PARAMS", "1e9")
+    with pytest.raises(SpecError, match="STUDY_MAX_ACTIVATIONS=N"):  # 30 × the paper's 1.18 M elements per image
+        check_size(big)
+    monkeypatch.setenv("STUDY_MAX_ACTIVATIONS", "1e9")
     check_size(big)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from study import data as datasets
 from study.models import build_model
 from study.profiles import PROFILES, get_profile, with_training
-from study.train import TrainConfig, load_checkpoint, save_checkpoint, train
+from study.train import Task, TrainConfig, evaluate, load_checkpoint, save_checkpoint, train
 from tests.helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +29,8 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 def run(root: Path, cfg: TrainConfig = TINY, model: str = "lrnet_half", **kwargs) -> dict:
-    return train(model, "fashion-mnist", cfg=cfg, data_root=str(root), protocol="val-split", **kwargs)
+    task = Task("fashion-mnist", protocol="val-split", data_root=str(root), extra_tests=kwargs.pop("extra_tests", ()))
+    return train(model, task, cfg=cfg, **kwargs)
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_differs(tiny_root):
@@ -48,24 +50,39 @@ def test_learns_the_tiny_task_and_records_provenance(tiny_root, tmp_path):
     for key in ("torch_version", "device", "threads", "precision", "wall_s", "train_img_per_s", "infer_img_per_s"):
         assert key in result
     rows = list(csv.DictReader(open(tmp_path / "h.csv")))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
-    assert set(rows[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s", "img_per_s"}
+    assert set(rows[0]) == {"step", "epoch", "epoch_end", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "img_per_s"}
+    assert [float(r["epoch"]) for r in rows if r["epoch_end"] == "1"] == [1.0, 2.0, 3.0, 4.0]
+    # 8 steps an epoch, 32 in all, fewer than 10 epochs: a row every ceil(32 / 10) = 4 steps
+    assert [int(r["step"]) for r in rows] == list(range(4, 33, 4))
+
+
+def test_history_rows_within_an_epoch_do_not_change_the_run(tiny_root, tmp_path, monkeypatch):
+    import study.train
+
+    logged = run(tiny_root, history_path=tmp_path / "many.csv", seed=2)
+    monkeypatch.setattr(study.train, "HISTORY_POINTS", 1)  # epoch ends only
+    plain = run(tiny_root, history_path=tmp_path / "few.csv", seed=2)
+    keys = ("val_accuracy", "val_loss", "test_accuracy", "test_loss", "best_epoch")
+    assert {k: logged[k] for k in keys} == {k: plain[k] for k in keys}
+    assert len(list(csv.DictReader(open(tmp_path / "many.csv")))) > len(list(csv.DictReader(open(tmp_path / "few.csv")))) == 2
 
 
 def test_early_stopping_restores_the_best_validation_weights(tiny_root, tmp_path):
     # a learning rate so high that validation loss rises after the first epochs: patience 1 stops it
     cfg = dataclasses.replace(TINY, epochs=8, patience=1, optimizer="sgd", lr=0.5, momentum=0.9)
-    result = run(tiny_root, cfg, history_path=tmp_path / "h.csv", seed=1)
-    history = list(csv.DictReader(open(tmp_path / "h.csv")))
-    losses = [float(r["val_loss"]) for r in history]
-    if result["status"] == "ok":
-        best = min(range(len(losses)), key=losses.__getitem__) + 1
-        assert result["best_epoch"] == best
-        assert result["val_loss"] == pytest.approx(losses[best - 1])
-        if result["epochs"] < 8:
-            assert "early stopping" in result["stop_reason"] and result["epochs"] - best == 1
-    else:
-        assert result["status"] == "diverged"
+    result = run(tiny_root, cfg, history_path=tmp_path / "h.csv", checkpoint_path=tmp_path / "best.pt", seed=1)
+    epochs = [r for r in csv.DictReader(open(tmp_path / "h.csv")) if r["epoch_end"] == "1"]
+    losses = [float(r["val_loss"]) for r in epochs]
+    best = min(range(len(losses)), key=losses.__getitem__) + 1
+    assert result["status"] == "ok" and "early stopping" in result["stop_reason"]
+    assert result["best_epoch"] == best == result["epochs"] - 1  # the last epoch is not the best one
+    # the weights tested (and kept) are the best epoch's: their validation loss is that epoch's, recomputed
+    splits = datasets.make_splits("fashion-mnist", seed=1, val_fraction=cfg.val_fraction, protocol="val-split",
+                                  data_root=str(tiny_root))
+    model = load_checkpoint(build_model("lrnet_half"), tmp_path / "best.pt")
+    loader = datasets.DeviceLoader(*splits.val, batch_size=cfg.eval_batch_size, shuffle=False, seed=1, device="cpu")
+    assert evaluate(model, loader, cfg, "cpu")["loss"] == pytest.approx(losses[best - 1], rel=1e-6)
+    assert result["val_loss"] == pytest.approx(losses[best - 1])
 
 
 def test_nan_loss_ends_the_run_as_diverged_without_crashing(tiny_root):
@@ -82,7 +99,7 @@ def test_budgets_are_work_not_time():
 
 
 def test_extra_test_degradations_are_evaluated_on_the_final_model(tiny_root):
-    result = run(tiny_root, seed=0, extra_test_degradations=("lowres:7", "noise:0.5"))
+    result = run(tiny_root, seed=0, extra_tests=("lowres:7", "noise:0.5"))
     assert set(result["extra_tests"]) == {"lowres:7", "noise:0.5"}
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in result["extra_tests"].values())
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 
+from study.errors import DataError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the `list`, `fetch` and `check` actions."""
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
             for split in data.SPLITS:
                 try:
                     rows.append((name, split, "yes", data.locate(name, split, args.data_root, download=False).source))
-                except data.DataError:
+                except DataError:
                     rows.append((name, split, "no", f"python -m study data fetch {name}"))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for row in rows:
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         for split in data.SPLITS:
             try:
                 print(f"{args.name} {split}: {data.locate(args.name, split, args.data_root).source}")
-            except data.DataError as err:
+            except DataError as err:
                 failures.append(err)
         if failures:
             raise failures[0]
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             for split in data.SPLITS:
                 try:
                     files = data.locate(name, split, args.data_root, download=False)
-                except data.DataError:
+                except DataError:
                     print(f"{name} {split}: not available here, skipped (python -m study data fetch {name})")
                     continue
                 images, labels = data.read_idx_pair(files.images_path, files.labels_path, len(info.classes))
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                       f"({files.source})")
                 found += 1
         if args.name and not found:
-            raise data.DataError(f"no split of {args.name} is available here; fetch it: python -m study data fetch {args.name}")
+            raise DataError(f"no split of {args.name} is available here; fetch it: python -m study data fetch {args.name}")
     return 0
 
 

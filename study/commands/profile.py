@@ -41,15 +41,15 @@ def profile(name: str, *, batch: int = 128, device: str = "cpu", precision: str 
         time_training,
         try_batches,
     )
-    from study.models import build_model, in_channels, input_size, resolve_spec
+    from study.models import resolve_model
 
     if device == "cuda" and not torch.cuda.is_available():
         raise KitError("--device cuda: no CUDA device is visible; use --device cpu or run on a GPU machine")
-    size, channels = input_size(name), in_channels(name)
-    spec = resolve_spec(name)
-    classes = spec.num_classes if spec else 10
-    model = build_model(name)
-    result: dict[str, Any] = {"model": name, **count_params(model), **count_flops(model, (1, channels, size, size)),
+    resolved = resolve_model(name)
+    size, channels = resolved.input_size, resolved.in_channels
+    classes = resolved.spec.num_classes if resolved.spec else 10
+    model = resolved.build(classes)
+    result: dict[str, Any] = {"model": name, **count_params(model), **count_flops(model, resolved.input_shape),
                               "flop_convention": FLOP_CONVENTION}
     if fast:
         precision, channels_last, compile = fast_path.fast_setting(device)

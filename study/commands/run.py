@@ -60,7 +60,7 @@ def _parse_seeds(text: str | None, default: tuple[int, ...]) -> tuple[tuple[int,
 
 def run(args: argparse.Namespace) -> int:
     """Validate every study first, then run them one after the other and write the report."""
-    from study import search
+    from study import cells, search
     from study.data import locate
     from study.profiles import get_profile
     from study.studies import list_studies, load_study, study_path
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         specs = [s for s in specs if args.all or s.default_run]
         specs.sort(key=lambda s: (s.run_order, s.name))
     for dataset in sorted({d for s in specs for d in s.datasets}):
-        search.resolve_protocol(dataset)
+        cells.resolve_protocol(dataset)
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
     device = _device(args.device)
     if args.workers is not None and args.workers < 1:
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     contexts = []
     for spec in specs:
         seeds, adaptive = _parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
-        contexts.append((search.Context(spec, args.profile, args.runs, device, seeds), adaptive))
+        contexts.append((cells.Context(spec, args.profile, args.runs, device, seeds), adaptive))
     progress = Progress([c for c, _ in contexts])
     begin = time.time()
     errors: list[str] = []
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         progress.update()
     progress.close()
     print(f"ran {len(contexts)} studies in {time.time() - begin:.0f} s; results in {args.runs}/", file=sys.stderr)
-    missing = {c.spec.name: search.missing_cells(c) for c, _ in contexts}
+    missing = {c.spec.name: cells.missing_cells(c) for c, _ in contexts}
     if any(missing.values()) and not errors:
         left = ", ".join(f"{name} {n}" for name, n in missing.items() if n)
         print(f"the {budget_min:g}-minute budget ran out before every cell ran (missing: {left}); "
@@ -193,9 +193,9 @@ class Progress:
 
     def refresh_total(self) -> None:
         """Recount the rows every study will have (adaptive seeds grow it)."""
-        from study import search
+        from study.cells import expected_rows
 
-        self.bar.total = sum(search.expected_rows(c) for c in self.contexts)
+        self.bar.total = sum(expected_rows(c) for c in self.contexts)
         self.update()
 
     def start(self, index: int, ctx) -> None:
@@ -208,12 +208,13 @@ class Progress:
 
     def update(self) -> None:
         """Recount finished rows from the results tables and show the best validation accuracy so far."""
-        from study import results, search
+        from study import results
+        from study.cells import expected_rows
 
         done, best = 0, None
         for c in self.contexts:
             rows = [r for r in results.load_rows(c.results_path) if r.get("profile") == c.profile]
-            done += min(len(rows), search.expected_rows(c))
+            done += min(len(rows), expected_rows(c))
             if c is self.ctx:
                 accs = [r["val_accuracy"] for r in rows if isinstance(r.get("val_accuracy"), (int, float))]
                 best = max(accs, default=None)

@@ -35,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
     """Train, then print a summary (or the row as JSON); exit 1 if the run diverged."""
     import dataclasses
 
-    from study.capacity import scaled
-    from study.models import resolve_spec
+    from study.capacity import scaled, width_named
+    from study.models import resolve_model
     from study.profiles import get_profile, with_training
-    from study.train import train
+    from study.train import Task, train
 
     profile = with_training(get_profile(args.profile), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                             precision=args.precision, train_subset=args.train_subset)
@@ -47,13 +47,11 @@ def run(args: argparse.Namespace) -> int:
             raise KitError(f"--width {args.width}: use a multiplier in (0, 64]")
         profile = dataclasses.replace(profile, width=args.width, overrides=(*profile.overrides, f"width={args.width:g}"))
     cfg = profile.train
-    model = args.model
-    spec = resolve_spec(model)
-    if spec is not None and profile.width != 1.0:  # the profile's proxy width applies to MK networks
-        model = scaled(spec, profile.width)
-        model = dataclasses.replace(model, name=f"{spec.name} ×{model.blocks[0].width_multiplier:.3g}")
-    result = train(model, args.dataset, cfg=cfg, seed=args.seed, device=args.device, degrade=args.degrade,
-                   protocol=args.protocol, fold=args.fold, data_root=args.data_root, history_path=args.history,
+    model = resolve_model(args.model)
+    if model.spec is not None and profile.width != 1.0:  # the profile's proxy width applies to MK networks
+        model = resolve_model(width_named(scaled(model.spec, profile.width), model.spec.name))
+    task = Task(args.dataset, protocol=args.protocol, fold=args.fold, degrade=args.degrade, data_root=args.data_root)
+    result = train(model, task, cfg=cfg, seed=args.seed, device=args.device, history_path=args.history,
                    progress=sys.stderr.isatty() or not args.json)
     result["train_config"] = profile.describe()
     if args.json:

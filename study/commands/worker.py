@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     """Work until every cell of the study has a row."""
     import torch
 
-    from study import search
+    from study import cells, search, storage
+    from study.results import results_path
     from study.studies import load_study, study_path
 
     if os.environ.get("STUDY_THREADS"):
@@ -38,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
     if args.export:
         if not args.storage:
             raise KitError("--export copies rows from a shared storage: give --storage URL too")
-        added = search.export_rows(args.storage, spec.name, args.runs)
-        print(f"{added} new rows in {search.results.results_path(args.runs, spec.name)}", file=sys.stderr)
+        added = storage.export_rows(args.storage, spec.name, args.runs)
+        print(f"{added} new rows in {results_path(args.runs, spec.name)}", file=sys.stderr)
         return 0
     search.check_profile(spec, args.profile)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else tuple(range(spec.profiles[args.profile].seeds))
-    ctx = search.Context(spec, args.profile, args.runs, args.device, seeds)
+    ctx = cells.Context(spec, args.profile, args.runs, args.device, seeds)
     search.run_worker(ctx, args.storage, deadline=args.deadline)
     return 0

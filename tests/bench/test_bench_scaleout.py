@@ -23,7 +23,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study import search
+from study import storage
 from tests.pg import postgres_server  # noqa: F401  (fixture)
 from tests.test_scaleout import write_study
 
@@ -53,7 +53,7 @@ def test_trials_per_hour(benchmark, workers, postgres_server, fashion_root, tmp_
     wall = time.perf_counter() - began
 
     url, _ = runs[-1]
-    study = optuna.load_study(study_name=f"bench{workers}", storage=optuna.storages.RDBStorage(search.sqlalchemy_url(url)))
+    study = optuna.load_study(study_name=f"bench{workers}", storage=optuna.storages.RDBStorage(storage.sqlalchemy_url(url)))
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == CELLS
     span = (max(t.datetime_complete for t in complete) - min(t.datetime_start for t in complete)).total_seconds()

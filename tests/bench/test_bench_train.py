@@ -23,7 +23,7 @@ def test_default_proxy_trials_per_hour(benchmark, fashion_root):
 
     def trials() -> None:
         for label, resolved in variants.items():
-            walls[label] = train(resolved.network, "fashion-mnist", cfg=cfg, seed=0)["wall_s"]
+            walls[label] = train(resolved.model, "fashion-mnist", cfg=cfg, seed=0)["wall_s"]
 
     benchmark.pedantic(trials, rounds=1, iterations=1)
     per_seed = sum(walls.values())

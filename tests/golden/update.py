@@ -43,13 +43,13 @@ def cases() -> list[Case]:
     """Every registered model, every spec file and every study variant that is an MK network (as the paper
     profile resolves it: full width, capacity-matched where the study asks)."""
     from study.blocks import MKNet
-    from study.models import build_model, get_entry, input_size, list_models
-    from study.spec import NetworkSpec, load_network
+    from study.models import build_model, get_entry, list_models, resolve_model
+    from study.spec import load_network
     from study.studies import ABLATIONS, list_studies, load_study, study_path
 
     found: list[Case] = []
     for name in list_models():
-        size = input_size(name)
+        size = resolve_model(name).input_size
         spec = get_entry(name).spec
         found.append(Case(f"model:{name}", lambda n=name: build_model(n), (1, 1, size, size), spec.num_classes if spec else 10))
     for path in sorted((ABLATIONS / "specs").glob("*.toml")):
@@ -59,8 +59,9 @@ def cases() -> list[Case]:
     for study_name in list_studies():
         study = load_study(study_path(study_name))
         for variant in study.variants:
-            network = study.resolved["paper"][variant.label].network
-            if isinstance(network, NetworkSpec):
+            network = study.resolved["paper"][variant.label].model.spec
+            registered_as_is = variant.model and not (variant.block or variant.blocks or variant.head)  # a model: case
+            if network is not None and not registered_as_is:
                 found.append(Case(f"study:{study.name}:{_ascii(variant.label)}", lambda s=network: MKNet(s),
                                   (1, network.in_channels, network.input_size, network.input_size), network.num_classes))
     ids = [c.id for c in found]

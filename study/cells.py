@@ -1,0 +1,147 @@
+"""A study run's cells: what one study trains under one profile, and which cells are finished.
+
+A cell is one variant × dataset × seed; a robustness study's cell writes one row per degradation
+level (trained clean, tested degraded). `cells(ctx)` lists them seed-major, the order the runner
+queues them, and every question "is this cell done / how many are left" reads the results table
+through `Context.table`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from study import results
+from study.data import locate
+from study.errors import DataError
+from study.measure import git_commit
+from study.profiles import Profile
+from study.studies import ResolvedVariant, StudySpec, Variant
+from study.train import TrainConfig
+
+
+@dataclasses.dataclass
+class Context:
+    """What every trial of one study run shares."""
+
+    spec: StudySpec
+    profile: str
+    run_dir: Path
+    device: str = "cpu"
+    seeds: tuple[int, ...] = ()
+    commit: str = dataclasses.field(default_factory=git_commit)
+
+    @property
+    def profile_spec(self) -> Profile:
+        """This study's profile (with the study file's overrides)."""
+        return self.spec.profiles[self.profile]
+
+    @property
+    def cfg(self) -> TrainConfig:
+        """The training config of this profile for this study."""
+        return self.profile_spec.train
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        """The variants this profile runs (a variant may be limited to some profiles)."""
+        return tuple(v for v in self.spec.variants if not v.profiles or self.profile in v.profiles)
+
+    def resolved(self, label: str) -> ResolvedVariant:
+        """A variant's network under this profile (resolved once, when the study was loaded)."""
+        return self.spec.resolved[self.profile][label]
+
+    @property
+    def results_path(self) -> Path:
+        """This study's results file."""
+        return results.results_path(self.run_dir, self.spec.name)
+
+    @property
+    def table(self) -> results.ResultsTable:
+        """This study's results table."""
+        return results.ResultsTable(self.results_path)
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The degradation levels each cell is tested at (robustness studies), else ("none",)."""
+        return self.spec.degradations if self.spec.kind == "robustness" else ("none",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One variant × dataset × seed of a grid or robustness study, with the key fields of its rows."""
+
+    variant: Variant
+    dataset: str
+    seed: int
+    bases: tuple[dict[str, Any], ...]  # one per degradation level, the clean one first
+
+    @property
+    def key(self) -> tuple:
+        """The results-table key of the cell's first (clean) row."""
+        return results.row_key(self.bases[0])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The cell as Optuna trial parameters."""
+        return {"variant": self.variant.label, "dataset": self.dataset, "seed": self.seed}
+
+
+def cell(ctx: Context, label: str, dataset: str, seed: int) -> Cell:
+    """The cell of a variant label, dataset and seed."""
+    variant = next(v for v in ctx.variants if v.label == label)
+    return Cell(variant, dataset, seed, tuple(row_base(ctx, label, variant.reference, dataset, seed, level)
+                                              for level in ctx.levels))
+
+
+def cells(ctx: Context) -> Iterator[Cell]:
+    """Every cell of a grid or robustness study, seed-major (every variant of seed 0, then of seed 1, …)."""
+    for seed in ctx.seeds:
+        for dataset in ctx.spec.datasets:
+            for v in ctx.variants:
+                yield cell(ctx, v.label, dataset, seed)
+
+
+def row_base(ctx: Context, variant_label: str, reference: bool, dataset: str, seed: int,
+             degradation: str = "none") -> dict[str, Any]:
+    """The key fields of a row (`results.KEY`) and whether it is the axis's reference."""
+    protocol = resolve_protocol(dataset)
+    return {"study": ctx.spec.name, "axis": ctx.spec.axis, "variant": variant_label, "is_reference": reference,
+            "dataset": dataset, "degradation": degradation, "protocol": protocol, "fold": fold_of(protocol, seed),
+            "seed": seed, "profile": ctx.profile}
+
+
+def fold_of(protocol: str, seed: int) -> int:
+    """The test fold a seed uses: k-fold protocols rotate the folds over seeds (seed s tests fold s mod k)."""
+    _, _, k = protocol.partition("kfold-test:")
+    return seed % int(k) if k.isdigit() else 0
+
+
+_PROTOCOLS: dict[str, str] = {}
+
+
+def resolve_protocol(dataset: str) -> str:
+    """The protocol label "auto" resolves to for a dataset here (val-split when a train split exists)."""
+    if dataset not in _PROTOCOLS:
+        try:
+            locate(dataset, "train")
+            _PROTOCOLS[dataset] = "val-split"
+        except DataError:
+            _PROTOCOLS[dataset] = "kfold-test:5"
+    return _PROTOCOLS[dataset]
+
+
+def expected_rows(ctx: Context) -> int:
+    """How many result rows a finished study has (search: its trial budget, as an upper bound)."""
+    if ctx.spec.kind == "search":
+        return ctx.profile_spec.n_trials
+    return len(ctx.variants) * len(ctx.spec.datasets) * len(ctx.seeds) * len(ctx.levels)
+
+
+def missing_cells(ctx: Context) -> int:
+    """Grid cells (or search trials) still to run, judged from the results table."""
+    finished = {k: r for k, r in ctx.table.finished().items() if r.get("profile") == ctx.profile}
+    if ctx.spec.kind == "search":  # one row per trained trial, pruned ones included
+        return max(0, expected_rows(ctx) - len(finished))
+    return sum(c.key not in finished for c in cells(ctx))

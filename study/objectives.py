@@ -1,0 +1,226 @@
+"""What one Optuna trial does: train a grid cell (or a robustness cell) or a sampled search network,
+and write its result rows through the study's results table before the trial completes.
+
+The results table is the record of what is finished: a re-run, a retried trial or a duplicate pick by
+a second worker finds its row there (or in another trial's stored rows) and returns without training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from study import results, storage
+from study.capacity import scaled
+from study.cells import Cell, Context, cell, row_base
+from study.measure import count_flops, count_params
+from study.models import ResolvedModel, resolve_model
+from study.studies import ResolvedVariant, Variant, variant_network
+from study.train import Task, TrainConfig, train
+
+
+def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
+    """Objective of a grid or robustness study: one cell (variant × dataset × seed) per trial."""
+    labels = [v.label for v in ctx.variants]
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("owner", storage.owner())
+        label = trial.suggest_categorical("variant", labels)
+        dataset = trial.suggest_categorical("dataset", list(ctx.spec.datasets))
+        # an int range, not a categorical of the seed list: adaptive seeds grow that list mid-study
+        here = cell(ctx, label, dataset, trial.suggest_int("seed", 0, 2**31 - 1))
+        done = _finished_rows(ctx, trial, here)
+        if done:
+            return _objective_value(done[0])
+        if _duplicate_running(trial, trial.params):
+            raise optuna.TrialPruned("another worker holds this cell")
+        rows = _cell_rows(ctx, trial, here)
+        if not ctx.table.claim_and_write(rows, lambda key: storage.stored_elsewhere(trial, key)):
+            raise optuna.TrialPruned("another worker finished this cell first")
+        storage.store_rows(trial, rows)
+        return _objective_value(rows[0])
+
+    return objective
+
+
+def _finished_rows(ctx: Context, trial: optuna.Trial, here: Cell) -> list[dict[str, Any]]:
+    """The cell's rows when the table already has them (also kept on this trial); a cell another trial
+    stored is pruned. Checked under the table's lock: a worker writing this cell now holds it."""
+    with ctx.table.lock():
+        if storage.stored_elsewhere(trial, here.key):
+            raise optuna.TrialPruned("another trial already finished this cell")
+        done = ctx.table.finished()
+        keys = [results.row_key(b) for b in here.bases]
+        if not all(k in done for k in keys):
+            return []
+        rows = [done[k] for k in keys]
+    storage.store_rows(trial, rows)
+    return rows
+
+
+def _cell_rows(ctx: Context, trial: optuna.Trial, here: Cell) -> list[dict[str, Any]]:
+    """Train the cell (or reuse an identical run of a sibling study) and return its rows, one per level."""
+    resolved = ctx.resolved(here.variant.label)
+    clean = here.bases[0]
+    row = None
+    if len(here.bases) == 1:
+        row = ctx.table.reusable(resolved.model.digest, config_json(ctx.cfg), clean)
+        row = {**row, "git_commit": ctx.commit} if row else None
+    extra: dict[str, Any] = {}
+    if row is None:
+        row, extra = train_row(ctx, trial, clean, resolved, extra_tests=tuple(b["degradation"] for b in here.bases[1:]))
+    degraded = [{**row, **base, "test_accuracy": extra.get(base["degradation"], {}).get("accuracy"),
+                 "test_loss": extra.get(base["degradation"], {}).get("loss"), "test_degraded_only": True}
+                for base in here.bases[1:]]
+    return [row, *degraded]
+
+
+def train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], resolved: ResolvedVariant | ResolvedModel,
+              extra_tests: tuple[str, ...] = (), cfg: TrainConfig | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train one cell, reporting every epoch to Optuna; returns its result row and its extra degraded tests."""
+    cfg = cfg or ctx.cfg
+    variant = resolved if isinstance(resolved, ResolvedVariant) else None
+    model = variant.model if variant else resolved
+    folder = ctx.run_dir / ctx.spec.name
+    history, checkpoint = folder / "history" / f"{_slug(base)}.csv", folder / "checkpoints" / f"{_slug(base)}.pt"
+    protocol = "kfold-test" if base["protocol"].startswith("kfold-test") else base["protocol"]
+    task = Task(base["dataset"], protocol=protocol, fold=base["fold"], extra_tests=extra_tests)
+    result = train(model, task, cfg=cfg, seed=base["seed"], device=ctx.device, history_path=history,
+                   checkpoint_path=checkpoint if ctx.profile_spec.keep_weights else None, on_epoch=_reporter(ctx, trial))
+    extra = result.pop("extra_tests", {})
+    row = {**result, **base, "git_commit": ctx.commit, "trial_number": trial.number,
+           "config": config_json(cfg), "history_path": str(history.relative_to(folder)),
+           "train_config": ctx.profile_spec.describe(), "proxy": ctx.profile_spec.proxy,
+           "width_multiplier": model.spec.blocks[0].width_multiplier if model.spec else None,
+           "match": variant.variant.match if variant else "",
+           "raw_flops": variant.raw_flops if variant else None, "raw_params": variant.raw_params if variant else None}
+    if checkpoint.exists() and ctx.profile_spec.keep_weights:
+        row["checkpoint"] = str(checkpoint.relative_to(folder))
+    return row, extra
+
+
+def _reporter(ctx: Context, trial: optuna.Trial) -> Callable[[int, dict[str, float]], None]:
+    multi = len(trial.study.directions) > 1
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        if multi:  # Optuna has no intermediate values (nor pruning) for multi-objective studies
+            return
+        trial.report(metrics["val_acc"], epoch)
+        if ctx.spec.kind == "search" and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+
+    return report
+
+
+def config_json(cfg: TrainConfig) -> str:
+    """A training config as the `config` column stores it (equal text = equal training)."""
+    return json.dumps(dataclasses.asdict(cfg))
+
+
+def _slug(base: dict[str, Any]) -> str:
+    text = f"{base['variant']}-{base['dataset']}-{base['degradation']}-s{base['seed']}"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
+
+
+def _duplicate_running(trial: optuna.Trial, params: dict[str, Any]) -> bool:
+    """Whether an earlier RUNNING trial already holds this cell (a second worker's tail-of-grid pick)."""
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if other.number != trial.number and other.params == params and other.number < trial.number:
+            return True
+    return False
+
+
+def _objective_value(row: dict[str, Any]) -> float:
+    value = row.get("val_accuracy")
+    if row.get("status") != "ok" or value is None or (isinstance(value, float) and math.isnan(value)):
+        raise optuna.TrialPruned(f"cell ended as {row.get('status')}: {row.get('stop_reason', '')}")
+    return float(value)
+
+
+# --------------------------------------------------------------------------- search
+
+
+def sample_network(trial: optuna.Trial, ctx: Context) -> tuple[ResolvedModel, dict[str, Any]]:
+    """The MK-block search space: one function owns it (kernels, links, depth, width, dropout, lr)."""
+    space = ctx.spec.search
+    kernels = trial.suggest_categorical("kernels", [",".join(map(str, k)) for k in space.kernels])
+    links = trial.suggest_categorical("links", list(space.links))
+    blocks = trial.suggest_int("blocks", *space.blocks)
+    width = trial.suggest_float("width_multiplier", *space.width_multiplier)
+    dropout = trial.suggest_float("dropout", *space.dropout)
+    lr = trial.suggest_float("lr", *space.lr, log=True)
+    variant = Variant(label=f"#{trial.number} k={kernels} {links} b={blocks} w={width:.2f}",
+                      block={"kernels": [int(k) for k in kernels.split(",")], "links": links, "width_multiplier": round(width, 3)},
+                      blocks=blocks, head={"dropout": round(dropout, 3)})
+    network = variant_network(ctx.spec, variant)
+    return resolve_model(scaled(network, ctx.profile_spec.width)), {"lr": lr, "label": variant.label}
+
+
+def search_objective(ctx: Context) -> Callable[[optuna.Trial], float | tuple[float, float]]:
+    """Objective of a search study: sample a spec, reject it outside the FLOPs/params bands, train it."""
+    multi = len(ctx.spec.search.objectives) > 1
+
+    def objective(trial: optuna.Trial):
+        trial.set_user_attr("owner", storage.owner())
+        model, extra = sample_network(trial, ctx)
+        counts = _within_bands(trial, ctx, model)
+        base = row_base(ctx, extra["label"], False, ctx.spec.datasets[0], ctx.seeds[0])
+        row = ctx.table.finished().get(results.row_key(base))
+        if row is None:
+            try:
+                row, _ = train_row(ctx, trial, base, model, cfg=dataclasses.replace(ctx.cfg, lr=extra["lr"]))
+            except optuna.TrialPruned:
+                _write_pruned(ctx, trial, base, model, counts)
+                raise
+            row["search_params"] = json.dumps(trial.params)
+            ctx.table.write(row)
+            storage.store_rows(trial, [row])
+        accuracy = _objective_value(row)
+        return (accuracy, float(row["flops"])) if multi else accuracy
+
+    return objective
+
+
+def _within_bands(trial: optuna.Trial, ctx: Context, model: ResolvedModel) -> dict[str, int]:
+    """The sampled network's params and FLOPs; outside the study's bands the trial is pruned untrained."""
+    space = ctx.spec.search
+    module = model.build()
+    counts = {**count_params(module), "flops": count_flops(module, model.input_shape)["flops"]}
+    trial.set_user_attr("flops", counts["flops"])
+    trial.set_user_attr("params", counts["params"])
+    for key, band in (("flops", space.flops_band), ("params", space.params_band)):
+        if not band[0] <= counts[key] <= band[1]:
+            trial.set_user_attr("rejected", f"{key} {counts[key]:,} outside [{band[0]:g}, {band[1]:g}]")
+            raise optuna.TrialPruned(trial.user_attrs["rejected"])
+    return counts
+
+
+def _write_pruned(ctx: Context, trial: optuna.Trial, base: dict[str, Any], model: ResolvedModel, counts: dict[str, int]) -> None:
+    """One row per trial, pruned ones included, so the table shows what the pruner cut."""
+    last = max(trial.storage.get_trial(trial._trial_id).intermediate_values.items(), default=(0, None))
+    row = {**base, **counts, "model": model.name, "spec_hash": model.digest, "status": "pruned", "val_accuracy": last[1],
+           "epochs": last[0], "trial_number": trial.number, "search_params": json.dumps(trial.params), "git_commit": ctx.commit}
+    ctx.table.write(row)
+    storage.store_rows(trial, [row])
+
+
+def recording_errors(objective: Callable[[optuna.Trial], Any]) -> Callable[[optuna.Trial], Any]:
+    """The objective, recording a failure's first line on the trial (Optuna only logs it)."""
+
+    def wrapped(trial: optuna.Trial) -> Any:
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            trial.set_user_attr("error", f"{type(err).__name__}: {first}"[:300])
+            raise
+
+    return wrapped

@@ -1,0 +1,65 @@
+"""The results table and its row type: every writer's row fits `results.SCHEMA`, the table claims a cell once,
+imports rows it lacks once, and reuses only an identical run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from study import results
+
+
+def ok_row(**changes) -> dict:
+    """A finished row with every required column, as the objectives write it."""
+    text = {c.name: "x" for c in results.SCHEMA if c.required and c.types == (str,)}
+    row = {**text, "is_reference": False, "proxy": True, "fold": 0, "seed": 0, "epochs": 1, "best_epoch": 1,
+           "params": 10, "flops": 20, "raw_params": 10, "raw_flops": 20, "val_accuracy": 0.5, "val_loss": 1.0,
+           "test_accuracy": 0.5, "test_loss": 1.0, "train_img_per_s": 1.0, "infer_img_per_s": 1.0, "peak_mem_mb": 1.0,
+           "wall_s": 1.0, "width_multiplier": 0.25, "status": "ok", "study": "s", "variant": "v", "profile": "quick"}
+    return {**row, **changes}
+
+
+def test_a_complete_row_passes_and_each_kind_of_break_is_named():
+    results.check_row(ok_row())
+    with pytest.raises(ValueError, match="lacks columns flops"):
+        results.check_row({k: v for k, v in ok_row().items() if k != "flops"})
+    with pytest.raises(ValueError, match="columns outside results.SCHEMA: budget_s"):
+        results.check_row(ok_row(budget_s=60))
+    with pytest.raises(ValueError, match="seed = '3' is not int"):
+        results.check_row(ok_row(seed="3"))
+    with pytest.raises(ValueError, match="proxy = 1 is not bool"):
+        results.check_row(ok_row(proxy=1))
+    with pytest.raises(ValueError, match="params = True is not int"):
+        results.check_row(ok_row(params=True))
+    results.check_row({"study": "s", "variant": "v", "status": "pruned", "val_accuracy": None})  # unfinished rows may be partial
+
+
+def test_claim_and_write_writes_a_cell_once_and_import_adds_only_missing_rows(tmp_path):
+    table = results.ResultsTable(tmp_path / "s" / "results.jsonl")
+    first, twin = ok_row(seed=0), ok_row(seed=0, val_accuracy=0.9)
+    assert table.claim_and_write([first]) is True
+    assert table.claim_and_write([twin]) is False  # the same key: a second worker's copy is not written
+    assert table.claim_and_write([ok_row(seed=1)], taken_elsewhere=lambda key: True) is False
+    assert [r["val_accuracy"] for r in table.rows()] == [0.5]
+    assert table.import_rows([first, ok_row(seed=2), ok_row(seed=2)]) == 1
+    assert sorted(r["seed"] for r in table.rows()) == [0, 2]
+    with pytest.raises(ValueError, match="lacks columns"):
+        table.write({"study": "s", "variant": "v", "status": "ok"})
+
+
+def test_reuse_finds_only_an_identical_run_of_a_sibling_study(tmp_path):
+    config = json.dumps({"lr": 0.001})
+    sibling = results.ResultsTable(tmp_path / "kernels" / "results.jsonl")
+    sibling.write(ok_row(study="kernels", spec_hash="abc", config=config, dataset="d", degradation="none",
+                         protocol="val-split", history_path="history/h.csv"))
+    table = results.ResultsTable(tmp_path / "links" / "results.jsonl")
+    base = {"study": "links", "variant": "paper", "dataset": "d", "degradation": "none", "protocol": "val-split",
+            "fold": 0, "seed": 0, "profile": "quick"}
+    row = table.reusable("abc", config, base)
+    assert row["study"] == "links" and row["reused_from"] == "kernels"
+    assert row["history_path"] == str((tmp_path / "kernels" / "history" / "h.csv").resolve())
+    results.check_row(row)
+    assert table.reusable("abd", config, base) is None  # another network
+    assert table.reusable("abc", json.dumps({"lr": 0.002}), base) is None  # another training
+    assert table.reusable("abc", config, {**base, "seed": 1}) is None  # another seed
