@@ -32,9 +32,9 @@ _FRAME_COLUMNS = ["study", "axis", "dataset", "degradation", "contrast", "varian
                   "n_reference", "paired", "delta", "ci_low", "ci_high", "mde", "verdict", "margin", "answer"]
 
 
-def run_command(name: str) -> str:
-    """The command that runs one study of `ablations/`."""
-    return f"nox -s ablations -- --only {name}"
+def run_command(name: str, profile: str = "quick") -> str:
+    """The command that runs one study of `ablations/` (quick is the default profile, so it goes unsaid)."""
+    return f"nox -s ablations -- --only {name}" + (f" --profile {profile}" if profile not in ("quick", "–", "") else "")
 
 
 def equivalence_margin(provenance: dict) -> float:
@@ -305,7 +305,7 @@ def summarise(study, link: str | None) -> dict[str, Any]:
         "delta": display.pts(r["delta"], signed=True),
         "ci": display.interval(r["ci_low"], r["ci_high"], signed=True),
         "mde": display.pts(r["mde"]), "verdict": r["verdict"],
-        "kind": tables.verdict_kind(r["verdict"]), "css": display.verdict_class(r["verdict"]),
+        "kind": tables.verdict_kind(r["verdict"]), "css": display.verdict_class(r["verdict"], r["delta"], r["mde"]),
         "answer": r["answer"],
     } for r in frame.to_dict("records")]
     return {
@@ -320,7 +320,7 @@ def summarise(study, link: str | None) -> dict[str, Any]:
         display.text(table["seed"].nunique() if len(table) else None),
         "margin": f"{margin:g}", "contrasts": contrasts, "notes": notes,
         "counts": verdict_counts(frame["verdict"], margin) if len(frame) else "",
-        "costs": costs(study) if len(table) or prov.get("variants") else [],
+        "costs": costs(study) if len(table) or prov.get("variants") else [], "costs_csv": None,
         "frame": frame,
     }
 
