@@ -25,6 +25,9 @@ from study.studies import list_studies
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
+#: The studies of the finished quick run (`quick_run`) and where the Chromium test keeps its screenshots.
+QUICK_STUDIES = ("contrasts", "paper", "robustness", "search")
+ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 
 
 def _load_fixture_module():
@@ -226,11 +229,15 @@ def _chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed (apt-get install -y chromium)")
-def test_headless_chromium_loads_page_without_errors(built, tmp_path):
-    _, out = built
-    page = out / "fixture" / "index.html"
-    shot = tmp_path / "report.png"
-    loaded = _chromium(f"--screenshot={shot}", "--window-size=1280,2000", "--hide-scrollbars", page.as_uri(),
+@pytest.mark.parametrize("page_name", ["index", *QUICK_STUDIES])
+def test_headless_chromium_loads_every_page_without_errors(quick_run, tmp_path, page_name):
+    """The index and every study page: no console line, every image loads; a screenshot is kept in test-artifacts/."""
+    _, out = quick_run
+    page = out / "index.html" if page_name == "index" else out / page_name / "index.html"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"{page_name}.png"
+    shot.unlink(missing_ok=True)
+    loaded = _chromium(f"--screenshot={shot}", "--window-size=1280,2400", "--hide-scrollbars", page.as_uri(),
                        user_data=tmp_path / "profile")
     # The page has no script of its own, so any console line (CSP violation, blocked load) is a defect.
     console = [line for line in loaded.stderr.splitlines() if ":CONSOLE" in line]
@@ -238,19 +245,19 @@ def test_headless_chromium_loads_page_without_errors(built, tmp_path):
     assert shot.is_file() and shot.stat().st_size > 10_000
     # Image load status needs a script, which the page's CSP forbids: probe a copy that allows one.
     probe = page.with_name("probe.html")
-    html = page.read_text(encoding="utf-8").replace("style-src 'unsafe-inline'",
+    text = page.read_text(encoding="utf-8").replace("style-src 'unsafe-inline'",
                                                     "style-src 'unsafe-inline'; script-src 'unsafe-inline'")
-    html = html.replace("</body>", "<script>addEventListener('load', () => { const i = [...document.images]; "
+    text = text.replace("</body>", "<script>addEventListener('load', () => { const i = [...document.images]; "
                         "document.body.dataset.images = i.length + ':' + i.filter(x => !(x.complete && "
                         "x.naturalWidth > 0)).length; });</script></body>")
-    probe.write_text(html, encoding="utf-8")
+    probe.write_text(text, encoding="utf-8")
     try:
         dom = _chromium("--dump-dom", probe.as_uri(), user_data=tmp_path / "profile").stdout
     finally:
         probe.unlink()
     status = re.search(r'data-images="(\d+):(\d+)"', dom)
     assert status, "probe script did not run"
-    assert int(status.group(1)) == page.read_text(encoding="utf-8").count("<img ") > 0
+    assert int(status.group(1)) == page.read_text(encoding="utf-8").count("<img ")
     assert status.group(2) == "0", "some images did not load"
 
 
@@ -488,8 +495,7 @@ def test_a_significant_difference_inside_the_margin_says_it_is_small():
 
 # --- the report of a finished quick run: only what each study measured, honest numbers ------------------------
 
-QUICK_STUDIES = ("contrasts", "paper", "robustness", "search")
-ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
+
 #: Blocks that carry data: a table, a figure, a list of facts, a claim with its verdict.
 _DATA_BLOCK = re.compile(r'<table|<img |<dl class="facts"|<div class="claim"')
 
