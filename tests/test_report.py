@@ -678,9 +678,21 @@ def test_quick_run_index_summarises_every_study(quick_run):
         assert "<dt>question</dt>" in section
     for r in csv.itertuples():  # each contrast with its Δ, CI, MDE and verdict
         row = next(row for row in _rows(_section(index, r.study), "contrasts") if row[0] == htmllib.escape(r.contrast))
-        assert row[2] == f"{r.delta:+.2f}" and row[4] == f"{r.mde:.2f}" and row[5] == r.verdict
-        assert row[3] == f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+        assert row[2] == f"{r.delta:+.2f}" and row[5] == r.verdict
+        assert row[4] == (f"{r.mde:.2f}" if r.mde <= 100 else "&gt; 100")  # beyond 100 points nothing is detectable
+        cut = r.ci_low < -100 or r.ci_high > 100  # a difference of accuracies lies in [-100, 100]
+        assert row[3] == f"[{max(r.ci_low, -100):+.2f}, {min(r.ci_high, 100):+.2f}]" + ("*" if cut else "")
     assert set(csv["study"]) == {"contrasts", "paper"}
+    assert "cut to ±100" in _section(index, "paper")  # paper: two far-apart LR-Net seeds
+    # studies without contrasts still answer in one line: robustness per degradation, search its best trial
+    robustness = _section(index, "robustness")
+    for level in ("blur:1.0", "noise:0.2"):
+        assert f"lrnet_paper under {level} is worse than the same model on clean images on fashion-mnist" in robustness
+    table = load_table(runs / "search" / "results.jsonl")
+    best = table.loc[table["test_accuracy"].idxmax()]
+    assert (f"Best of {len(table)} trained trials: {best['variant']} at {best['test_accuracy'] * 100:.2f} % test "
+            "accuracy") in _section(index, "search")
+    assert "no pre-registered contrasts" not in index
     contrasts = _section(index, "contrasts")
     assert contrasts.count('<ul class="answers">') == 1 and contrasts.count("<li><span class=\"badge") == 2
     tables_part = index[index.index('<h2 id="paper-tables">'):index.index('<h2 id="not-run">')]

@@ -401,8 +401,9 @@ def _describe_baselines(baselines: list[str]) -> str:
                                "from random weights")
 
 
-CLIPPED_NOTE = (f"{display.CLIPPED} The 95% t-interval reached beyond the 0–100 % scale and is cut to it: with "
-                "this few seeds and this much spread the data barely constrain the mean.")
+CLIPPED_NOTE = (f"{display.CLIPPED} An interval that reached beyond its scale (0–100 % for an accuracy, ±100 points "
+                "for a difference of accuracies) is cut to it: with this few seeds and this much spread the data "
+                "barely constrain the number.")
 
 
 def table_one_columns() -> dict:
@@ -474,10 +475,17 @@ def _versus_subsection(sub: Section, out: _Outputs, versus: pd.DataFrame) -> Non
         "LR-Net %": ("mean_lrnet", display.pts), "baseline %": ("mean_baseline", display.pts),
         "n": lambda r: f"{r['n_lrnet']} / {r['n_baseline']}",
         "Δ": lambda r: display.pts(r["diff"], signed=True),
-        "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"], signed=True),
+        "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
         "p (Holm)": ("p_adjusted", display.p_value), "test": lambda r: "paired" if r["paired"] else "Welch",
-        "MDE": ("mde", display.pts), "LR-Net is": _verdict_cell,
+        "MDE": ("mde", display.mde), "LR-Net is": _verdict_cell,
     }, caption="LR-Net against the baselines.", csv=out.csv(versus, "lrnet_vs_baselines")))
+    if _beyond(versus, -100.0, 100.0):
+        sub.add(Note(CLIPPED_NOTE, "warn"))
+
+
+def _beyond(frame: pd.DataFrame, low: float, high: float) -> bool:
+    """Whether any CI of a comparison table reaches beyond [low, high] (and is shown cut to it)."""
+    return bool(((frame["ci_low"] < low) | (frame["ci_high"] > high)).any())
 
 
 def _paper_in_range_cell(record: dict):
@@ -546,10 +554,12 @@ def _ablation_section(section: Section, out: _Outputs, study: StudyRun,
                 "variant": ("variant", display.text), "n": lambda r: f"{r['n_variant']} / {r['n_reference']}",
                 "variant %": ("mean_variant", display.pts), "reference %": ("mean_reference", display.pts),
                 "Δ": lambda r: display.pts(r["diff"], signed=True),
-                "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"], signed=True),
+                "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
                 "p": ("p_value", display.p_value), "p (Holm)": ("p_adjusted", display.p_value),
-                "MDE": ("mde", display.pts), "verdict": _verdict_cell,
+                "MDE": ("mde", display.mde), "verdict": _verdict_cell,
             }, caption=f"Reference: {result['reference'].iloc[0]}.", csv=out.csv(result, f"ablation_{axis}")))
+            if _beyond(result, -100.0, 100.0):
+                sub.add(Note(CLIPPED_NOTE, "warn"))
         if len(points):
             sub.add(out.figure(figures.to_svg(figures.ablation_figure(points, axis)), f"ablation_{axis}",
                                f"Test accuracy per {axis} variant: dots are seeds, bars the mean with its 95% "

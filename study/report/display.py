@@ -64,6 +64,22 @@ def accuracy_interval(low, high, clipped=False) -> str:
     return text + CLIPPED if text != "–" and not missing(clipped) and bool(clipped) else text
 
 
+def difference_interval(low, high) -> str:
+    """A signed interval of a difference of accuracies, cut to [-100, 100] and marked when it reached beyond."""
+    from study.stats import clip_interval
+
+    low, high, clipped = clip_interval(low, high, (-100.0, 100.0))
+    text = interval(low, high, signed=True)
+    return text + CLIPPED if clipped and text != "–" else text
+
+
+def mde(value) -> str:
+    """A minimum detectable difference in points; beyond 100 points it is "> 100" (nothing is detectable)."""
+    if not missing(value) and value > 100:
+        return "> 100"
+    return pts(value)
+
+
 def p_value(value) -> str:
     """Small p-values in scientific notation, others with three decimals."""
     if _missing(value):
