@@ -19,7 +19,7 @@ import pandas as pd
 
 from study import stats
 from study.errors import KitError
-from study.report import display, figures, provenance, summary, tables
+from study.report import display, figures, optuna_search, provenance, summary, tables
 from study.report.claims import check_claims
 from study.report.curves import drawable, load_histories, mean_curves
 from study.report.html import (
@@ -624,15 +624,15 @@ def _pareto_section(book: ReportBook, out: _Outputs, table: pd.DataFrame, palett
 def _search_section(section: Section, out: _Outputs, study: StudyRun) -> None:
     """The Optuna search of a search study: history, importances and parallel coordinates of the searched parameters."""
     try:
-        search = _load_optuna(study)
+        search = optuna_search.load(study)
     except Exception as err:  # noqa: BLE001  (a corrupt or foreign journal is a note, not a crash)
         section.add(Note(f"optuna.journal could not be read: {type(err).__name__}: {err}".splitlines()[0], "warn"))
         return
-    params = figures.searched_params(search)
-    section.add(Note(_search_summary(search, params)))
-    trials = _trials_frame(search, params)
+    params = optuna_search.searched_params(search)
+    section.add(Note(optuna_search.summary_line(search, params)))
+    trials = optuna_search.trials_frame(search, params)
     trials_csv = out.csv(trials, "optuna_trials")
-    importances, problem = _importances(search, params)
+    importances, problem = optuna_search.importances(search, params)
     importances_csv = out.csv(importances, "optuna_importances") if len(importances) else trials_csv
     drawn, notes = figures.optuna_figures(search, params, importances=not problem)
     notes = ([problem] if problem else []) + notes
@@ -640,73 +640,6 @@ def _search_section(section: Section, out: _Outputs, study: StudyRun) -> None:
         section.add(out.figure(svg, name, title + ".", csv=importances_csv if name == "optuna_importances" else trials_csv))
     for note in notes:
         section.add(Note(note, "info"))
-
-
-def _search_summary(search, params: list[str]) -> str:
-    """What the search did in one paragraph: trials by state, searched parameters, best trial or Pareto set."""
-    states = pd.Series([t.state.name for t in search.trials]).value_counts()
-    text = f"Optuna study {search.study_name}: {len(search.trials)} trials (" + ", ".join(
-        f"{s.lower()} {n}" for s, n in states.items()) + f"), searching {', '.join(params) or 'no parameter'}."
-    directions = [d.name.lower() for d in search.directions]
-    if len(directions) == 1 and states.get("COMPLETE", 0):
-        best = search.best_trial
-        values = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
-                           for k, v in best.params.items() if k in params)
-        text += f" Best value {best.value:.4g} ({directions[0]}) at trial {best.number}: {values}."
-    elif len(directions) > 1 and states.get("COMPLETE", 0):
-        text += f" {len(search.best_trials)} Pareto-optimal trials for objectives {', '.join(directions)}."
-    return text
-
-
-def _trials_frame(search, params: list[str]) -> pd.DataFrame:
-    """One row per trial: number, state, objective value(s) and the searched parameters (the data behind the plots)."""
-    records = []
-    for t in search.trials:
-        values = t.values or []
-        record = {"number": t.number, "state": t.state.name.lower()}
-        record.update({f"value_{i}": v for i, v in enumerate(values)} if len(values) > 1 else
-                      {"value": values[0] if values else None})
-        record.update({p: t.params.get(p) for p in params})
-        records.append(record)
-    return pd.DataFrame(records)
-
-
-def _importances(search, params: list[str]) -> tuple[pd.DataFrame, str | None]:
-    """PED-ANOVA importances (Optuna's default) of the searched parameters, or why they mean nothing here."""
-    import warnings
-
-    import optuna
-
-    empty = pd.DataFrame(columns=["parameter", "importance"])
-    target = (lambda t: t.values[0]) if len(search.directions) > 1 else None
-    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in search.trials)
-    if complete < 2 or not params:
-        return empty, None  # optuna_figures notes it
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            scores = optuna.importance.get_param_importances(search, params=params, target=target)
-    except Exception as err:  # noqa: BLE001  (a constant parameter, say: a note, not a crash)
-        return empty, f"Parameter importances could not be computed: {type(err).__name__}: {err}".splitlines()[0]
-    if any("too small" in str(w.message) for w in caught):
-        return empty, (f"Parameter importances are not shown: {complete} completed trials are too few for "
-                       "Optuna to tell the parameters apart (it would report them all equal).")
-    return pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())}), None
-
-
-def _load_optuna(study: StudyRun):
-    """The study's Optuna study from its journal (named like the study, or the journal's only study)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    backend = optuna.storages.journal.JournalFileBackend(str(study.journal))
-    storage = optuna.storages.JournalStorage(backend)
-    names = optuna.get_all_study_names(storage)
-    wanted = [str(study.provenance.get("study", study.name)), study.name]
-    name = next((n for n in wanted if n in names), names[0] if len(names) == 1 else None)
-    if name is None:
-        raise KitError(f"no study named {study.name!r} in the journal (it holds {names})")
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 def _robustness_section(book: ReportBook, out: _Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:

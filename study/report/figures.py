@@ -241,16 +241,6 @@ def robustness_figure(robust: pd.DataFrame, palette: dict[str, str]) -> Figure:
     return fig
 
 
-#: Parameters a grid study's trials carry to name their cell: never searched, never plotted.
-CELL_PARAMS = ("variant", "dataset", "seed")
-
-
-def searched_params(study) -> list[str]:
-    """The parameters a search sampled, in first-seen order: every trial parameter except the cell names (seed...)."""
-    names = dict.fromkeys(name for trial in study.trials for name in trial.distributions)
-    return [name for name in names if name not in CELL_PARAMS]
-
-
 def optuna_figures(study, params: list[str], importances: bool = True) -> tuple[list[tuple[str, str, bytes]], list[str]]:
     """Optimisation history, importances (unless `importances` is False) and parallel coordinates over `params`
     (and Optuna's Pareto front when multi-objective) as (name, title, svg); plus a note per plot not drawn."""
