@@ -720,3 +720,22 @@ def test_every_table_and_figure_links_its_csv_and_every_page_has_provenance(quic
             assert f"<dt>{label}</dt>" in footer, (page, label)
         assert fixture.QUICK_COMMIT in footer and fixture.QUICK_DEVICE in footer
     assert "<code>nox -s ablations -- --only search</code>" in _page(out, "search")
+
+
+def test_footer_command_runs_the_study_again(tmp_path):
+    from study.report.build import StudyRun
+    from study.report.provenance import study_command
+    from study.studies import ABLATIONS
+
+    table = pd.DataFrame({"profile": ["paper"]})
+
+    def command(**prov) -> str:
+        return study_command(StudyRun("kernels", tmp_path, table, prov, None))
+
+    assert command(study="kernels", profile="quick", spec_file=str(ABLATIONS / "kernels.toml")) == \
+        "nox -s ablations -- --only kernels"
+    assert command(study="kernels", profile="quick", spec_file="ablations/kernels.toml") == \
+        "nox -s ablations -- --only kernels"
+    assert command(study="tiny", profile="quick", spec_file="/tmp/x/tiny.toml") == "nox -s ablations -- --only /tmp/x/tiny.toml"
+    assert command() == "nox -s ablations -- --only kernels --profile paper"  # an older run: from its rows
+    assert command(command="python -m study run --only kernels --seeds 8") == "python -m study run --only kernels --seeds 8"

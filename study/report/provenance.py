@@ -5,7 +5,10 @@ Read from study.json (written by the run) and, for older runs without it, from t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from study.report import summary
+from study.studies import ABLATIONS
 
 
 def _rows_value(study, column: str) -> str:
@@ -22,6 +25,10 @@ def study_command(study) -> str:
     if isinstance(recorded, str) and recorded.strip():
         return recorded
     profile = str(study.provenance.get("profile") or study.profile)
+    spec = study.provenance.get("spec_file")
+    # recorded as given on the command line (relative or absolute): a file in some ablations/ folder runs by name
+    if isinstance(spec, str) and spec and Path(spec).parent.name != ABLATIONS.name:
+        return summary.run_command(spec, profile)  # a study file outside ablations/ runs by its path
     return summary.run_command(str(study.provenance.get("study") or study.name), profile)
 
 
