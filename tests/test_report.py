@@ -739,3 +739,23 @@ def test_footer_command_runs_the_study_again(tmp_path):
     assert command(study="tiny", profile="quick", spec_file="/tmp/x/tiny.toml") == "nox -s ablations -- --only /tmp/x/tiny.toml"
     assert command() == "nox -s ablations -- --only kernels --profile paper"  # an older run: from its rows
     assert command(command="python -m study run --only kernels --seeds 8") == "python -m study run --only kernels --seeds 8"
+
+
+def test_a_metric_logged_only_at_epoch_end_gets_no_empty_panel(tmp_path):
+    from study.report import figures
+    from study.report.curves import drawable, drawn_metrics, load_histories, mean_curves
+
+    rows = []
+    for seed in range(3):
+        path = tmp_path / f"h{seed}.csv"
+        fixture.write_step_history(path, 0.8, np.random.default_rng(seed))
+        history = pd.read_csv(path)
+        history.loc[history["epoch_end"] == 0, ["val_loss", "val_acc"]] = np.nan  # validated once, at the end
+        history.to_csv(path, index=False)
+        rows.append({"variant": "v", "dataset": "mnist", "seed": seed, "history_path": path.name})
+    curves = drawable(mean_curves(load_histories(pd.DataFrame(rows), tmp_path, label="variant")[0]))
+    assert drawn_metrics(curves, "mnist") == ["train_loss"]
+    fig = figures.curves_figure(curves, "mnist", {"v": figures.OTHER})
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 1 and visible[0].get_ylabel() == "training loss" and len(visible[0].lines) == 1
+    assert len(visible[0].lines[0].get_xdata()) == len(pd.read_csv(tmp_path / "h0.csv")) >= 10

@@ -21,7 +21,7 @@ from study import stats
 from study.errors import KitError
 from study.report import display, figures, optuna_search, provenance, summary, tables
 from study.report.claims import check_claims
-from study.report.curves import drawable, load_histories, mean_curves
+from study.report.curves import METRIC_NAMES, drawable, drawn_metrics, load_histories, mean_curves
 from study.report.html import (
     Facts,
     Figure,
@@ -594,8 +594,9 @@ def _curves_section(book: ReportBook, out: _Outputs, study: StudyRun, main: pd.D
     references = set(main.loc[main["is_reference"].map(tables.truthy), "variant"].astype(str))
     palette = figures.curve_palette(curves["curve"], references | {tables.LRNET})
     for dataset in tables.dataset_order(curves["dataset"]):
+        drawn = " and ".join(METRIC_NAMES[m] for m in drawn_metrics(curves, dataset))
         section.add(out.figure(figures.to_svg(figures.curves_figure(curves, dataset, palette)),
-                               f"curves_{dataset}", f"{dataset}: validation accuracy and training loss.", csv=csv))
+                               f"curves_{dataset}", f"{dataset}: {drawn}.", csv=csv))
     if missing:
         section.add(Note(f"{len(missing)} history files missing or unreadable:", "info", missing, collapse_over=8))
 

@@ -94,3 +94,14 @@ def drawable(curves: pd.DataFrame) -> pd.DataFrame:
         counts = has.groupby([curves["curve"], curves["dataset"]]).transform("sum")
         keep |= has & (counts >= MIN_POINTS)
     return curves[keep]
+
+
+#: How each metric of a curve reads in titles and captions.
+METRIC_NAMES = {"val_acc": "validation accuracy", "train_loss": "training loss"}
+
+
+def drawn_metrics(curves: pd.DataFrame, dataset: str) -> list[str]:
+    """The metrics of a dataset with at least one curve of `MIN_POINTS` points: the panels its figure has."""
+    data = curves[curves["dataset"] == dataset]
+    return [col for col in CURVE_COLUMNS
+            if (data[f"{col}_mean"].notna().groupby(data["curve"]).sum() >= MIN_POINTS).any()]

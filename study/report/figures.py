@@ -134,32 +134,30 @@ def _rotate_if_crowded(ax, labels) -> None:
 def curves_figure(curves: pd.DataFrame, dataset: str, palette: dict[str, str]) -> Figure:
     """Validation accuracy and training loss for one dataset, mean ± 1 SD over seeds, against steps (or epochs).
 
-    `curves` is `curves.mean_curves` output; a curve with fewer than `curves.MIN_POINTS` values of a metric
-    is left out of that panel.
+    `curves` is `curves.mean_curves` output. A curve with fewer than `curves.MIN_POINTS` values of a metric is
+    left out of that metric's panel, and a panel without any curve is not drawn (e.g. validation logged only
+    at the end of a one-epoch run).
     """
-    from study.report.curves import MIN_POINTS
+    from study.report.curves import METRIC_NAMES, MIN_POINTS, drawn_metrics
 
     data = curves[curves["dataset"] == dataset]
-    x_name = str(data["x_name"].iloc[0]) if len(data) else "step"
-    fig, (acc_ax, loss_ax) = _panels(2, width=5.2, height=3.4)
-    for name in model_order(data["curve"]):
-        curve = data[data["curve"] == name].sort_values("x")
-        colour, width = palette.get(name, OTHER), 1.6 if palette.get(name) == HIGHLIGHT else 1.1
-        for ax, col in ((acc_ax, "val_acc"), (loss_ax, "train_loss")):
-            points = curve.dropna(subset=[f"{col}_mean"])
+    x_name = "optimizer step" if len(data) and data["x_name"].iloc[0] == "step" else "epoch"
+    metrics = drawn_metrics(curves, dataset)
+    fig, axes = _panels(max(len(metrics), 1), width=5.2, height=3.4)
+    for ax, col in zip(axes, metrics, strict=False):
+        for name in model_order(data["curve"]):
+            points = data[data["curve"] == name].sort_values("x").dropna(subset=[f"{col}_mean"])
             if len(points) < MIN_POINTS:
                 continue
+            colour, width = palette.get(name, OTHER), 1.6 if palette.get(name) == HIGHLIGHT else 1.1
             mean, sd = points[f"{col}_mean"].astype(float), points[f"{col}_sd"].astype(float).fillna(0)
             scale = 100.0 if col == "val_acc" and mean.max() <= 1.0 else 1.0
             ax.plot(points["x"], mean * scale, color=colour, lw=width, marker="o" if len(points) < 12 else None,
                     ms=3, label=f"{name} (n={int(points['n'].max())})")
             ax.fill_between(points["x"], (mean - sd) * scale, (mean + sd) * scale, color=colour, alpha=0.18, lw=0)
-    xlabel = "optimizer step" if x_name == "step" else "epoch"
-    acc_ax.set(title=f"{dataset}: validation accuracy", xlabel=xlabel, ylabel="validation accuracy (%)")
-    loss_ax.set(title=f"{dataset}: training loss", xlabel=xlabel, ylabel="training loss")
-    for ax in (acc_ax, loss_ax):
-        if ax.lines:
-            ax.legend(fontsize=7, frameon=False)
+        unit = " (%)" if col == "val_acc" else ""
+        ax.set(title=f"{dataset}: {METRIC_NAMES[col]}", xlabel=x_name, ylabel=METRIC_NAMES[col] + unit)
+        ax.legend(fontsize=7, frameon=False)
     return fig
 
 
