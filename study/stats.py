@@ -43,6 +43,7 @@ __all__ = [
     "Comparison",
     "SeedsDecision",
     "ci_half_width",
+    "clip_interval",
     "compare",
     "compare_axis",
     "compare_family",
@@ -50,6 +51,7 @@ __all__ = [
     "equivalence_verdict",
     "holm",
     "mde_paired",
+    "mde_one_run",
     "mean_ci",
     "prediction_interval",
     "seeds_decision",
@@ -119,6 +121,38 @@ def prediction_interval(values, confidence: float = 0.95) -> tuple[float, float]
         return math.nan, math.nan
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) * math.sqrt(1 + 1 / n))
     return float(x.mean()) - half, float(x.mean()) + half
+
+
+def clip_interval(low: float, high: float, bounds: tuple[float, float] = (0.0, 100.0)) -> tuple[float, float, bool]:
+    """An interval cut to a bounded scale (accuracy in points: [0, 100]), and whether it had to be cut.
+
+    A t-interval of a few far-apart accuracies can reach below 0 or above 100; the part outside the
+    scale is impossible, so it is cut off and the interval is marked (it is then wider than the data
+    can support, not narrower: read it as "the data barely constrain the mean"). nan bounds stay nan.
+    """
+    lower, upper = bounds
+    if _missing(low) or _missing(high) or not (math.isfinite(low) and math.isfinite(high)):
+        return low, high, False
+    clipped = low < lower or high > upper
+    return max(float(low), lower), min(float(high), upper), clipped
+
+
+def mde_one_run(values, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest shift of one new run from our mean that the prediction-interval check detects with `power`.
+
+    One new run x differs from the mean of n runs by (x - mean) / (s·sqrt(1 + 1/n)) ~ t(n - 1) under
+    "same distribution"; the shift detected with `power` at two-sided `alpha` solves the noncentral-t
+    power equation (noncentrality d·sqrt(n) in the paired solver), so it is d·s·sqrt(n + 1). It is
+    always larger than the prediction interval's half-width; nan for n < 3 (no prediction interval).
+    """
+    x = _finite(values)
+    n = len(x)
+    if n < 3:
+        return math.nan
+    sd = float(x.std(ddof=1))
+    if sd == 0:
+        return 0.0
+    return _effect_size(n, 1.0, float(alpha), float(power), True) * sd * math.sqrt(n + 1)
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float, int]:

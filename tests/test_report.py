@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as htmllib
 import importlib.util
 import re
 import shutil
@@ -24,6 +25,9 @@ from study.studies import list_studies
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
+#: The studies of the finished quick run (`quick_run`) and where the Chromium test keeps its screenshots.
+QUICK_STUDIES = ("contrasts", "paper", "robustness", "search")
+ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 
 
 def _load_fixture_module():
@@ -38,12 +42,13 @@ fixture = _load_fixture_module()
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """Two studies rendered once through the CLI: a full one and a tiny multi-objective one."""
+    """Three studies rendered once through the CLI: a full one, a tiny one, and a multi-objective search of one trial."""
     base = tmp_path_factory.mktemp("report")
     runs, out = base / "runs", base / "reports"
     fixture.make_study(runs, "fixture")
     tiny = fixture.make_study(runs, "tiny-mo", seeds=1, search_trials=0, journal_trials=0)
     fixture.write_journal(tiny / "optuna.journal", "tiny-mo", trials=1, multi_objective=True)
+    fixture.make_search_study(runs, "tiny-search", trials=1, multi_objective=True)
     assert main(["--runs", str(runs), "--out", str(out)]) == 0
     return runs, out
 
@@ -76,7 +81,9 @@ def test_table_one_matches_pandas_and_scipy(built):
         assert row["paper"] == paper
         assert row["diff_vs_paper"] == pytest.approx(mean - paper)
         half = sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) * (1 + 1 / len(x)) ** 0.5  # one run's 95% PI
-        assert (row["pi_low"], row["pi_high"]) == (pytest.approx(mean - half), pytest.approx(mean + half))
+        pi = (max(mean - half, 0.0), min(mean + half, 100.0))  # cut to the accuracy scale, and marked so
+        assert (row["pi_low"], row["pi_high"]) == (pytest.approx(pi[0]), pytest.approx(pi[1]))
+        assert bool(row["pi_clipped"]) == (mean - half < 0 or mean + half > 100)
         if len(x) >= 3:
             assert bool(row["paper_in_range"]) == (mean - half <= paper <= mean + half)
         else:
@@ -150,11 +157,12 @@ def test_every_section_is_present(built):
     _, out = built
     html = _page(out)
     for title in ("Run", "Table I", "Table II", "Axis: kernels", "Training curves", "Accuracy vs FLOPs",
-                  "Optuna search", "Robustness to degradation", "Claims check"):
+                  "Robustness to degradation", "Claims check"):
         assert title in html
-    for name in ("ablation_kernels", "pareto", "robustness", "curves_mnist", "optuna_history",
-                 "optuna_importances", "optuna_parallel"):
+    for name in ("ablation_kernels", "pareto", "robustness", "curves_mnist", "table_i_models"):
         assert (out / "fixture" / f"{name}.svg").is_file(), name
+    # a grid study's journal holds its cells (variant, dataset, seed), not a search: no Optuna plots
+    assert "Search" not in re.findall(r"<h2[^>]*>\d+ ([^<]+) <a", html) and not list((out / "fixture").glob("optuna*"))
     assert "not detectable" in html  # quick profile: the typical MDE sentence
     assert "1 history files missing" in html
 
@@ -190,8 +198,8 @@ def test_partial_study_lists_missing_cells(built):
 
 def test_multi_objective_journal_and_too_few_trials_are_notes(built):
     _, out = built
-    tiny = _page(out, "tiny-mo")
-    assert "Parameter importances need at least 2 completed trials" in tiny
+    tiny = _page(out, "tiny-search")
+    assert "Parameter importances and parallel coordinates need at least 2 completed trials" in tiny
     assert "Pareto-optimal trials for objectives maximize, minimize" in tiny
 
 
@@ -221,11 +229,15 @@ def _chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium not installed (apt-get install -y chromium)")
-def test_headless_chromium_loads_page_without_errors(built, tmp_path):
-    _, out = built
-    page = out / "fixture" / "index.html"
-    shot = tmp_path / "report.png"
-    loaded = _chromium(f"--screenshot={shot}", "--window-size=1280,2000", "--hide-scrollbars", page.as_uri(),
+@pytest.mark.parametrize("page_name", ["index", *QUICK_STUDIES])
+def test_headless_chromium_loads_every_page_without_errors(quick_run, tmp_path, page_name):
+    """The index and every study page: no console line, every image loads; a screenshot is kept in test-artifacts/."""
+    _, out = quick_run
+    page = out / "index.html" if page_name == "index" else out / page_name / "index.html"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / f"{page_name}.png"
+    shot.unlink(missing_ok=True)
+    loaded = _chromium(f"--screenshot={shot}", "--window-size=1280,2400", "--hide-scrollbars", page.as_uri(),
                        user_data=tmp_path / "profile")
     # The page has no script of its own, so any console line (CSP violation, blocked load) is a defect.
     console = [line for line in loaded.stderr.splitlines() if ":CONSOLE" in line]
@@ -233,19 +245,19 @@ def test_headless_chromium_loads_page_without_errors(built, tmp_path):
     assert shot.is_file() and shot.stat().st_size > 10_000
     # Image load status needs a script, which the page's CSP forbids: probe a copy that allows one.
     probe = page.with_name("probe.html")
-    html = page.read_text(encoding="utf-8").replace("style-src 'unsafe-inline'",
+    text = page.read_text(encoding="utf-8").replace("style-src 'unsafe-inline'",
                                                     "style-src 'unsafe-inline'; script-src 'unsafe-inline'")
-    html = html.replace("</body>", "<script>addEventListener('load', () => { const i = [...document.images]; "
+    text = text.replace("</body>", "<script>addEventListener('load', () => { const i = [...document.images]; "
                         "document.body.dataset.images = i.length + ':' + i.filter(x => !(x.complete && "
                         "x.naturalWidth > 0)).length; });</script></body>")
-    probe.write_text(html, encoding="utf-8")
+    probe.write_text(text, encoding="utf-8")
     try:
         dom = _chromium("--dump-dom", probe.as_uri(), user_data=tmp_path / "profile").stdout
     finally:
         probe.unlink()
     status = re.search(r'data-images="(\d+):(\d+)"', dom)
     assert status, "probe script did not run"
-    assert int(status.group(1)) == page.read_text(encoding="utf-8").count("<img ") > 0
+    assert int(status.group(1)) == page.read_text(encoding="utf-8").count("<img ")
     assert status.group(2) == "0", "some images did not load"
 
 
@@ -255,11 +267,9 @@ def test_rebuild_replaces_stale_outputs(built, tmp_path):
     (out / "fixture").mkdir(parents=True)
     (out / "fixture" / "ablation_gone.svg").write_text("<svg/>")
     shutil.copytree(runs / "fixture", tmp_path / "runs" / "fixture")
-    journal = tmp_path / "runs" / "fixture" / "optuna.journal"
-    journal.unlink()  # keep this rebuild fast; the journal is covered above
     assert main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--study", "fixture"]) == 0
     assert not (out / "fixture" / "ablation_gone.svg").exists()
-    assert "No optuna.journal" in _page(out)
+    assert (out / "fixture" / "ablation_kernels.svg").is_file()
 
 
 
@@ -371,13 +381,13 @@ def test_index_shows_matched_and_raw_cost(run_summary):
 def test_index_lists_studies_not_run_with_their_command(run_summary):
     _, out = run_summary
     html = (out / "index.html").read_text(encoding="utf-8")
-    not_run = html[html.index('<h2 id="not-run">'):]
+    not_run = html[html.index('<h2 id="not-run">'):html.index("<footer")]
     missing = [name for name in list_studies() if name not in ("contrasts", OLD_STUDY)]
     assert missing, "ablations/ should hold studies besides contrasts"
     for name in missing:
         assert f"<strong>{name}</strong>" in not_run
         assert f"<code>nox -s ablations -- --only {name}</code>" in not_run
-    assert "--only contrasts" not in html
+    assert "--only contrasts" not in not_run
 
 
 def test_index_tolerates_runs_without_the_newer_fields(run_summary):
@@ -402,7 +412,7 @@ def test_study_page_uses_the_new_verdicts(run_summary):
 def test_built_index_summarises_the_fixture_study(built):
     runs, out = built
     csv = pd.read_csv(out / "contrasts.csv")
-    assert list(dict.fromkeys(csv["study"])) == ["fixture", "tiny-mo"]  # no study.json kind: grid, by its axes
+    assert list(dict.fromkeys(csv["study"])) == ["fixture", "tiny-mo"]  # tiny-search: no contrasts  # no study.json kind: grid, by its axes
     expected = stats.compare_axis(load_table(runs / "fixture" / "results.jsonl"), "kernels")
     assert len(expected) == 6  # three variants against {3,5,7} on two datasets
     rows = csv[csv["study"] == "fixture"].set_index("contrast")
@@ -469,7 +479,8 @@ def test_k_fold_rows_go_to_a_low_data_table_never_beside_the_paper():
     # the paper's 99.47 against one run's 95% prediction interval of 99, 100, 98 (n = 3)
     x = np.array([99.0, 100.0, 98.0])
     half = sps.t.ppf(0.975, 2) * x.std(ddof=1) * np.sqrt(1 + 1 / 3)
-    assert one.loc["val-split", "pi_high"] == pytest.approx(99.0 + half)
+    assert 99.0 + half > 100 and one.loc["val-split", "pi_high"] == 100.0 and one.loc["val-split", "pi_clipped"]
+    assert one.loc["val-split", "pi_low"] == pytest.approx(99.0 - half)
     assert bool(one.loc["val-split", "paper_in_range"])
 
 
@@ -480,3 +491,271 @@ def test_a_significant_difference_inside_the_margin_says_it_is_small():
     assert text.startswith("Single kernel is better than the paper block by 0.2 points")
     assert "a real but small difference, its whole CI inside the ±3-point equivalence margin" in text
     assert "small" not in summary.answer({**record, "diff": 4.0, "ci_low": 2.0, "ci_high": 6.0})
+
+
+# --- the report of a finished quick run: only what each study measured, honest numbers ------------------------
+
+
+#: Blocks that carry data: a table, a figure, a list of facts, a claim with its verdict.
+_DATA_BLOCK = re.compile(r'<table|<img |<dl class="facts"|<div class="claim"')
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """Every kind of study a finished quick run leaves (fixtures in the runner's formats), rendered through the CLI."""
+    base = tmp_path_factory.mktemp("quick")
+    runs, out = base / "runs", base / "reports"
+    fixture.make_quick_run(runs)
+    assert main(["--runs", str(runs), "--out", str(out)]) == 0
+    return runs, out
+
+
+def _pages(out: Path) -> dict[str, str]:
+    pages = {"index": (out / "index.html").read_text(encoding="utf-8")}
+    pages.update({name: _page(out, name) for name in QUICK_STUDIES})
+    return pages
+
+
+def _sections(html: str) -> dict[str, str]:
+    """Each numbered section of a study page (its h2 up to the next h2 or the footer), by title."""
+    parts = re.split(r'(<h2 id="s\d+">\d+ [^<]+)', html[:html.index("<footer")])
+    return {re.sub(r'<h2 id="s\d+">\d+ ', "", head).strip(): body for head, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _html_tables(page: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(headers, rows of cell texts) of every table of a page."""
+    found = []
+    for table in re.findall(r"<table[^>]*>(.*?)</table>", page, re.S):
+        headers = [htmllib.unescape(h) for h in re.findall(r"<th>(.*?)</th>", table)]
+        rows = [[htmllib.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+                for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)]
+        found.append((headers, [r for r in rows if r]))
+    return found
+
+
+def test_quick_run_pages_have_no_section_without_data(quick_run):
+    _, out = quick_run
+    for name in QUICK_STUDIES:
+        sections = _sections(_page(out, name))
+        assert sections, name
+        for title, body in sections.items():
+            assert _DATA_BLOCK.search(body), f"{name}: section {title!r} shows no data"
+        for placeholder in ("No degraded-data rows", "not testable", "No optuna.journal", "No training history",
+                            "No ok rows yet", "no ablation axis"):
+            assert placeholder not in _page(out, name), (name, placeholder)
+    assert set(_sections(_page(out, "contrasts"))) == {"Run", "Ablations", "Training curves", "Accuracy vs FLOPs"}
+    assert set(_sections(_page(out, "robustness"))) == {"Run", "Training curves", "Robustness to degradation"}
+    assert set(_sections(_page(out, "search"))) == {"Run", "Accuracy vs FLOPs", "Search"}
+    assert {"Table I — accuracy vs the paper", "Table II — cost", "Claims check"} <= set(_sections(_page(out, "paper")))
+
+
+def test_quick_run_accuracy_intervals_stay_in_0_100_and_clipping_is_marked(quick_run):
+    runs, out = quick_run
+    for name in QUICK_STUDIES:
+        for csv in (out / name).glob("*.csv"):
+            frame = pd.read_csv(csv)
+            for column in ("ci_low", "ci_high", "pi_low", "pi_high"):
+                if column in frame and csv.stem in ("table_i", "robustness"):
+                    assert frame[column].dropna().between(0, 100).all(), (csv, column)
+    for page, html in _pages(out).items():
+        for headers, rows in _html_tables(html):
+            if "accuracy %" not in headers:
+                continue
+            for column in ("95% CI", "one run, 95% PI"):
+                if column not in headers:
+                    continue
+                for row in rows:
+                    bounds = re.fullmatch(r"\[(-?[\d.]+), (-?[\d.]+)\]\*?", row[headers.index(column)])
+                    if bounds:
+                        assert 0 <= float(bounds.group(1)) <= float(bounds.group(2)) <= 100, (page, row)
+    # LR-Net's two far-apart seeds (30.0 and 94.5): the raw t-interval spans [-377, +502], shown cut and marked
+    x = np.array([30.0, 94.5])
+    low, high = sps.t.interval(0.95, 1, loc=x.mean(), scale=sps.sem(x))
+    assert low < 0 and high > 100
+    one = pd.read_csv(out / "paper" / "table_i.csv").set_index("model")
+    assert (one.loc["lrnet_paper", "ci_low"], one.loc["lrnet_paper", "ci_high"]) == (0.0, 100.0)
+    assert one.loc["lrnet_paper", "ci_clipped"]
+    for html in (_page(out, "paper"), (out / "index.html").read_text(encoding="utf-8")):
+        assert "[0.00, 100.00]*" in html and "cut to it" in html
+    headers = [h for h, _ in _html_tables(_page(out, "paper"))]
+    assert any("paper within one run's range" in h for h in headers) and ">yes<" not in _page(out, "paper")  # n = 2
+
+
+def test_agreement_is_never_coloured_beyond_the_mde(quick_run):
+    _, out = quick_run
+    for page, html in _pages(out).items():
+        for headers, rows in _html_tables(html):
+            if "paper within one run's range" in headers:
+                for row in rows:
+                    cell = row[headers.index("paper within one run's range")]
+                    if cell == "yes":
+                        delta, mde = row[headers.index("Δ vs paper")], row[headers.index("MDE (one run)")]
+                        assert abs(float(delta)) <= float(mde), (page, row)
+    csv = pd.read_csv(out / "contrasts.csv")
+    equivalent = csv[csv["verdict"].str.startswith("equivalent")]
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for r in equivalent.itertuples():
+        coloured = f'<td class="text equiv">{r.verdict}</td>' in index
+        assert coloured == (abs(r.delta) <= r.mde), r
+    # a Table I row with the paper inside one run's range but a gap beyond the MDE is not called agreement
+    from study.report.build import _paper_in_range_cell
+
+    cell = _paper_in_range_cell({"paper_in_range": True, "n": 5, "paper": 95.0, "diff_vs_paper": -4.0,
+                                 "mde_one_run": 3.0, "paper_agrees": False})
+    assert cell[1] != "good"
+    record = {"verdict": stats.equivalence_verdict(3.0), "diff": 2.5, "mde": 1.0}
+    assert _verdict_cell(record)[1] == "muted" and _verdict_cell({**record, "mde": 2.6})[1] == "equiv"
+
+
+def test_quick_run_optuna_plots_only_for_the_search_and_never_seed(quick_run):
+    runs, out = quick_run
+    for name in ("contrasts", "paper", "robustness"):
+        assert not list((out / name).glob("optuna*")), name  # grid journals hold cells, not a search
+        assert "Optimisation history" not in _page(out, name)
+    assert (runs / "contrasts" / "optuna.journal").is_file()  # ...though the contrasts study has one
+    names = {p.stem for p in (out / "search").glob("optuna*.svg")}
+    assert {"optuna_history", "optuna_importances", "optuna_parallel"} <= names
+    importances = pd.read_csv(out / "search" / "optuna_importances.csv")
+    assert set(importances["parameter"]) == {"width", "kernel", "lr"}
+    assert "seed" not in pd.read_csv(out / "search" / "optuna_trials.csv").columns
+    for svg in (out / "search").glob("optuna*.svg"):
+        # text is drawn as paths; matplotlib keeps each label in a comment, so a seed axis would show here
+        assert b"seed" not in svg.read_bytes().lower(), svg.name
+    parallel = (out / "search" / "optuna_parallel.svg").read_bytes()
+    assert all(p.encode() in parallel for p in ("width", "kernel", "lr"))
+    html = _page(out, "search")
+    assert "searching width, kernel, lr" in html and "seed =" not in html
+    contrasts = _page(out, "contrasts")
+    assert 'ablation_contrasts.svg' in contrasts  # grid studies get per-variant distributions instead
+
+
+def test_quick_run_one_epoch_curves_have_points_and_bands(quick_run):
+    runs, out = quick_run
+    history = pd.read_csv(next((runs / "contrasts" / "history").glob("*.csv")))
+    assert history["epoch"].max() == 1.0 and history["epoch_end"].sum() == 1 and len(history) >= 10
+    for name in ("contrasts", "paper", "robustness"):
+        curves = pd.read_csv(out / name / "training_curves.csv")
+        assert set(curves["x_name"]) == {"step"}
+        for _, curve in curves.groupby(["curve", "dataset"]):
+            assert curve["val_acc_mean"].notna().sum() >= 3 and curve["train_loss_mean"].notna().sum() >= 3
+        assert (out / name / "curves_fashion-mnist.svg").is_file()
+    curves = pd.read_csv(out / "contrasts" / "training_curves.csv")
+    assert set(curves["curve"]) == set(fixture.CONTRAST_VARIANTS) | {fixture.CONTRAST_REFERENCE}
+    assert set(curves["n"]) == {len(fixture.CONTRAST_SEEDS)}  # mean over every seed...
+    # ...and the band is the SD over seeds at each logged step, recomputed here from the history files
+    table = load_table(runs / "contrasts" / "results.jsonl")
+    rows = table[table["variant"] == fixture.CONTRAST_REFERENCE]
+    stacked = pd.concat([pd.read_csv(runs / "contrasts" / p) for p in rows["history_path"]])
+    expected = stacked.groupby("step")["val_acc"].agg(["mean", "std"])
+    mine = curves[curves["curve"] == fixture.CONTRAST_REFERENCE].set_index("x")
+    assert list(mine.index) == list(expected.index)
+    assert mine["val_acc_mean"].to_numpy() == pytest.approx(expected["mean"].to_numpy())
+    assert mine["val_acc_sd"].to_numpy() == pytest.approx(expected["std"].to_numpy())
+
+
+def test_curves_need_three_points_and_old_histories_use_epochs(tmp_path):
+    from study.report.curves import drawable, load_histories, mean_curves
+
+    rows = []
+    for seed, epochs in ((0, 2), (1, 4)):
+        path = tmp_path / f"old-{seed}.csv"
+        pd.DataFrame({"epoch": range(1, epochs + 1), "train_loss": 1.0, "val_acc": 0.5}).to_csv(path, index=False)
+        rows.append({"variant": "v", "dataset": "mnist", "seed": seed, "history_path": str(path)})
+    histories, missing = load_histories(pd.DataFrame(rows), tmp_path, label="variant")
+    curves = mean_curves(histories)
+    assert not missing and set(curves["x_name"]) == {"epoch"} and list(curves["n"]) == [2, 2, 1, 1]
+    assert len(drawable(curves)) == 4
+    assert drawable(mean_curves(histories[histories["epoch"] <= 2])).empty  # two points: no curve
+
+
+def test_quick_run_index_summarises_every_study(quick_run):
+    runs, out = quick_run
+    index = (out / "index.html").read_text(encoding="utf-8")
+    csv = pd.read_csv(out / "contrasts.csv")
+    for study in QUICK_STUDIES:
+        section = _section(index, study)
+        assert f'href="{study}/index.html"' in section
+        assert "<dt>question</dt>" in section
+    for r in csv.itertuples():  # each contrast with its Δ, CI, MDE and verdict
+        row = next(row for row in _rows(_section(index, r.study), "contrasts") if row[0] == htmllib.escape(r.contrast))
+        assert row[2] == f"{r.delta:+.2f}" and row[5] == r.verdict
+        assert row[4] == (f"{r.mde:.2f}" if r.mde <= 100 else "&gt; 100")  # beyond 100 points nothing is detectable
+        cut = r.ci_low < -100 or r.ci_high > 100  # a difference of accuracies lies in [-100, 100]
+        assert row[3] == f"[{max(r.ci_low, -100):+.2f}, {min(r.ci_high, 100):+.2f}]" + ("*" if cut else "")
+    assert set(csv["study"]) == {"contrasts", "paper"}
+    assert "cut to ±100" in _section(index, "paper")  # paper: two far-apart LR-Net seeds
+    # studies without contrasts still answer in one line: robustness per degradation, search its best trial
+    robustness = _section(index, "robustness")
+    for level in ("blur:1.0", "noise:0.2"):
+        assert f"lrnet_paper under {level} is worse than the same model on clean images on fashion-mnist" in robustness
+    table = load_table(runs / "search" / "results.jsonl")
+    best = table.loc[table["test_accuracy"].idxmax()]
+    assert (f"Best of {len(table)} trained trials: {best['variant']} at {best['test_accuracy'] * 100:.2f} % test "
+            "accuracy") in _section(index, "search")
+    assert "no pre-registered contrasts" not in index
+    contrasts = _section(index, "contrasts")
+    assert contrasts.count('<ul class="answers">') == 1 and contrasts.count("<li><span class=\"badge") == 2
+    tables_part = index[index.index('<h2 id="paper-tables">'):index.index('<h2 id="not-run">')]
+    assert "Table I — test accuracy (%) vs the paper, from study paper" in tables_part
+    assert "Table II — cost per model, from study paper" in tables_part
+    assert 'href="paper/table_i.csv"' in tables_part and 'href="paper/table_ii.csv"' in tables_part
+    not_run = index[index.index('<h2 id="not-run">'):index.index("<footer")]
+    for name in set(list_studies()) - set(QUICK_STUDIES):
+        assert f"<code>nox -s ablations -- --only {name}</code>" in not_run
+
+
+def test_every_table_and_figure_links_its_csv_and_every_page_has_provenance(quick_run):
+    _, out = quick_run
+    for page, html in _pages(out).items():
+        folder = out if page == "index" else out / page
+        body = html[:html.index("<footer")]
+        captions = re.findall(r'<(?:p class="caption"|figcaption)>(.*?)</(?:p|figcaption)>', body, re.S)
+        assert len(captions) == body.count("<table") + body.count("<figure>") >= 2
+        for caption in captions:
+            csv = re.search(r'href="([^"]+\.csv)"', caption)
+            assert csv, (page, caption)
+            assert (folder / csv.group(1)).is_file(), (page, csv.group(1))
+        footer = html[html.index("<footer"):]
+        for label in ("command", "commit", "profile", "machine"):
+            assert f"<dt>{label}</dt>" in footer, (page, label)
+        assert fixture.QUICK_COMMIT in footer and fixture.QUICK_DEVICE in footer
+    assert "<code>nox -s ablations -- --only search</code>" in _page(out, "search")
+
+
+def test_footer_command_runs_the_study_again(tmp_path):
+    from study.report.build import StudyRun
+    from study.report.provenance import study_command
+    from study.studies import ABLATIONS
+
+    table = pd.DataFrame({"profile": ["paper"]})
+
+    def command(**prov) -> str:
+        return study_command(StudyRun("kernels", tmp_path, table, prov, None))
+
+    assert command(study="kernels", profile="quick", spec_file=str(ABLATIONS / "kernels.toml")) == \
+        "nox -s ablations -- --only kernels"
+    assert command(study="kernels", profile="quick", spec_file="ablations/kernels.toml") == \
+        "nox -s ablations -- --only kernels"
+    assert command(study="tiny", profile="quick", spec_file="/tmp/x/tiny.toml") == "nox -s ablations -- --only /tmp/x/tiny.toml"
+    assert command() == "nox -s ablations -- --only kernels --profile paper"  # an older run: from its rows
+    assert command(command="python -m study run --only kernels --seeds 8") == "python -m study run --only kernels --seeds 8"
+
+
+def test_a_metric_logged_only_at_epoch_end_gets_no_empty_panel(tmp_path):
+    from study.report import figures
+    from study.report.curves import drawable, drawn_metrics, load_histories, mean_curves
+
+    rows = []
+    for seed in range(3):
+        path = tmp_path / f"h{seed}.csv"
+        fixture.write_step_history(path, 0.8, np.random.default_rng(seed))
+        history = pd.read_csv(path)
+        history.loc[history["epoch_end"] == 0, ["val_loss", "val_acc"]] = np.nan  # validated once, at the end
+        history.to_csv(path, index=False)
+        rows.append({"variant": "v", "dataset": "mnist", "seed": seed, "history_path": path.name})
+    curves = drawable(mean_curves(load_histories(pd.DataFrame(rows), tmp_path, label="variant")[0]))
+    assert drawn_metrics(curves, "mnist") == ["train_loss"]
+    fig = figures.curves_figure(curves, "mnist", {"v": figures.OTHER})
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 1 and visible[0].get_ylabel() == "training loss" and len(visible[0].lines) == 1
+    assert len(visible[0].lines[0].get_xdata()) == len(pd.read_csv(tmp_path / "h0.csv")) >= 10

@@ -546,3 +546,27 @@ def test_prediction_interval_is_for_one_run_and_needs_three():
     _, ci_low, ci_high, _ = stats.mean_ci(x)
     assert low < ci_low and high > ci_high  # wider than the CI of the mean
     assert all(np.isnan(prediction_interval([80.0, 81.0])))
+
+
+def test_clip_interval_cuts_to_the_accuracy_scale_and_says_so():
+    assert stats.clip_interval(-0.65, 125.15) == (0.0, 100.0, True)
+    assert stats.clip_interval(97.2, 101.3) == (97.2, 100.0, True)
+    assert stats.clip_interval(80.0, 90.0) == (80.0, 90.0, False)
+    low, high, clipped = stats.clip_interval(math.nan, math.nan)
+    assert math.isnan(low) and math.isnan(high) and not clipped
+    assert stats.clip_interval(-3.0, 2.0, bounds=(-1.0, 1.0)) == (-1.0, 1.0, True)
+
+
+def test_mde_one_run_has_the_stated_power_against_the_prediction_interval():
+    x = np.array([80.0, 82.0, 81.0, 85.0])
+    n, s = len(x), x.std(ddof=1)
+    mde = stats.mde_one_run(x)
+    # power of "one new run outside the 95% prediction interval" at a true shift of mde, from scipy's noncentral t
+    crit = sps.t.ppf(0.975, n - 1)
+    nc = mde / (s * np.sqrt(1 + 1 / n))
+    power = sps.nct.sf(crit, n - 1, nc) + sps.nct.cdf(-crit, n - 1, nc)
+    assert power == pytest.approx(0.8, abs=1e-4)
+    low, high = stats.prediction_interval(x)
+    assert mde > (high - low) / 2  # inside the prediction interval is always closer than the MDE
+    assert math.isnan(stats.mde_one_run([80.0, 81.0]))
+    assert stats.mde_one_run([3.0, 3.0, 3.0]) == 0.0

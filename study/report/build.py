@@ -19,9 +19,9 @@ import pandas as pd
 
 from study import stats
 from study.errors import KitError
-from study.report import display, figures, summary, tables
+from study.report import display, figures, optuna_search, provenance, summary, tables
 from study.report.claims import check_claims
-from study.report.curves import load_histories, mean_curves
+from study.report.curves import METRIC_NAMES, drawable, drawn_metrics, load_histories, mean_curves
 from study.report.html import (
     Facts,
     Figure,
@@ -106,22 +106,63 @@ def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None) -> li
 
 
 def write_index(studies: list[StudyRun], out_dir: Path, available: list[str] | None = None) -> list[Path]:
-    """The summary of the whole run: `<out>/index.html` and `<out>/contrasts.csv`; returns both paths.
+    """The summary of the whole run: `<out>/index.html`, `<out>/contrasts.csv` (and `<out>/costs.csv`); returns
+    the page and the contrasts CSV.
 
     Per study (the contrasts study first): its question, profile (PROXY flagged), contrasts with verdicts and
-    one-line answers, variant costs (matched and raw) and a link to its page; then the studies of
-    `available` (default: every ablations/*.toml) that have no run directory, with the command to run them.
+    one-line answers, variant costs (matched and raw) and a link to its page; Tables I and II of the studies
+    that trained the paper's baselines; then the studies of `available` (default: every ablations/*.toml)
+    that have no run directory, with the command to run them. The footer carries command, commit, profile
+    and machine of every study.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = [summary.summarise(s, urllib.parse.quote(s.name) + "/index.html"
-                                   if (out_dir / s.name / "index.html").exists() else None)
-                 for s in summary.order(studies)]
+    summaries = [summary.summarise(s, _page_link(out_dir, s.name)) for s in summary.order(studies)]
+    costs = [{"study": r["name"], **c} for r in summaries for c in r["costs"]]
+    if costs:
+        pd.DataFrame(costs).to_csv(out_dir / "costs.csv", index=False)
+        for record in summaries:
+            record["costs_csv"] = "costs.csv" if record["costs"] else None
+    else:
+        (out_dir / "costs.csv").unlink(missing_ok=True)  # no stale costs of an earlier run beside the new index
     missing = summary.not_run({s.name for s in studies}, available)
     csv = out_dir / "contrasts.csv"
     summary.contrasts_csv(summaries).to_csv(csv, index=False)
     path = out_dir / "index.html"
-    path.write_text(render_index(summaries, missing, _now()), encoding="utf-8")
+    paper = [_paper_tables(s, out_dir) for s in summary.order(studies) if len(s.table)]
+    path.write_text(render_index(summaries, missing, _now(), paper_tables=[p for p in paper if p],
+                                 footer=provenance.run_footer([s for s in studies if len(s.table)])),
+                    encoding="utf-8")
     return [path, csv]
+
+
+def _page_link(out_dir: Path, name: str) -> str | None:
+    """A study page's address relative to the index, when the page exists."""
+    return urllib.parse.quote(name) + "/index.html" if (out_dir / name / "index.html").exists() else None
+
+
+def _paper_tables(study: StudyRun, out_dir: Path) -> tuple[str, list] | None:
+    """Tables I and II of a study that trained the paper's baselines, for the index (linking the page's CSVs)."""
+    main = tables.main_rows(study.table)
+    if not main["model"].dropna().astype(str).map(tables.is_baseline).any():
+        return None
+    folder = urllib.parse.quote(study.name) + "/"
+    one = tables.table_one(study.table)
+    one = one[~one["low_data"]]
+    blocks = []
+    if len(one):
+        blocks.append(frame_table(one, table_one_columns(), caption=f"Table I — test accuracy (%) vs the paper, "
+                                  f"from study {study.name}; paper within one run's range only for n ≥ 3.",
+                                  csv=folder + "table_i.csv" if (out_dir / study.name / "table_i.csv").exists() else None,
+                                  row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
+        if (one["ci_clipped"] | one["pi_clipped"]).any():
+            blocks.append(Note(CLIPPED_NOTE, "warn"))
+    two = tables.table_two(study.table)
+    if len(two):
+        blocks.append(frame_table(two, table_two_columns(), caption=f"Table II — cost per model, from study "
+                                  f"{study.name} (1 multiply-add = 1 FLOP).",
+                                  csv=folder + "table_ii.csv" if (out_dir / study.name / "table_ii.csv").exists() else None,
+                                  row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
+    return (study.name, blocks) if blocks else None
 
 
 class _Outputs:
@@ -148,49 +189,55 @@ class _Outputs:
         frame.to_csv(self.folder / name, index=False)
         return name
 
-    def figure(self, svg: bytes, stem: str, caption: str) -> Figure:
-        """Write a figure as SVG and return it ready to embed."""
+    def figure(self, svg: bytes, stem: str, caption: str, csv: str | None = None) -> Figure:
+        """Write a figure as SVG and return it ready to embed, with the CSV of the numbers it draws."""
         name = self._name(stem, "svg")
         (self.folder / name).write_bytes(svg)
-        return Figure(svg, caption, name)
+        return Figure(svg, caption, name, csv)
 
 
 def write_study_report(study: StudyRun, folder: Path) -> Path:
-    """Write one study's page, figures and tables into `folder`; returns the page."""
+    """Write one study's page, figures and tables into `folder`; returns the page.
+
+    A section is written only when the study measured what it shows: Tables I and II and the claims only
+    for a study that trained the paper's baselines, the search plots only for a search study, and so on.
+    """
     out = _Outputs(folder)
     table = study.table
     main = tables.main_rows(table)
-    table_one = tables.table_one(table)
     margin = summary.equivalence_margin(study.provenance)
+    # the paper's claims and Tables I/II are about LR-Net against its baselines: only a study that trained them
+    baselines = bool(main["model"].dropna().astype(str).map(tables.is_baseline).any())
+    table_one = tables.table_one(table) if baselines else tables.table_one(table.iloc[0:0])
     versus = tables.lrnet_vs_baselines(table, margin)
     table_two = tables.table_two(table)
-    claims = check_claims(versus, table_two, set(main["model"]))
+    claims = check_claims(versus, table_two, set(main["model"])) if baselines else []
     palette = figures.model_palette(table["model"].dropna().astype(str))
-    book = ReportBook(f"Study {study.name}", _subtitle(study))
-
+    book = ReportBook(f"Study {study.name}", _subtitle(study), provenance.study_footer(study))
     ablations = {axis: _compare_axis(table, axis, margin) for axis in tables.ablation_axes(table)}
 
-    # the paper's claims and Table I are about LR-Net against its baselines: only a study that trained them shows them
-    baselines = bool(main["model"].dropna().astype(str).map(tables.is_baseline).any())
-    _summary(book, study, table_one, claims if baselines else [], ablations)
+    _summary(book, study, table_one, claims, ablations)
     _run_section(book.section("Run"), study)
     if baselines:
         _table_one_section(book.section("Table I — accuracy vs the paper"), out, table_one, versus, main)
-    _table_two_section(book.section("Table II — cost"), out, table_two)
-    _ablation_section(book.section("Ablations"), out, study, ablations)
-    _curves_section(book.section("Training curves"), out, study, main, palette)
-    _pareto_section(book.section("Accuracy vs FLOPs"), out, study, table, palette)
-    _robustness_section(book.section("Robustness to degradation"), out, table, palette)
-    if not baselines:
-        return book.to_file(folder / "index.html", _now())
-    book.section("Claims check").add(
-        Note("Each claim of the paper is checked against this study's own numbers. Accuracy: supported only "
-             "if LR-Net is significantly better (Holm-adjusted, α = 0.05) than every baseline on every dataset "
-             "where both were run; not supported if it is worse, or equivalent within the margin, somewhere; "
-             "inconclusive if the data cannot decide the remaining comparisons. Parameters and speed: medians "
-             "of Table II, LR-Net against every baseline."),
-        Verdicts(claims),
-    )
+        _table_two_section(book.section("Table II — cost"), out, table_two)
+    if ablations:
+        _ablation_section(book.section("Ablations"), out, study, ablations)
+    if summary.study_kind(study) != "search":
+        _curves_section(book, out, study, main)
+    _pareto_section(book, out, table, palette)
+    if summary.study_kind(study) == "search" and study.journal is not None:
+        _search_section(book.section("Search"), out, study)
+    _robustness_section(book, out, table, palette)
+    if baselines:
+        book.section("Claims check").add(
+            Note("Each claim of the paper is checked against this study's own numbers. Accuracy: supported only "
+                 "if LR-Net is significantly better (Holm-adjusted, α = 0.05) than every baseline on every dataset "
+                 "where both were run; not supported if it is worse, or equivalent within the margin, somewhere; "
+                 "inconclusive if the data cannot decide the remaining comparisons. Parameters and speed: medians "
+                 "of Table II, LR-Net against every baseline."),
+            Verdicts(claims),
+        )
     return book.to_file(folder / "index.html", _now())
 
 
@@ -215,9 +262,11 @@ def _summary(book: ReportBook, study: StudyRun, table_one: pd.DataFrame, claims,
     book.summary.append(Verdicts(claims, with_evidence=False))
     lrnet = table_one[table_one["model"] == tables.LRNET]
     if len(lrnet):
-        book.summary.append(Note("LR-Net test accuracy (%), ours [95% CI] vs the paper:", "info", [
+        clipped = f" ({display.CLIPPED} cut to [0, 100])" if lrnet["ci_clipped"].any() else ""
+        book.summary.append(Note(f"LR-Net test accuracy (%), ours [95% CI{clipped}] vs the paper:", "info", [
             f"{r['dataset']} ({display.text(r['protocol'])}): {display.pts(r['mean'])} "
-            f"{display.interval(r['ci_low'], r['ci_high'])}, n = {r['n']} — paper {display.pts(r['paper'])}"
+            f"{display.accuracy_interval(r['ci_low'], r['ci_high'], r['ci_clipped'])}, n = {r['n']} — paper "
+            f"{display.pts(r['paper'])}"
             + (" (outside the range of one run of ours)" if _paper_in_range_cell(r)[1] == "flag" else "")
             for r in lrnet.to_dict("records") if not r["low_data"]
         ]))
@@ -352,6 +401,35 @@ def _describe_baselines(baselines: list[str]) -> str:
                                "from random weights")
 
 
+CLIPPED_NOTE = (f"{display.CLIPPED} An interval that reached beyond its scale (0–100 % for an accuracy, ±100 points "
+                "for a difference of accuracies) is cut to it: with this few seeds and this much spread the data "
+                "barely constrain the number.")
+
+
+def table_one_columns() -> dict:
+    """Table I's columns (header → column and formatter, or a function of the row); the index shows them too."""
+    return {
+        "dataset": ("dataset", display.text), "model": ("model", display.text),
+        "protocol": ("protocol", display.text), "n": ("n", display.count),
+        "accuracy %": ("mean", display.pts),
+        "95% CI": lambda r: display.accuracy_interval(r["ci_low"], r["ci_high"], r["ci_clipped"]),
+        "one run, 95% PI": lambda r: display.accuracy_interval(r["pi_low"], r["pi_high"], r["pi_clipped"]),
+        "paper": ("paper", display.pts), "Δ vs paper": lambda r: display.pts(r["diff_vs_paper"], signed=True),
+        "MDE (one run)": ("mde_one_run", display.pts),
+        "paper within one run's range": _paper_in_range_cell,
+    }
+
+
+def table_two_columns() -> dict:
+    """Table II's columns; the index shows them too."""
+    return {
+        "model": ("model", display.text), "rows": ("rows", display.count), "params": ("params", display.count),
+        "MFLOPs": ("flops", display.mega), "train img/s": ("train_img_per_s", display.rate),
+        "inference img/s": ("infer_img_per_s", display.rate), "peak memory MB": ("peak_mem_mb", display.rate),
+        "device": ("devices", display.text),
+    }
+
+
 def _table_one_section(section: Section, out: _Outputs, table_one: pd.DataFrame, versus: pd.DataFrame,
                        main: pd.DataFrame) -> None:
     source = "the study's “paper” axis" if (main["axis"] == "paper").any() else "all axes (each run once)"
@@ -359,20 +437,11 @@ def _table_one_section(section: Section, out: _Outputs, table_one: pd.DataFrame,
         f"Test accuracy (%) on clean data from {source}: mean and 95% t-interval over seeds (n seeds; k-fold "
         "folds are averaged within a seed). “Paper” is the paper's Table I (VGG-16 ↔ vgg16_*, InceptionV3 ↔ "
         "inception_v3_*, LR-Net ↔ lrnet_paper); Δ = ours − paper. The paper's numbers are single runs: they "
-        "are checked against our 95% prediction interval for one run (n ≥ 3), not against the CI of our mean."))
-    if table_one.empty:
-        section.add(Note("No ok clean-data rows yet.", "warn"))
-        return
+        "are checked against our 95% prediction interval for one run (n ≥ 3), not against the CI of our mean, "
+        "and called in line with ours only when also |Δ| ≤ the MDE, the gap of one run this design detects "
+        "with 80% power."))
     full, low = table_one[~table_one["low_data"]], table_one[table_one["low_data"]]
-    columns = {
-        "dataset": ("dataset", display.text), "model": ("model", display.text),
-        "protocol": ("protocol", display.text), "n": ("n", display.count),
-        "accuracy %": ("mean", display.pts),
-        "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"]),
-        "one run, 95% PI": lambda r: display.interval(r["pi_low"], r["pi_high"]),
-        "paper": ("paper", display.pts), "Δ vs paper": lambda r: display.pts(r["diff_vs_paper"], signed=True),
-        "paper within one run's range": _paper_in_range_cell,
-    }
+    columns = table_one_columns()
     if len(full):
         section.add(frame_table(full, columns, caption="Table I reproduction.", csv=out.csv(full, "table_i"),
                                 row_class=lambda r: "reference" if r["model"] == tables.LRNET else "", collapse_over=30))
@@ -381,15 +450,22 @@ def _table_one_section(section: Section, out: _Outputs, table_one: pd.DataFrame,
         sub.add(Note("Only a test split was available for these datasets: each model trained on 4/5 of it and was "
                      "tested on the remaining fold, the fold rotating over seeds. This is a different, smaller-data "
                      "protocol than the paper's, so these numbers are not put beside the paper's.", "warn"))
-        low_columns = {k: v for k, v in columns.items() if k not in ("paper", "Δ vs paper", "paper within one run's range")}
+        low_columns = {k: v for k, v in columns.items()
+                       if k not in ("paper", "Δ vs paper", "MDE (one run)", "paper within one run's range")}
         sub.add(frame_table(low, low_columns, caption="Low-data protocol (not comparable with the paper).",
                             csv=out.csv(low, "table_i_low_data"),
                             row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
-    sub = section.subsection("LR-Net vs each baseline")
-    if versus.empty:
-        sub.add(Note("Not computable: needs ok rows of lrnet_paper and of at least one baseline on the same "
-                     "dataset."))
-        return
+    if (table_one["ci_clipped"] | table_one["pi_clipped"]).any():
+        section.add(Note(CLIPPED_NOTE, "warn"))
+    points = tables.model_points(main)
+    section.add(out.figure(figures.to_svg(figures.ablation_figure(points, "model", xlabel="model (LR-Net in vermillion)")),
+                           "table_i_models", "Test accuracy per model: dots are seeds, bars the mean with its 95% "
+                           "t-interval (cut to [0, 100]).", csv=out.csv(points, "table_i_points")))
+    if not versus.empty:
+        _versus_subsection(section.subsection("LR-Net vs each baseline"), out, versus)
+
+
+def _versus_subsection(sub: Section, out: _Outputs, versus: pd.DataFrame) -> None:
     sub.add(Note("Δ = LR-Net − baseline in points. Paired by seed where at least two seeds are shared, "
                  "Welch otherwise; p-values Holm-adjusted across the baselines of each dataset. Verdict: better / "
                  "worse (t-test), equivalent within the margin (TOST), else inconclusive — then read the CI and "
@@ -399,23 +475,35 @@ def _table_one_section(section: Section, out: _Outputs, table_one: pd.DataFrame,
         "LR-Net %": ("mean_lrnet", display.pts), "baseline %": ("mean_baseline", display.pts),
         "n": lambda r: f"{r['n_lrnet']} / {r['n_baseline']}",
         "Δ": lambda r: display.pts(r["diff"], signed=True),
-        "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"], signed=True),
+        "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
         "p (Holm)": ("p_adjusted", display.p_value), "test": lambda r: "paired" if r["paired"] else "Welch",
-        "MDE": ("mde", display.pts), "LR-Net is": _verdict_cell,
+        "MDE": ("mde", display.mde), "LR-Net is": _verdict_cell,
     }, caption="LR-Net against the baselines.", csv=out.csv(versus, "lrnet_vs_baselines")))
+    if _beyond(versus, -100.0, 100.0):
+        sub.add(Note(CLIPPED_NOTE, "warn"))
+
+
+def _beyond(frame: pd.DataFrame, low: float, high: float) -> bool:
+    """Whether any CI of a comparison table reaches beyond [low, high] (and is shown cut to it)."""
+    return bool(((frame["ci_low"] < low) | (frame["ci_high"] > high)).any())
 
 
 def _paper_in_range_cell(record: dict):
+    """In line with the paper (green) only inside one run's range and within the MDE; outside the range flagged."""
     inside = record["paper_in_range"]
-    if inside is pd.NA or inside is None:
+    if inside is pd.NA or inside is None or display.missing(inside):
         return ("– (n < 3)" if record["n"] < 3 and not pd.isna(record["paper"]) else "–", "muted")
-    return ("yes", "good") if inside else ("no: outside one run's range", "flag")
+    if not inside:
+        return ("no: outside one run's range", "flag")
+    if record.get("paper_agrees", True) and display.agrees(record["diff_vs_paper"], record.get("mde_one_run")):
+        return ("yes", "good")
+    return ("inside the range, but |Δ| > MDE", "muted")
 
 
 def _verdict_cell(record: dict):
     """A verdict styled by its kind: better good, worse bad, equivalent its own style, inconclusive muted."""
     verdict = str(record["verdict"])
-    return (verdict, display.verdict_class(verdict))
+    return (verdict, display.verdict_class(verdict, record.get("diff"), record.get("mde")))
 
 
 def _table_two_section(section: Section, out: _Outputs, table_two: pd.DataFrame) -> None:
@@ -423,15 +511,7 @@ def _table_two_section(section: Section, out: _Outputs, table_two: pd.DataFrame)
         "Medians over each model's ok rows. Parameters are trainable parameters; FLOPs are fvcore counts per "
         "image where one multiply-add counts as one FLOP (so they equal MACs); throughput in images per "
         "second; peak memory in MB. Throughput depends on the device listed."))
-    if table_two.empty:
-        section.add(Note("No ok rows yet.", "warn"))
-        return
-    section.add(frame_table(table_two, {
-        "model": ("model", display.text), "rows": ("rows", display.count), "params": ("params", display.count),
-        "MFLOPs": ("flops", display.mega), "train img/s": ("train_img_per_s", display.rate),
-        "inference img/s": ("infer_img_per_s", display.rate), "peak memory MB": ("peak_mem_mb", display.rate),
-        "device": ("devices", display.text),
-    }, caption="Table II: cost per model (1 multiply-add = 1 FLOP, fvcore).", csv=out.csv(table_two, "table_ii"),
+    section.add(frame_table(table_two, table_two_columns(), caption="Table II: cost per model (1 multiply-add = 1 FLOP, fvcore).", csv=out.csv(table_two, "table_ii"),
         row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
 
 
@@ -450,9 +530,6 @@ def _compare_axis(table: pd.DataFrame, axis: str, margin: float = summary.DEFAUL
 def _ablation_section(section: Section, out: _Outputs, study: StudyRun,
                       ablations: dict[str, pd.DataFrame | str]) -> None:
     table = study.table
-    if not ablations:
-        section.add(Note("This study has no ablation axis (only paper / robustness / search rows)."))
-        return
     margin = summary.equivalence_margin(study.provenance)
     section.add(Note(
         "Each variant against the axis's reference (the paper configuration), per dataset and degradation: "
@@ -463,7 +540,7 @@ def _ablation_section(section: Section, out: _Outputs, study: StudyRun,
         "the difference."))
     costs = summary.costs(study)
     if costs:
-        section.add(_cost_table(costs))
+        section.add(_cost_table(costs, out.csv(pd.DataFrame(costs), "costs")))
     for axis, result in ablations.items():
         sub = section.subsection(f"Axis: {axis}")
         points = tables.axis_points(table, axis)
@@ -477,17 +554,20 @@ def _ablation_section(section: Section, out: _Outputs, study: StudyRun,
                 "variant": ("variant", display.text), "n": lambda r: f"{r['n_variant']} / {r['n_reference']}",
                 "variant %": ("mean_variant", display.pts), "reference %": ("mean_reference", display.pts),
                 "Δ": lambda r: display.pts(r["diff"], signed=True),
-                "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"], signed=True),
+                "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
                 "p": ("p_value", display.p_value), "p (Holm)": ("p_adjusted", display.p_value),
-                "MDE": ("mde", display.pts), "verdict": _verdict_cell,
+                "MDE": ("mde", display.mde), "verdict": _verdict_cell,
             }, caption=f"Reference: {result['reference'].iloc[0]}.", csv=out.csv(result, f"ablation_{axis}")))
+            if _beyond(result, -100.0, 100.0):
+                sub.add(Note(CLIPPED_NOTE, "warn"))
         if len(points):
             sub.add(out.figure(figures.to_svg(figures.ablation_figure(points, axis)), f"ablation_{axis}",
                                f"Test accuracy per {axis} variant: dots are seeds, bars the mean with its 95% "
-                               f"t-interval; the reference is vermillion, its mean the dashed line."))
+                               f"t-interval (cut to [0, 100]); the reference is vermillion, its mean the dashed line.",
+                               csv=out.csv(points, f"ablation_{axis}_points")))
 
 
-def _cost_table(costs: list[dict]) -> Table:
+def _cost_table(costs: list[dict], csv: str | None = None) -> Table:
     """Each variant's cost as trained and, for capacity-matched variants, before matching (raw)."""
     return Table(
         ["variant", "network", "matched on", "width", "MFLOPs", "params", "raw MFLOPs", "raw params"],
@@ -495,103 +575,90 @@ def _cost_table(costs: list[dict]) -> Table:
           c["raw_params"]] for c in costs],
         caption="Cost per variant (per image; 1 multiply-add = 1 FLOP). Matched variants had their widths scaled "
                 "until their FLOPs (or params) matched the reference's; raw is the same variant before matching.",
-        numeric=[False, False, False, True, True, True, True, True])
+        numeric=[False, False, False, True, True, True, True, True], csv=csv)
 
 
-def _curves_section(section: Section, out: _Outputs, study: StudyRun, main: pd.DataFrame,
-                    palette: dict[str, str]) -> None:
-    histories, missing = load_histories(main, study.run_dir)
+def _curves_section(book: ReportBook, out: _Outputs, study: StudyRun, main: pd.DataFrame) -> None:
+    """Validation accuracy and training loss over steps, mean ± SD over seeds per variant; only curves with points."""
+    histories, missing = load_histories(main, study.run_dir, label="variant")
     if histories.empty:
-        section.add(Note("No training history could be read for the Table I runs.", "warn", missing))
         return
-    curves = mean_curves(histories)
-    section.add(Note("Mean over seeds with a ±1 SD band, per epoch; runs stopped early drop out of later "
-                     "epochs, so the tail of a curve may rest on fewer seeds."))
+    curves = drawable(mean_curves(histories))
+    if curves.empty:
+        return
+    section = book.section("Training curves")
+    x_name = "optimizer step" if curves["x_name"].iloc[0] == "step" else "epoch"
+    section.add(Note(f"Mean over seeds with a ±1 SD band, per {x_name} logged; runs stopped early drop out of "
+                     "later points, so the tail of a curve may rest on fewer seeds."))
     csv = out.csv(curves, "training_curves")
+    references = set(main.loc[main["is_reference"].map(tables.truthy), "variant"].astype(str))
+    palette = figures.curve_palette(curves["curve"], references | {tables.LRNET})
     for dataset in tables.dataset_order(curves["dataset"]):
+        drawn = " and ".join(METRIC_NAMES[m] for m in drawn_metrics(curves, dataset))
         section.add(out.figure(figures.to_svg(figures.curves_figure(curves, dataset, palette)),
-                               f"curves_{dataset}", f"{dataset}: validation accuracy and training loss."))
-    section.add(Note("Per-epoch means and SDs of every curve:", link=csv))
+                               f"curves_{dataset}", f"{dataset}: {drawn}.", csv=csv))
     if missing:
         section.add(Note(f"{len(missing)} history files missing or unreadable:", "info", missing, collapse_over=8))
 
 
-def _pareto_section(section: Section, out: _Outputs, study: StudyRun, table: pd.DataFrame,
-                    palette: dict[str, str]) -> None:
+def _pareto_section(book: ReportBook, out: _Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:
+    """Accuracy against FLOPs, with the Pareto front: only when at least two networks have both."""
     points = tables.pareto_points(table)
-    if points.empty:
-        section.add(Note("No ok clean-data rows with FLOPs yet.", "warn"))
-    else:
-        section.add(Note("One point per network and dataset (mean clean test accuracy over its runs, median "
-                         "FLOPs). The Pareto front — no other network both more accurate and cheaper — is "
-                         "computed from this table; coloured points are the Table I models, grey the "
-                         "ablation and search variants."))
-        section.add(out.figure(figures.to_svg(figures.pareto_figure(points, palette)), "pareto",
-                               "Accuracy vs FLOPs with the Pareto front (vermillion)."))
-        front = points[points["on_front"]]
-        section.add(frame_table(front, {
-            "dataset": ("dataset", display.text), "network": ("network", display.text),
-            "accuracy %": ("accuracy", display.pts), "MFLOPs": ("flops", display.mega),
-            "params": ("params", display.count), "runs": ("n", display.count),
-        }, caption=f"Pareto-optimal networks ({len(front)} of {len(points)} points; all points in the CSV).",
-            csv=out.csv(points, "pareto_points")))
-    _optuna_subsection(section.subsection("Optuna search"), out, study)
-
-
-def _optuna_subsection(section: Section, out: _Outputs, study: StudyRun) -> None:
-    if study.journal is None:
-        section.add(Note("No optuna.journal in this study's run directory: no search to show."))
+    if len(points) < 2:
         return
+    section = book.section("Accuracy vs FLOPs")
+    section.add(Note("One point per network and dataset (mean clean test accuracy over its runs, median "
+                     "FLOPs). The Pareto front — no other network both more accurate and cheaper — is "
+                     "computed from this table; coloured points are the Table I models, grey the "
+                     "ablation and search variants."))
+    csv = out.csv(points, "pareto_points")
+    section.add(out.figure(figures.to_svg(figures.pareto_figure(points, palette)), "pareto",
+                           "Accuracy vs FLOPs with the Pareto front (vermillion).", csv=csv))
+    front = points[points["on_front"]]
+    section.add(frame_table(front, {
+        "dataset": ("dataset", display.text), "network": ("network", display.text),
+        "accuracy %": ("accuracy", display.pts), "MFLOPs": ("flops", display.mega),
+        "params": ("params", display.count), "runs": ("n", display.count),
+    }, caption=f"Pareto-optimal networks ({len(front)} of {len(points)} points; all points in the CSV).", csv=csv))
+
+
+def _search_section(section: Section, out: _Outputs, study: StudyRun) -> None:
+    """The Optuna search of a search study: history, importances and parallel coordinates of the searched parameters."""
     try:
-        search = _load_optuna(study)
+        search = optuna_search.load(study)
     except Exception as err:  # noqa: BLE001  (a corrupt or foreign journal is a note, not a crash)
         section.add(Note(f"optuna.journal could not be read: {type(err).__name__}: {err}".splitlines()[0], "warn"))
         return
-    states = pd.Series([t.state.name for t in search.trials]).value_counts()
-    summary = f"Optuna study {search.study_name}: {len(search.trials)} trials (" + ", ".join(
-        f"{s.lower()} {n}" for s, n in states.items()) + ")."
-    directions = [d.name.lower() for d in search.directions]
-    if len(directions) == 1 and states.get("COMPLETE", 0):
-        best = search.best_trial
-        params = ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in best.params.items())
-        summary += f" Best value {best.value:.4g} ({directions[0]}) at trial {best.number}: {params}."
-    elif len(directions) > 1 and states.get("COMPLETE", 0):
-        summary += f" {len(search.best_trials)} Pareto-optimal trials for objectives {', '.join(directions)}."
-    section.add(Note(summary))
-    drawn, notes = figures.optuna_figures(search)
+    params = optuna_search.searched_params(search)
+    section.add(Note(optuna_search.summary_line(search, params)))
+    trials = optuna_search.trials_frame(search, params)
+    trials_csv = out.csv(trials, "optuna_trials")
+    importances, problem = optuna_search.importances(search, params)
+    importances_csv = out.csv(importances, "optuna_importances") if len(importances) else trials_csv
+    drawn, notes = figures.optuna_figures(search, params, importances=not problem)
+    notes = ([problem] if problem else []) + notes
     for name, title, svg in drawn:
-        section.add(out.figure(svg, name, title + "."))
+        section.add(out.figure(svg, name, title + ".", csv=importances_csv if name == "optuna_importances" else trials_csv))
     for note in notes:
         section.add(Note(note, "info"))
 
 
-def _load_optuna(study: StudyRun):
-    """The study's Optuna study from its journal (named like the study, or the journal's only study)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    backend = optuna.storages.journal.JournalFileBackend(str(study.journal))
-    storage = optuna.storages.JournalStorage(backend)
-    names = optuna.get_all_study_names(storage)
-    wanted = [str(study.provenance.get("study", study.name)), study.name]
-    name = next((n for n in wanted if n in names), names[0] if len(names) == 1 else None)
-    if name is None:
-        raise KitError(f"no study named {study.name!r} in the journal (it holds {names})")
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-def _robustness_section(section: Section, out: _Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:
+def _robustness_section(book: ReportBook, out: _Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:
+    """Accuracy per degradation: only when the study tested degraded data."""
     robust = tables.robustness_table(table)
     if robust.empty:
-        section.add(Note("No degraded-data rows in this study."))
         return
-    section.add(Note("Test accuracy (%) per degradation, mean and 95% t-interval over seeds; “none” is the same "
-                     "models on clean data."))
+    section = book.section("Robustness to degradation")
+    section.add(Note("Test accuracy (%) per degradation, mean and 95% t-interval over seeds (cut to [0, 100]); "
+                     "“none” is the same models on clean data."))
+    csv = out.csv(robust, "robustness")
     section.add(out.figure(figures.to_svg(figures.robustness_figure(robust, palette)), "robustness",
-                           "Accuracy vs degradation per model."))
+                           "Accuracy vs degradation per model.", csv=csv))
     section.add(frame_table(robust, {
         "dataset": ("dataset", display.text), "model": ("model", display.text),
         "degradation": ("degradation", display.text), "n": ("n", display.count),
-        "accuracy %": ("mean", display.pts), "95% CI": lambda r: display.interval(r["ci_low"], r["ci_high"]),
-    }, caption="Robustness.", csv=out.csv(robust, "robustness"),
-        row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
+        "accuracy %": ("mean", display.pts),
+        "95% CI": lambda r: display.accuracy_interval(r["ci_low"], r["ci_high"], r["ci_clipped"]),
+    }, caption="Robustness.", csv=csv, row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
+    if robust["ci_clipped"].any():
+        section.add(Note(CLIPPED_NOTE, "warn"))

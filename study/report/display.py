@@ -19,11 +19,25 @@ VERDICT_CLASSES = {"better": "good", "worse": "bad", "equivalent": "equiv", "inc
                    "insufficient": "muted"}
 
 
-def verdict_class(verdict) -> str:
-    """How a comparison's verdict is styled: better good, worse bad, equivalent its own, the rest muted."""
+def verdict_class(verdict, diff=None, mde=None) -> str:
+    """How a comparison's verdict is styled: better good, worse bad, equivalent its own, the rest muted.
+
+    "Equivalent" reads as agreement, so it keeps its colour only when |Δ| is within the MDE (when both
+    are given): a gap larger than the design could detect is never coloured as agreement.
+    """
     from study.report.tables import verdict_kind
 
-    return VERDICT_CLASSES[verdict_kind(verdict)]
+    kind = verdict_kind(verdict)
+    if kind == "equivalent" and not agrees(diff, mde):
+        return "muted"
+    return VERDICT_CLASSES[kind]
+
+
+def agrees(diff, mde) -> bool:
+    """Whether a difference may be shown as agreement: |Δ| ≤ MDE, or either unknown (nothing to contradict it)."""
+    if missing(diff) or missing(mde):
+        return True
+    return abs(float(diff)) <= float(mde)
 
 
 def pts(value, signed: bool = False) -> str:
@@ -38,6 +52,32 @@ def interval(low, high, signed: bool = False) -> str:
     if _missing(low) or _missing(high):
         return "–"
     return f"[{pts(low, signed)}, {pts(high, signed)}]"
+
+
+#: Marks an interval that was cut to the [0, 100] accuracy scale (explained beside each table that shows one).
+CLIPPED = "*"
+
+
+def accuracy_interval(low, high, clipped=False) -> str:
+    """An accuracy interval in points, marked when it was cut to [0, 100] (`tables.ACCURACY_BOUNDS`)."""
+    text = interval(low, high)
+    return text + CLIPPED if text != "–" and not missing(clipped) and bool(clipped) else text
+
+
+def difference_interval(low, high) -> str:
+    """A signed interval of a difference of accuracies, cut to [-100, 100] and marked when it reached beyond."""
+    from study.stats import clip_interval
+
+    low, high, clipped = clip_interval(low, high, (-100.0, 100.0))
+    text = interval(low, high, signed=True)
+    return text + CLIPPED if clipped and text != "–" else text
+
+
+def mde(value) -> str:
+    """A minimum detectable difference in points; beyond 100 points it is "> 100" (nothing is detectable)."""
+    if not missing(value) and value > 100:
+        return "> 100"
+    return pts(value)
 
 
 def p_value(value) -> str:

@@ -52,6 +52,15 @@ def model_palette(models) -> dict[str, str]:
     return palette
 
 
+def curve_palette(names, highlighted: set[str]) -> dict[str, str]:
+    """A colour per curve: the reference (or LR-Net) highlighted, the rest in a stable order."""
+    ordered = model_order(names)
+    others = [n for n in ordered if n not in highlighted]
+    palette = {n: _COLOURS[i % len(_COLOURS)] for i, n in enumerate(others)}
+    palette.update({n: HIGHLIGHT for n in ordered if n in highlighted})
+    return palette
+
+
 def to_svg(fig: Figure) -> bytes:
     """The figure as standalone SVG bytes (and the figure released)."""
     buffer = io.BytesIO()
@@ -77,12 +86,13 @@ def _ci_errorbar(ax, x: float, values: np.ndarray, colour: str) -> None:
     mean, low, high, _ = stats.mean_ci(values)
     if math.isnan(mean):
         return
+    low, high, _ = stats.clip_interval(low, high)  # accuracy points: the bar never leaves [0, 100]
     yerr = None if math.isnan(low) else [[mean - low], [high - mean]]
     ax.errorbar([x], [mean], yerr=yerr, fmt="o", color=colour, markersize=6, capsize=4, lw=1.6, zorder=3)
 
 
 @_styled
-def ablation_figure(points: pd.DataFrame, axis: str) -> Figure:
+def ablation_figure(points: pd.DataFrame, axis: str, xlabel: str | None = None) -> Figure:
     """Accuracy per variant of one axis (seeds as dots, mean ± 95% CI), one panel per dataset/degradation."""
     points = points.assign(panel=_panel_names(points))
     panels = list(dict.fromkeys(points["panel"]))
@@ -100,7 +110,7 @@ def ablation_figure(points: pd.DataFrame, axis: str) -> Figure:
         if len(ref_values):
             ax.axhline(ref_values.mean(), color=HIGHLIGHT, lw=0.8, ls="--", zorder=1)
         ax.set_title(panel)
-        ax.set_xlabel(f"{axis} variant (reference in vermillion)")
+        ax.set_xlabel(xlabel or f"{axis} variant (reference in vermillion)")
         ax.set_ylabel("test accuracy (%)")
         _rotate_if_crowded(ax, variants)
     return fig
@@ -122,22 +132,32 @@ def _rotate_if_crowded(ax, labels) -> None:
 
 @_styled
 def curves_figure(curves: pd.DataFrame, dataset: str, palette: dict[str, str]) -> Figure:
-    """Validation accuracy and training loss per epoch for one dataset, mean ± 1 SD over seeds."""
+    """Validation accuracy and training loss for one dataset, mean ± 1 SD over seeds, against steps (or epochs).
+
+    `curves` is `curves.mean_curves` output. A curve with fewer than `curves.MIN_POINTS` values of a metric is
+    left out of that metric's panel, and a panel without any curve is not drawn (e.g. validation logged only
+    at the end of a one-epoch run).
+    """
+    from study.report.curves import METRIC_NAMES, MIN_POINTS, drawn_metrics
+
     data = curves[curves["dataset"] == dataset]
-    fig, (acc_ax, loss_ax) = _panels(2, width=5.2, height=3.4)
-    for model in model_order(data["model"]):
-        curve = data[data["model"] == model]
-        seeds = int(curve["n"].max())
-        for ax, col in ((acc_ax, "val_acc"), (loss_ax, "train_loss")):
-            mean, sd = curve[f"{col}_mean"].astype(float), curve[f"{col}_sd"].astype(float).fillna(0)
+    x_name = "optimizer step" if len(data) and data["x_name"].iloc[0] == "step" else "epoch"
+    metrics = drawn_metrics(curves, dataset)
+    fig, axes = _panels(max(len(metrics), 1), width=5.2, height=3.4)
+    for ax, col in zip(axes, metrics, strict=False):
+        for name in model_order(data["curve"]):
+            points = data[data["curve"] == name].sort_values("x").dropna(subset=[f"{col}_mean"])
+            if len(points) < MIN_POINTS:
+                continue
+            colour, width = palette.get(name, OTHER), 1.6 if palette.get(name) == HIGHLIGHT else 1.1
+            mean, sd = points[f"{col}_mean"].astype(float), points[f"{col}_sd"].astype(float).fillna(0)
             scale = 100.0 if col == "val_acc" and mean.max() <= 1.0 else 1.0
-            ax.plot(curve["epoch"], mean * scale, color=palette[model], lw=1.6 if model == LRNET else 1.1,
-                    label=f"{model} (n={seeds})")
-            ax.fill_between(curve["epoch"], (mean - sd) * scale, (mean + sd) * scale, color=palette[model],
-                            alpha=0.18, lw=0)
-    acc_ax.set(title=f"{dataset}: validation accuracy", xlabel="epoch", ylabel="validation accuracy (%)")
-    loss_ax.set(title=f"{dataset}: training loss", xlabel="epoch", ylabel="training loss")
-    acc_ax.legend(fontsize=7, frameon=False)
+            ax.plot(points["x"], mean * scale, color=colour, lw=width, marker="o" if len(points) < 12 else None,
+                    ms=3, label=f"{name} (n={int(points['n'].max())})")
+            ax.fill_between(points["x"], (mean - sd) * scale, (mean + sd) * scale, color=colour, alpha=0.18, lw=0)
+        unit = " (%)" if col == "val_acc" else ""
+        ax.set(title=f"{dataset}: {METRIC_NAMES[col]}", xlabel=x_name, ylabel=METRIC_NAMES[col] + unit)
+        ax.legend(fontsize=7, frameon=False)
     return fig
 
 
@@ -219,9 +239,9 @@ def robustness_figure(robust: pd.DataFrame, palette: dict[str, str]) -> Figure:
     return fig
 
 
-def optuna_figures(study) -> tuple[list[tuple[str, str, bytes]], list[str]]:
-    """Optimisation history, parameter importances, parallel coordinates (and Pareto front when
-    multi-objective) as (name, title, svg); plus a note for each plot that could not be drawn."""
+def optuna_figures(study, params: list[str], importances: bool = True) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+    """Optimisation history, importances (unless `importances` is False) and parallel coordinates over `params`
+    (and Optuna's Pareto front when multi-objective) as (name, title, svg); plus a note per plot not drawn."""
     import optuna
     from optuna.visualization import matplotlib as ovm
 
@@ -230,13 +250,15 @@ def optuna_figures(study) -> tuple[list[tuple[str, str, bytes]], list[str]]:
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     plots = [("optuna_history", "Optimisation history", lambda: ovm.plot_optimization_history(study, **target))]
     notes = []
-    if len(complete) >= 2:
-        plots.append(("optuna_importances", "Parameter importances (fANOVA)",
-                      lambda: ovm.plot_param_importances(study, **target)))
+    if len(complete) >= 2 and params:
+        if importances:
+            plots.append(("optuna_importances", "Parameter importances (PED-ANOVA) over the searched parameters",
+                          lambda: ovm.plot_param_importances(study, params=params, **target)))
+        plots.append(("optuna_parallel", "Parallel coordinates of the searched parameters",
+                      lambda: ovm.plot_parallel_coordinate(study, params=params, **target)))
     else:
-        notes.append(f"Parameter importances need at least 2 completed trials; the study has {len(complete)}.")
-    plots.append(("optuna_parallel", "Parallel coordinates",
-                  lambda: ovm.plot_parallel_coordinate(study, **target)))
+        notes.append(f"Parameter importances and parallel coordinates need at least 2 completed trials; "
+                     f"the study has {len(complete)}.")
     if multi:
         plots.append(("optuna_pareto", "Optuna's Pareto front", lambda: ovm.plot_pareto_front(study)))
     figures = []

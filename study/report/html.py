@@ -46,6 +46,7 @@ class Figure:
     svg: bytes
     caption: str = ""
     file: str | None = None
+    csv: str | None = None
     alt: str = ""
     kind: str = "figure"
 
@@ -108,9 +109,10 @@ class Section:
 class ReportBook:
     """An HTML page assembled section by section, in the manner of pycls' Htmlbook."""
 
-    def __init__(self, title: str, subtitle: str = ""):
+    def __init__(self, title: str, subtitle: str = "", footer: list[tuple[str, str]] | None = None):
         self.title = title
         self.subtitle = subtitle
+        self.footer = footer or []
         self.summary: list = []
         self.sections: list[Section] = []
 
@@ -122,7 +124,7 @@ class ReportBook:
 
     def render(self, generated: str) -> str:
         """The page as one HTML string."""
-        return _env().get_template("study.html.j2").render(book=self, generated=generated)
+        return _env().get_template("study.html.j2").render(book=self, generated=generated, footer=self.footer)
 
     def to_file(self, path: Path, generated: str) -> Path:
         """Write the page (UTF-8)."""
@@ -130,9 +132,12 @@ class ReportBook:
         return path
 
 
-def render_index(studies: list[dict], not_run: list[dict], generated: str) -> str:
-    """The summary of a whole run: every study (`summary.summarise`), then the studies not run (`summary.not_run`)."""
-    return _env().get_template("index.html.j2").render(studies=studies, not_run=not_run, generated=generated)
+def render_index(studies: list[dict], not_run: list[dict], generated: str, *, paper_tables: list | None = None,
+                 footer: list[tuple[str, str]] | None = None) -> str:
+    """The summary of a whole run: every study (`summary.summarise`), Tables I and II of the studies that trained
+    them (`paper_tables`: (title, blocks) pairs), then the studies not run (`summary.not_run`)."""
+    return _env().get_template("index.html.j2").render(studies=studies, not_run=not_run, generated=generated,
+                                                       paper_tables=paper_tables or [], footer=footer or [])
 
 
 def frame_table(frame: pd.DataFrame, formats: dict, *, caption: str = "", csv: str | None = None,
@@ -150,7 +155,7 @@ def frame_table(frame: pd.DataFrame, formats: dict, *, caption: str = "", csv: s
 
 
 #: What a numeric cell looks like once formatted ("1,024,998", "+0.57", "[-0.67, +1.82]", "3.9e-04", "4 / 4").
-_NUMBER = re.compile(r"[\d\s.,+\-–\[\]/e×%]*")
+_NUMBER = re.compile(r"[\d\s.,+\-–\[\]/e×%*]*")
 
 
 def _text(cell: Cell) -> str:

@@ -27,14 +27,16 @@ CONTRASTS_STUDY = "contrasts"
 #: Columns of `reports/contrasts.csv`, in order.
 CSV_COLUMNS = ("study", "contrast", "n", "delta", "ci_low", "ci_high", "mde", "verdict")
 DEFAULT_MARGIN = 3.0
+#: A difference of two accuracies in points lies in [-100, 100]: intervals are cut to it and marked.
+DIFFERENCE_BOUNDS = (-100.0, 100.0)
 MINUS = "\u2212"
 _FRAME_COLUMNS = ["study", "axis", "dataset", "degradation", "contrast", "variant", "reference", "n", "n_variant",
                   "n_reference", "paired", "delta", "ci_low", "ci_high", "mde", "verdict", "margin", "answer"]
 
 
-def run_command(name: str) -> str:
-    """The command that runs one study of `ablations/`."""
-    return f"nox -s ablations -- --only {name}"
+def run_command(name: str, profile: str = "quick") -> str:
+    """The command that runs one study of `ablations/` (quick is the default profile, so it goes unsaid)."""
+    return f"nox -s ablations -- --only {name}" + (f" --profile {profile}" if profile not in ("quick", "–", "") else "")
 
 
 def equivalence_margin(provenance: dict) -> float:
@@ -167,16 +169,23 @@ def _signed(value: float) -> str:
 
 
 def _ci(record: dict) -> str:
-    return f"[95 % CI {_signed(record['ci_low'])}, {_signed(record['ci_high'])}]"
+    low, high, clipped = stats.clip_interval(record["ci_low"], record["ci_high"], DIFFERENCE_BOUNDS)
+    return f"[95 % CI {_signed(low)}, {_signed(high)}{', cut to ±100' if clipped else ''}]"
+
+
+def _identifier(label: str) -> bool:
+    """A code name such as "lrnet_paper" or "spec:{3}": never capitalised, never given an article."""
+    word = label.split(" ")[0]
+    return "_" in word or ":" in word
 
 
 def _subject(label: str) -> str:
-    return label[:1].upper() + label[1:] if label[:1].islower() else label
+    return label[:1].upper() + label[1:] if label[:1].islower() and not _identifier(label) else label
 
 
 def _object(label: str) -> str:
     """"paper block" reads "the paper block"; names like "lrnet_paper" or "{3,5,7}" stay as they are."""
-    return f"the {label}" if label[:1].islower() and " " in label else label
+    return f"the {label}" if label[:1].islower() and " " in label and not _identifier(label) else label
 
 
 def answer(record: dict, where: str = "") -> str:
@@ -184,21 +193,24 @@ def answer(record: dict, where: str = "") -> str:
     variant, reference = str(record["variant"]), str(record["reference"])
     on = f" on {where}" if where else ""
     kind = tables.verdict_kind(record["verdict"])
+    # the reference as the object of the sentence ("the paper block"), or a phrase given with the record
+    target = record.get("reference_phrase") or _object(reference)
     diff = record["diff"]
     if kind in ("better", "worse"):
         small = (not display.missing(record.get("margin")) and -record["margin"] < record["ci_low"]
                  and record["ci_high"] < record["margin"])
-        return (f"{_subject(variant)} is {kind} than {_object(reference)}{on} by {abs(diff):.1f} points "
+        return (f"{_subject(variant)} is {kind} than {target}{on} by {abs(diff):.1f} points "
                 f"{_ci(record)}" + (f": a real but small difference, its whole CI inside the ±{record['margin']:g}-point "
                                     "equivalence margin." if small else "."))
     if kind == "equivalent":
-        return (f"{_subject(variant)} is equivalent to {_object(reference)}{on} within ±{record['margin']:g} points "
+        return (f"{_subject(variant)} is equivalent to {target}{on} within ±{record['margin']:g} points "
                 f"(Δ {_signed(diff)} {_ci(record)}).")
     if kind == "insufficient":
-        return (f"Insufficient data: {variant} vs {_object(reference)}{on} has fewer than 2 runs on a side "
+        return (f"Insufficient data: {variant} vs {target}{on} has fewer than 2 runs on a side "
                 f"({record['n_variant']} vs {record['n_reference']}).")
-    mde = f"MDE {record['mde']:.1f} pts" if not display.missing(record["mde"]) else "MDE not computable"
-    return (f"Inconclusive: the data cannot tell {variant} from {_object(reference)}{on} "
+    mde = "MDE not computable" if display.missing(record["mde"]) else \
+        f"MDE {'> 100' if record['mde'] > 100 else format(record['mde'], '.1f')} pts"
+    return (f"Inconclusive: the data cannot tell {variant} from {target}{on} "
             f"(Δ {_signed(diff)} {_ci(record)}; {mde}, equivalence margin ±{record['margin']:g}).")
 
 
@@ -288,8 +300,10 @@ def summarise(study, link: str | None) -> dict[str, Any]:
     kind = study_kind(study)
     margin = equivalence_margin(prov)
     frame, notes = compare_study(study) if len(table) else (pd.DataFrame(columns=_FRAME_COLUMNS), [])
+    findings = (robustness_findings(study) if kind == "robustness" else search_findings(study)) \
+        if kind != "grid" and len(table) else []
     if kind != "grid" and len(table):
-        notes = [f"A {kind} study: no pre-registered contrasts; its page has the results."]
+        notes = [] if findings else [f"A {kind} study: no pre-registered contrasts; its page has the results."]
     elif not len(table):
         notes = ["No results yet."]
     elif frame.empty and not notes:
@@ -303,9 +317,9 @@ def summarise(study, link: str | None) -> dict[str, Any]:
         "contrast": r["contrast"],
         "n": f"{r['n']}" if r["paired"] else f"{r['n_variant']} / {r['n_reference']} (unpaired)",
         "delta": display.pts(r["delta"], signed=True),
-        "ci": display.interval(r["ci_low"], r["ci_high"], signed=True),
-        "mde": display.pts(r["mde"]), "verdict": r["verdict"],
-        "kind": tables.verdict_kind(r["verdict"]), "css": display.verdict_class(r["verdict"]),
+        "ci": display.difference_interval(r["ci_low"], r["ci_high"]),
+        "mde": display.mde(r["mde"]), "verdict": r["verdict"],
+        "kind": tables.verdict_kind(r["verdict"]), "css": display.verdict_class(r["verdict"], r["delta"], r["mde"]),
         "answer": r["answer"],
     } for r in frame.to_dict("records")]
     return {
@@ -318,11 +332,48 @@ def summarise(study, link: str | None) -> dict[str, Any]:
         "datasets": ", ".join(map(str, datasets)) or "–",
         "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})" if isinstance(seeds, list) and seeds else
         display.text(table["seed"].nunique() if len(table) else None),
-        "margin": f"{margin:g}", "contrasts": contrasts, "notes": notes,
+        "margin": f"{margin:g}", "contrasts": contrasts, "notes": notes, "findings": findings,
+        "clipped": any(c["ci"].endswith(display.CLIPPED) for c in contrasts),
         "counts": verdict_counts(frame["verdict"], margin) if len(frame) else "",
-        "costs": costs(study) if len(table) or prov.get("variants") else [],
+        "costs": costs(study) if len(table) or prov.get("variants") else [], "costs_csv": None,
         "frame": frame,
     }
+
+
+def robustness_findings(study) -> list[dict[str, str]]:
+    """Each degradation against clean data per model and dataset, in one line each (paired by seed, Holm across
+    the degradations of a model): {"kind", "css", "verdict", "answer"}."""
+    margin = equivalence_margin(study.provenance)
+    rows = tables.ok_rows(study.table).assign(degradation=lambda r: r["degradation"].fillna(tables.CLEAN))
+    seeds = tables.per_seed(rows, ["model", "dataset", "degradation"])
+    findings = []
+    for (model, dataset), group in seeds.groupby(["model", "dataset"], sort=False):
+        levels = tables.degradation_order(group["degradation"])
+        if tables.CLEAN not in levels or len(levels) < 2:
+            continue
+        groups = {d: (group.loc[group["degradation"] == d, "value"].to_numpy(),
+                      group.loc[group["degradation"] == d, "seed"].to_numpy()) for d in levels}
+        for c in stats.compare_family(groups, reference=tables.CLEAN, margin=margin):
+            record = {**c.as_dict(), "variant": f"{model} under {c.variant}", "reference": "clean data",
+                      "reference_phrase": "the same model on clean images"}
+            findings.append({"kind": tables.verdict_kind(c.verdict), "verdict": c.verdict,
+                             "css": display.verdict_class(c.verdict, c.diff, c.mde),
+                             "answer": answer(record, str(dataset))})
+    return findings
+
+
+def search_findings(study) -> list[dict[str, str]]:
+    """The best trained trial of a search in one line, flagged as a single-seed candidate, not a finding."""
+    rows = tables.ok_rows(study.table)
+    rows = rows[rows["axis"] == "search"].dropna(subset=[tables.ACCURACY])
+    if rows.empty:
+        return []
+    best = rows.loc[pd.to_numeric(rows[tables.ACCURACY]).idxmax()]
+    flops = display.mega(_number(best.get("flops")))
+    return [{"kind": "inconclusive", "verdict": "candidate", "css": "muted", "answer": (
+        f"Best of {len(rows)} trained trials: {best['variant']} at {float(best[tables.ACCURACY]) * tables.SCALE:.2f} % "
+        f"test accuracy ({flops} MFLOPs) on {best['dataset']}, one seed per trial: a candidate to confirm over "
+        "seeds against the reference, not a finding.")}]
 
 
 def not_run(found: Iterable[str], available: Iterable[str] | None = None) -> list[dict[str, str]]:
