@@ -24,16 +24,26 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per command."""
     parser = argparse.ArgumentParser(prog="python -m study", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log lines on stderr (-v: debug; -vv: Optuna's too); the log file always has info")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors on stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"study.commands.{name}")
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        # -v/-q after the command too (`study run -v`); SUPPRESS keeps the top-level count
+        command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log lines")
+        command.add_argument("-q", "--quiet", action="count", default=argparse.SUPPRESS, help="fewer log lines")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, and turn a KitError into one line on stderr."""
     args = build_parser().parse_args(argv)
+    from study.logs import configure
+
+    configure(args.verbose - args.quiet)  # worker processes inherit it through STUDY_VERBOSITY
     module = importlib.import_module(f"study.commands.{args.command}")
     try:
         return int(module.run(args) or 0)

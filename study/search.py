@@ -43,11 +43,10 @@ from study.profiles import Profile
 from study.spec import NetworkSpec
 from study.studies import ResolvedVariant, StudySpec, Variant, variant_network
 from study.train import TrainConfig, train
+from study.trial_log import logged_trials
 
 HEARTBEAT_S = 20
 MAX_RETRY = 2
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 # --------------------------------------------------------------------------- storage and provenance
@@ -555,6 +554,7 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         # in another container that shares the host name
         reclaim_dead_trials(study)
     objective = _recording_errors(search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx))
+    objective = logged_trials(ctx.spec.name, objective)  # a log line per trial start/finish/failure
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial:
             on_trial()

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from study.errors import KitError
+from study.logs import study_log
+from study.progress import Progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,25 +89,9 @@ def run(args: argparse.Namespace) -> int:
     begin = time.time()
     errors: list[str] = []
     for i, (ctx, adaptive) in enumerate(contexts, start=1):
-        progress.start(i, ctx)
-        search.write_study_json(ctx)
-        while True:
-            try:
-                workers = args.workers or ctx.profile_spec.workers  # the study's profile, its overrides included
-                if workers > 1:
-                    _run_workers(ctx, args, progress, deadline, workers)
-                else:
-                    search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
-            except KitError as err:  # one broken study must not cost the others (or the report)
-                errors.append(str(err))
-                break
-            decision = _adaptive_decision(ctx, adaptive, args, deadline)
-            if decision is None or not decision.more_seeds:
-                extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
-                search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), **extra)
-                break
-            ctx.seeds = (*ctx.seeds, max(ctx.seeds) + 1)
-            progress.refresh_total()
+        with study_log(args.runs, ctx.spec.name):
+            progress.start(i, ctx)
+            _run_study(ctx, adaptive, args, progress, deadline, errors)
         progress.update()
     progress.close()
     print(f"ran {len(contexts)} studies in {time.time() - begin:.0f} s; results in {args.runs}/", file=sys.stderr)
@@ -122,6 +108,31 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         raise KitError(errors[0] + (f" (and {len(errors) - 1} more studies failed)" if len(errors) > 1 else ""))
     return 0
+
+
+def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress, deadline: float,
+               errors: list[str]) -> None:
+    """Run one study to its end (adaptive seeds included); a KitError is kept in `errors`, not raised."""
+    from study import search
+
+    search.write_study_json(ctx)
+    while True:
+        try:
+            workers = args.workers or ctx.profile_spec.workers  # the study's profile, its overrides included
+            if workers > 1:
+                _run_workers(ctx, args, progress, deadline, workers)
+            else:
+                search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
+        except KitError as err:  # one broken study must not cost the others (or the report)
+            errors.append(str(err))
+            return
+        decision = _adaptive_decision(ctx, adaptive, args, deadline)
+        if decision is None or not decision.more_seeds:
+            extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
+            search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), **extra)
+            return
+        ctx.seeds = (*ctx.seeds, max(ctx.seeds) + 1)
+        progress.refresh_total()
 
 
 def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: float):
@@ -156,6 +167,8 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
     procs = []
     for w in range(workers):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), STUDY_THREADS=str(threads))
+        if not progress.bar.disable and env.get("STUDY_VERBOSITY", "0") == "0":
+            env["STUDY_VERBOSITY"] = "-1"  # the live bar owns the terminal; trial lines still reach run.log
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(w % gpus)
         cmd = [sys.executable, "-m", "study", "worker", "--study", ctx.spec.path, "--profile", ctx.profile,
@@ -177,52 +190,3 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
     if failed:
         raise KitError(f"{len(failed)} of {len(procs)} workers of study {ctx.spec.name} exited with errors "
                        f"(codes {failed}); finished rows are kept, re-run to resume")
-
-
-class Progress:
-    """Studies done/total, rows done/total, best so far and ETA on stderr."""
-
-    def __init__(self, contexts):
-        from tqdm import tqdm
-
-        self.contexts = contexts
-        # a live bar on a terminal; in a log (CI, nohup) one line per finished study instead
-        self.bar = tqdm(total=1, file=sys.stderr, unit="trial", dynamic_ncols=True, smoothing=0.1, disable=None)
-        self.study_index, self.ctx, self.began = 0, None, time.time()
-        self.refresh_total()
-
-    def refresh_total(self) -> None:
-        """Recount the rows every study will have (adaptive seeds grow it)."""
-        from study import search
-
-        self.bar.total = sum(search.expected_rows(c) for c in self.contexts)
-        self.update()
-
-    def start(self, index: int, ctx) -> None:
-        """A new study begins (the previous one is done)."""
-        if self.ctx is not None and self.bar.disable:
-            print(f"study {self.study_index}/{len(self.contexts)} {self.ctx.spec.name}: done "
-                  f"({time.time() - self.began:.0f} s)", file=sys.stderr, flush=True)
-        self.study_index, self.ctx, self.began = index, ctx, time.time()
-        self.update()
-
-    def update(self) -> None:
-        """Recount finished rows from the results tables and show the best validation accuracy so far."""
-        from study import results, search
-
-        done, best = 0, None
-        for c in self.contexts:
-            rows = [r for r in results.load_rows(c.results_path) if r.get("profile") == c.profile]
-            done += min(len(rows), search.expected_rows(c))
-            if c is self.ctx:
-                accs = [r["val_accuracy"] for r in rows if isinstance(r.get("val_accuracy"), (int, float))]
-                best = max(accs, default=None)
-        self.bar.n = done
-        name = self.ctx.spec.name if self.ctx else ""
-        self.bar.set_description(f"study {self.study_index}/{len(self.contexts)} {name}")
-        self.bar.set_postfix_str(f"best val {100 * best:.1f}%" if best is not None else "")
-
-    def close(self) -> None:
-        """Finish the bar."""
-        self.start(len(self.contexts) + 1, None)
-        self.bar.close()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from study.errors import KitError
+from study.logs import study_log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,5 +45,6 @@ def run(args: argparse.Namespace) -> int:
     search.check_profile(spec, args.profile)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else tuple(range(spec.profiles[args.profile].seeds))
     ctx = search.Context(spec, args.profile, args.runs, args.device, seeds)
-    search.run_worker(ctx, args.storage, deadline=args.deadline)
+    with study_log(args.runs, spec.name):
+        search.run_worker(ctx, args.storage, deadline=args.deadline)
     return 0
