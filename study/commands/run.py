@@ -61,9 +61,11 @@ def _parse_seeds(text: str | None, default: tuple[int, ...]) -> tuple[tuple[int,
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate every study first, then run them one after the other and write the report."""
+    """Validate every study first, then run them one after the other and write the report; exit code
+    EXIT_INCOMPLETE when the time guard stopped the run with cells missing."""
     from study import search
     from study.data import locate
+    from study.errors import EXIT_INCOMPLETE
     from study.profiles import get_profile
     from study.studies import list_studies, load_study, study_path
 
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if any(missing.values()) and not errors:
         left = ", ".join(f"{name} {n}" for name, n in missing.items() if n)
         print(f"the {budget_min:g}-minute budget ran out before every cell ran (missing: {left}); "
-              "the report shows what is there; re-run the same command to continue", file=sys.stderr)
+              f"the report shows what is there; re-run the same command to continue (exit code {EXIT_INCOMPLETE})", file=sys.stderr)
     if not args.no_report:
         from study.report.build import build_reports
 
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {args.out / 'index.html'}", file=sys.stderr)
     if errors:
         raise KitError(errors[0] + (f" (and {len(errors) - 1} more studies failed)" if len(errors) > 1 else ""))
-    return 0
+    return EXIT_INCOMPLETE if any(missing.values()) else 0
 
 
 def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress, deadline: float,
