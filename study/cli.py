@@ -1,4 +1,4 @@
-"""Command-line entry point: `python -m study {profile,train,data,run,worker}`.
+"""Command-line entry point: `python -m study {profile,train,data,run,plan,worker}`.
 
 Each command lives in `study/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`;
 they are imported lazily so `--help` stays fast.
@@ -17,11 +17,12 @@ COMMANDS = {
     "train": "train one model on one dataset and record the result",
     "data": "list, fetch and check datasets",
     "run": "run the ablation studies of ablations/*.toml through Optuna",
+    "plan": "what `run` would do, training nothing: cells, params/FLOPs, done/missing, estimated time",
     "worker": "join a shared study (e.g. PostgreSQL storage) as one more worker",
 }
 
 
-EXIT_CODES = ("exit codes: 0 done; 1 an error the message says how to fix; 2 a bad spec, study file or model "
+EXIT_CODES = ("exit codes: 0 done; 1 an error the message says how to fix; 2 a bad spec, study file, --set or model "
               "name; 3 missing or corrupt data; 4 `run` stopped by its time guard with cells missing (re-run to "
               "continue); 130 interrupted")
 

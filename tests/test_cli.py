@@ -36,7 +36,7 @@ def test_version_and_exit_codes_are_in_the_help(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "4 `run` stopped by its time guard with cells missing" in out
+    assert "4 `run` stopped by its time guard with cells missing" in out and "--dry-run" in out and "--set" in out
 
 
 def test_a_run_stopped_by_its_time_guard_with_cells_missing_exits_4(tmp_path, monkeypatch, capsys):

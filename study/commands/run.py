@@ -20,22 +20,21 @@ from study.progress import Progress
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `study run`."""
-    parser.add_argument("--profile", default="quick", help="quick (a powered proxy for 2 CPU cores) or paper (full scale, GPU)")
-    parser.add_argument("--only", help="comma-separated study names or files (default: the studies marked default_run = true)")
-    parser.add_argument("--all", action="store_true", help="every study of ablations/ (each file states its expected run time)")
+    from study.commands.plan import add_plan_arguments, add_selection_arguments
+
+    add_selection_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (= `study plan`: cells, params/FLOPs, done/missing, "
+                        "estimated time, search band rejections) and train nothing")
     parser.add_argument("--storage", help="shared Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file per study)")
     parser.add_argument("--workers", type=int, help="worker processes on this machine, each with cores/N threads (default: "
                         "the profile's; quick uses 2 single-thread workers, which train the small proxy ~1.4× faster than one)")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory (default runs/)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="report directory (default reports/)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
-    parser.add_argument("--seeds", help='seed count or "auto[:MAX]" (add paired seeds until every contrast is decided or its '
-                        'MDE ≤ --mde-target, or every CI half-width ≤ --ci-target)')
     parser.add_argument("--mde-target", type=float, default=3.0, help="MDE in points that stops --seeds auto (default 3; 0 = off)")
     parser.add_argument("--ci-target", type=float, default=1.0, help="target CI half-width in points for --seeds auto (default 1.0)")
     parser.add_argument("--budget-min", type=float, help="stop *starting* new trials after this many minutes (0 = none; "
                         "default: the profile's guard); a running trial always finishes its budget")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    add_plan_arguments(parser.add_argument_group("--dry-run options"))
 
 
 def _device(text: str) -> str:
@@ -63,18 +62,20 @@ def _parse_seeds(text: str | None, default: tuple[int, ...]) -> tuple[tuple[int,
 def run(args: argparse.Namespace) -> int:
     """Validate every study first, then run them one after the other and write the report; exit code
     EXIT_INCOMPLETE when the time guard stopped the run with cells missing."""
+    if args.dry_run:
+        from study.commands import plan as plan_command
+
+        return plan_command.run(args)
     from study import search
     from study.data import locate
     from study.errors import EXIT_INCOMPLETE
+    from study.overrides import parse_overrides
+    from study.plan import select_studies
     from study.profiles import get_profile
-    from study.studies import list_studies, load_study, study_path
 
     profile = get_profile(args.profile)
-    names = [n.strip() for n in args.only.split(",")] if args.only else list_studies()
-    specs = [load_study(study_path(n)) for n in names]  # a bad spec fails before any training
-    if not args.only:
-        specs = [s for s in specs if args.all or s.default_run]
-        specs.sort(key=lambda s: (s.run_order, s.name))
+    overrides = parse_overrides(args.overrides)
+    specs = select_studies(args.only, args.all, overrides)  # a bad spec (or --set) fails before any training
     for dataset in sorted({d for s in specs for d in s.datasets}):
         search.resolve_protocol(dataset)
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     for i, (ctx, adaptive) in enumerate(contexts, start=1):
         with study_log(args.runs, ctx.spec.name):
             progress.start(i, ctx)
-            _run_study(ctx, adaptive, args, progress, deadline, errors)
+            _run_study(ctx, adaptive, args, progress, deadline, overrides, errors)
         progress.update()
     progress.close()
     print(f"ran {len(contexts)} studies in {time.time() - begin:.0f} s; results in {args.runs}/", file=sys.stderr)
@@ -112,17 +113,18 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_INCOMPLETE if any(missing.values()) else 0
 
 
-def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress, deadline: float,
+def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress, deadline: float, overrides,
                errors: list[str]) -> None:
     """Run one study to its end (adaptive seeds included); a KitError is kept in `errors`, not raised."""
     from study import search
+    from study.overrides import as_arguments, describe
 
-    search.write_study_json(ctx)
+    search.write_study_json(ctx, cli_overrides=describe(overrides))
     while True:
         try:
             workers = args.workers or ctx.profile_spec.workers  # the study's profile, its overrides included
             if workers > 1:
-                _run_workers(ctx, args, progress, deadline, workers)
+                _run_workers(ctx, args, progress, deadline, workers, as_arguments(overrides))
             else:
                 search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
         except KitError as err:  # one broken study must not cost the others (or the report)
@@ -131,7 +133,8 @@ def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress,
         decision = _adaptive_decision(ctx, adaptive, args, deadline)
         if decision is None or not decision.more_seeds:
             extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
-            search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), **extra)
+            search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), cli_overrides=describe(overrides),
+                                    **extra)
             return
         ctx.seeds = (*ctx.seeds, max(ctx.seeds) + 1)
         progress.refresh_total()
@@ -157,7 +160,8 @@ def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: f
                                 budget_exhausted=bool(deadline and time.time() > deadline))
 
 
-def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: float, workers: int) -> None:
+def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: float, workers: int,
+                 override_args: list[str]) -> None:
     """N worker processes on one study (one GPU each when GPUs exist); wait while showing progress."""
     import torch
 
@@ -179,6 +183,7 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
             cmd += ["--storage", args.storage]
         if deadline:
             cmd += ["--deadline", f"{deadline:.0f}"]
+        cmd += override_args  # the workers load the study exactly as this run did
         procs.append(subprocess.Popen(cmd, env=env))
     try:
         while any(p.poll() is None for p in procs):

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--deadline", type=float, default=0.0,
                         help="Unix time after which no new trial starts (a running trial always finishes)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a study file's key, as `study run --set` (the run passes its own to its workers)")
     parser.add_argument("--export", action="store_true",
                         help="train nothing: copy the rows every worker stored in --storage into --runs (then "
                              "`python -m study.report` builds the report on a machine that shares only the storage)")
@@ -31,11 +33,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from study import search
-    from study.studies import load_study, study_path
+    from study.overrides import load_study_with, parse_overrides
+    from study.studies import study_path
 
     if os.environ.get("STUDY_THREADS"):
         torch.set_num_threads(int(os.environ["STUDY_THREADS"]))
-    spec = load_study(study_path(args.study))
+    spec = load_study_with(study_path(args.study), parse_overrides(args.overrides))
     if args.export:
         if not args.storage:
             raise KitError("--export copies rows from a shared storage: give --storage URL too")
