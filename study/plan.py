@@ -62,6 +62,7 @@ class StudyPlan:
     band_samples: int = 0  # search: specs drawn to check the bands
     band_rejected: int = 0
     band_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+    changed: dict[str, int] = dataclasses.field(default_factory=dict)  # variant → finished rows of another network
 
     @property
     def missing(self) -> int:
@@ -109,6 +110,24 @@ def grid_cells(ctx) -> list[PlannedCell]:
                 finished = all((v.label, dataset, level, str(seed), ctx.profile) in done for level in levels)
                 cells.append(PlannedCell(v.label, dataset, seed, levels, resolved.params, resolved.flops, finished))
     return cells
+
+
+def changed_networks(ctx) -> dict[str, int]:
+    """Variants whose finished rows trained another network than the spec resolves to now (the file was
+    edited, or a `--set` changed it under the same label): label → rows. Those rows still count as done."""
+    if ctx.spec.kind == "search":
+        return {}
+    digests = {}
+    for v in ctx.variants:
+        network = ctx.resolved(v.label).network
+        digests[v.label] = network.digest() if isinstance(network, NetworkSpec) else str(network)
+    changed: Counter = Counter()
+    for r in results.load_rows(ctx.results_path):
+        label = r.get("variant")
+        if (r.get("profile") == ctx.profile and r.get("status") != "failed" and label in digests
+                and r.get("spec_hash") and r["spec_hash"] != digests[label]):
+            changed[label] += 1
+    return dict(changed)
 
 
 def _ok_rows(path: Path, profile: str) -> list[dict[str, Any]]:
@@ -220,7 +239,8 @@ def study_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
     if ctx.spec.kind == "search":
         return search_plan(ctx, samples, profile)
     cells = grid_cells(ctx)
-    return StudyPlan(ctx.spec.name, ctx.spec.kind, ctx.profile, cells, grid_seconds(ctx, cells, profile))
+    return StudyPlan(ctx.spec.name, ctx.spec.kind, ctx.profile, cells, grid_seconds(ctx, cells, profile),
+                     changed=changed_networks(ctx))
 
 
 def as_json(plans: Sequence[StudyPlan]) -> dict[str, Any]:

@@ -103,3 +103,28 @@ def test_run_records_the_overrides_in_study_json(tmp_path, monkeypatch):
     assert info["cli_overrides"] == ["profiles.quick.seeds=3", "variants.1.block.links=dense"]
     assert info["seeds"] == [0, 1, 2] and info["cells_total"] == 6
     assert not (runs / "tinyset" / "results.jsonl").exists()
+
+
+def test_a_set_that_changes_a_finished_variants_network_is_refused(tmp_path, monkeypatch, capsys):
+    from study import results, search
+
+    monkeypatch.setenv("STUDY_DATA_ROOT", str(write_tiny_dataset(tmp_path / "data")))
+    path = tmp_path / "tinychanged.toml"
+    path.write_text(TINY)
+    runs = tmp_path / "runs"
+    spec = overrides.load_study_with(path, ())
+    row = {"study": "tinychanged", "axis": "links", "variant": "none", "dataset": "fashion-mnist", "degradation": "none",
+           "protocol": search.resolve_protocol("fashion-mnist"), "fold": 0, "seed": 0, "profile": "quick",
+           "status": "ok", "wall_s": 5.0, "spec_hash": spec.resolved["quick"]["none"].network.digest()}
+    results.append_row(results.results_path(runs, "tinychanged"), row)
+    base = ["--only", str(path), "--runs", str(runs)]
+    dense = ["--set", "variants.1.block.links=dense"]
+    assert main(["run", *base, "--no-report", *dense]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "variant(s) none train another network" in err[0] and "fresh --runs" in err[0]
+    assert main(["plan", *base, "--no-profiling", *dense]) == 0
+    assert "! none: 1 finished rows trained another network" in capsys.readouterr().out
+    # the same override under a new label is a new variant: its cells are missing, the old rows untouched
+    assert main(["plan", *base, "--no-profiling", "--json", *dense, "--set", "variants.1.label=dense"]) == 0
+    (planned,) = json.loads(capsys.readouterr().out)["studies"]
+    assert planned["changed"] == {} and planned["missing"] == 4

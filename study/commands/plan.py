@@ -94,6 +94,9 @@ def format_plans(plans) -> str:
             lines += _search_lines(p)
         else:
             lines += _grid_lines(p)
+        for label, rows in p.changed.items():
+            lines.append(f"  ! {label}: {rows} finished rows trained another network than this spec resolves to "
+                         "(edited or --set under the same label); they count as done")
         lines.append("")
     total = sum(p.remaining_s for p in plans)
     missing = sum(p.missing for p in plans)

@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:
         seeds, adaptive = _parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
         contexts.append((search.Context(spec, args.profile, args.runs, device, seeds), adaptive))
+    if overrides:
+        _refuse_changed_networks([c for c, _ in contexts])
     progress = Progress([c for c, _ in contexts])
     begin = time.time()
     errors: list[str] = []
@@ -111,6 +113,18 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         raise KitError(errors[0] + (f" (and {len(errors) - 1} more studies failed)" if len(errors) > 1 else ""))
     return EXIT_INCOMPLETE if any(missing.values()) else 0
+
+
+def _refuse_changed_networks(contexts) -> None:
+    """A `--set` that changes a variant's network under its old label must not find the old network's rows done."""
+    from study.plan import changed_networks
+
+    for ctx in contexts:
+        changed = changed_networks(ctx)
+        if changed:
+            raise KitError(f"study {ctx.spec.name}: with these --set overrides variant(s) {', '.join(sorted(changed))} "
+                           f"train another network than the finished rows in {ctx.results_path} (which would count "
+                           "as done); use a fresh --runs DIR, or give the variant a new label with --set variants.N.label=…")
 
 
 def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress, deadline: float, overrides,
