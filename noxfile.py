@@ -58,12 +58,25 @@ def tests(session: nox.Session) -> None:
     session.run(python, "-m", "pytest", "-q", *session.posargs, external=True)
 
 
+BENCH_STORAGE = ROOT / ".benchmarks"
+
+
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """pytest-benchmark: model throughput, data loader, report rendering, Optuna overhead."""
+    """pytest-benchmark: model throughput, data loader, report rendering, Optuna overhead.
+
+    Every run is saved as JSON under .benchmarks/<machine>/ and compared with the previous saved run:
+    pytest-benchmark's table compares the timings, then tests/bench/figures.py prints the measured
+    figures of extra_info (img/s, trials per hour, speed-ups) beside the previous run's.
+    """
     python = kit_python(session)
-    session.run(python, "-m", "pytest", "tests/bench", "--benchmark-only", "--benchmark-columns=median,iqr,rounds",
-                *session.posargs, external=True)
+    compare = ["--benchmark-compare"] if any(BENCH_STORAGE.glob("*/[0-9][0-9][0-9][0-9]_*.json")) else []
+    try:
+        session.run(python, "-m", "pytest", "tests/bench", "--benchmark-only", "--benchmark-columns=median,iqr,rounds",
+                    "--benchmark-autosave", f"--benchmark-storage=file://{BENCH_STORAGE}", *compare,
+                    *session.posargs, external=True)
+    finally:  # a failed speed-up assertion still shows (and has saved) the figures of the others
+        session.run(python, str(ROOT / "tests" / "bench" / "figures.py"), str(BENCH_STORAGE), external=True)
 
 
 @nox.session(venv_backend="none")

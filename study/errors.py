@@ -1,4 +1,12 @@
-"""User-facing errors: one line naming the problem and the fix, and a non-zero exit code."""
+"""User-facing errors: one line naming the problem and the fix, and a non-zero exit code.
+
+Exit codes of `python -m study`: 0 done; 1 a user-fixable error (KitError); 2 a bad spec, study file,
+`--set` override or model name; 3 missing or corrupt data; 4 (EXIT_INCOMPLETE) `study run` stopped by
+its time guard with cells missing (finished rows are kept: re-run to continue); 130 interrupted.
+"""
+
+#: `study run` finished its studies' trials as far as the time guard allowed, but cells are missing.
+EXIT_INCOMPLETE = 4
 
 
 class KitError(Exception):

@@ -26,8 +26,7 @@ from study.errors import DataError, KitError
 from study.files import write_text_atomic
 from study.objectives import grid_objective, recording_errors, search_objective
 from study.studies import ResolvedVariant, StudySpec
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+from study.trial_log import logged_trials
 
 
 def make_study(ctx: Context, opened: optuna.storages.BaseStorage) -> optuna.Study:
@@ -87,6 +86,7 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         # in another container that shares the host name
         storage.reclaim_dead_trials(study)
     objective = recording_errors(search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx))
+    objective = logged_trials(ctx.spec.name, objective)  # a log line per trial start/finish/failure
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if on_trial:

@@ -118,11 +118,16 @@ def _profiles(tables: Any, where: str) -> dict[str, Profile]:
     return {name: override(profile, tables.get(name, {}), where) for name, profile in PROFILES.items()}
 
 
-def load_study(path: str | Path) -> StudySpec:
-    """Load and validate a study TOML file; any problem is one SpecError line naming the file and key."""
+def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
+    """Load and validate a study TOML file; any problem is one SpecError line naming the file and key.
+    `overrides` (`study.overrides.Override`, from `--set`) are laid over the file before validation."""
     path = Path(path)
     where = str(path)
     doc = read_toml(path, f"a study file, e.g. one of {', '.join(list_studies())}")
+    if overrides:
+        from study.overrides import apply_overrides
+
+        doc = apply_overrides(doc, overrides)
     table = doc.get("study", {})
     _check_keys(doc, {"study", "variants", "search", "profiles"}, where)
     _check_keys(table, _STUDY_KEYS - {"variants", "search", "profiles"}, where, "study.")

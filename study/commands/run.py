@@ -14,26 +14,27 @@ import time
 from pathlib import Path
 
 from study.errors import KitError
+from study.logs import study_log
+from study.progress import Progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `study run`."""
-    parser.add_argument("--profile", default="quick", help="quick (a powered proxy for 2 CPU cores) or paper (full scale, GPU)")
-    parser.add_argument("--only", help="comma-separated study names or files (default: the studies marked default_run = true)")
-    parser.add_argument("--all", action="store_true", help="every study of ablations/ (each file states its expected run time)")
+    from study.commands.plan import add_plan_arguments, add_selection_arguments
+
+    add_selection_arguments(parser)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (= `study plan`: cells, params/FLOPs, done/missing, "
+                        "estimated time, search band rejections) and train nothing")
     parser.add_argument("--storage", help="shared Optuna storage URL, e.g. postgresql://user@host/db (default: a journal file per study)")
     parser.add_argument("--workers", type=int, help="worker processes on this machine, each with cores/N threads (default: "
                         "the profile's; quick uses 2 single-thread workers, which train the small proxy ~1.4× faster than one)")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory (default runs/)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="report directory (default reports/)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
-    parser.add_argument("--seeds", help='seed count or "auto[:MAX]" (add paired seeds until every contrast is decided or its '
-                        'MDE ≤ --mde-target, or every CI half-width ≤ --ci-target)')
     parser.add_argument("--mde-target", type=float, default=3.0, help="MDE in points that stops --seeds auto (default 3; 0 = off)")
     parser.add_argument("--ci-target", type=float, default=1.0, help="target CI half-width in points for --seeds auto (default 1.0)")
     parser.add_argument("--budget-min", type=float, help="stop *starting* new trials after this many minutes (0 = none; "
                         "default: the profile's guard); a running trial always finishes its budget")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    add_plan_arguments(parser.add_argument_group("--dry-run options"))
 
 
 def _device(text: str) -> str:
@@ -59,18 +60,22 @@ def _parse_seeds(text: str | None, default: tuple[int, ...]) -> tuple[tuple[int,
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate every study first, then run them one after the other and write the report."""
-    from study import cells, search
+    """Validate every study first, then run them one after the other and write the report; exit code
+    EXIT_INCOMPLETE when the time guard stopped the run with cells missing."""
+    if args.dry_run:
+        from study.commands import plan as plan_command
+
+        return plan_command.run(args)
+    from study import cells
     from study.data import locate
+    from study.errors import EXIT_INCOMPLETE
+    from study.overrides import parse_overrides
+    from study.plan import select_studies
     from study.profiles import get_profile
-    from study.studies import list_studies, load_study, study_path
 
     profile = get_profile(args.profile)
-    names = [n.strip() for n in args.only.split(",")] if args.only else list_studies()
-    specs = [load_study(study_path(n)) for n in names]  # a bad spec fails before any training
-    if not args.only:
-        specs = [s for s in specs if args.all or s.default_run]
-        specs.sort(key=lambda s: (s.run_order, s.name))
+    overrides = parse_overrides(args.overrides)
+    specs = select_studies(args.only, args.all, overrides)  # a bad spec (or --set) fails before any training
     for dataset in sorted({d for s in specs for d in s.datasets}):
         cells.resolve_protocol(dataset)
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
@@ -83,29 +88,15 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:
         seeds, adaptive = _parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
         contexts.append((cells.Context(spec, args.profile, args.runs, device, seeds), adaptive))
+    if overrides:
+        _refuse_changed_networks([c for c, _ in contexts])
     progress = Progress([c for c, _ in contexts])
     begin = time.time()
     errors: list[str] = []
     for i, (ctx, adaptive) in enumerate(contexts, start=1):
-        progress.start(i, ctx)
-        search.write_study_json(ctx)
-        while True:
-            try:
-                workers = args.workers or ctx.profile_spec.workers  # the study's profile, its overrides included
-                if workers > 1:
-                    _run_workers(ctx, args, progress, deadline, workers)
-                else:
-                    search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
-            except KitError as err:  # one broken study must not cost the others (or the report)
-                errors.append(str(err))
-                break
-            decision = _adaptive_decision(ctx, adaptive, args, deadline)
-            if decision is None or not decision.more_seeds:
-                extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
-                search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), **extra)
-                break
-            ctx.seeds = (*ctx.seeds, max(ctx.seeds) + 1)
-            progress.refresh_total()
+        with study_log(args.runs, ctx.spec.name):
+            progress.start(i, ctx)
+            _run_study(ctx, adaptive, args, progress, deadline, overrides, errors)
         progress.update()
     progress.close()
     print(f"ran {len(contexts)} studies in {time.time() - begin:.0f} s; results in {args.runs}/", file=sys.stderr)
@@ -113,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if any(missing.values()) and not errors:
         left = ", ".join(f"{name} {n}" for name, n in missing.items() if n)
         print(f"the {budget_min:g}-minute budget ran out before every cell ran (missing: {left}); "
-              "the report shows what is there; re-run the same command to continue", file=sys.stderr)
+              f"the report shows what is there; re-run the same command to continue (exit code {EXIT_INCOMPLETE})", file=sys.stderr)
     if not args.no_report:
         from study.report.build import build_reports
 
@@ -121,7 +112,46 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {args.out / 'index.html'}", file=sys.stderr)
     if errors:
         raise KitError(errors[0] + (f" (and {len(errors) - 1} more studies failed)" if len(errors) > 1 else ""))
-    return 0
+    return EXIT_INCOMPLETE if any(missing.values()) else 0
+
+
+def _refuse_changed_networks(contexts) -> None:
+    """A `--set` that changes a variant's network under its old label must not find the old network's rows done."""
+    from study.plan import changed_networks
+
+    for ctx in contexts:
+        changed = changed_networks(ctx)
+        if changed:
+            raise KitError(f"study {ctx.spec.name}: with these --set overrides variant(s) {', '.join(sorted(changed))} "
+                           f"train another network than the finished rows in {ctx.results_path} (which would count "
+                           "as done); use a fresh --runs DIR, or give the variant a new label with --set variants.N.label=…")
+
+
+def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress, deadline: float, overrides,
+               errors: list[str]) -> None:
+    """Run one study to its end (adaptive seeds included); a KitError is kept in `errors`, not raised."""
+    from study import search
+    from study.overrides import as_arguments, describe
+
+    search.write_study_json(ctx, cli_overrides=describe(overrides))
+    while True:
+        try:
+            workers = args.workers or ctx.profile_spec.workers  # the study's profile, its overrides included
+            if workers > 1:
+                _run_workers(ctx, args, progress, deadline, workers, as_arguments(overrides))
+            else:
+                search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
+        except KitError as err:  # one broken study must not cost the others (or the report)
+            errors.append(str(err))
+            return
+        decision = _adaptive_decision(ctx, adaptive, args, deadline)
+        if decision is None or not decision.more_seeds:
+            extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
+            search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), cli_overrides=describe(overrides),
+                                    **extra)
+            return
+        ctx.seeds = (*ctx.seeds, max(ctx.seeds) + 1)
+        progress.refresh_total()
 
 
 def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: float):
@@ -144,7 +174,8 @@ def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: f
                                 budget_exhausted=bool(deadline and time.time() > deadline))
 
 
-def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: float, workers: int) -> None:
+def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: float, workers: int,
+                 override_args: list[str]) -> None:
     """N worker processes on one study (one GPU each when GPUs exist); wait while showing progress."""
     import torch
 
@@ -156,6 +187,8 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
     procs = []
     for w in range(workers):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), STUDY_THREADS=str(threads))
+        if not progress.bar.disable and env.get("STUDY_VERBOSITY", "0") == "0":
+            env["STUDY_VERBOSITY"] = "-1"  # the live bar owns the terminal; trial lines still reach run.log
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(w % gpus)
         cmd = [sys.executable, "-m", "study", "worker", "--study", ctx.spec.path, "--profile", ctx.profile,
@@ -164,6 +197,7 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
             cmd += ["--storage", args.storage]
         if deadline:
             cmd += ["--deadline", f"{deadline:.0f}"]
+        cmd += override_args  # the workers load the study exactly as this run did
         procs.append(subprocess.Popen(cmd, env=env))
     try:
         while any(p.poll() is None for p in procs):
@@ -177,53 +211,3 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
     if failed:
         raise KitError(f"{len(failed)} of {len(procs)} workers of study {ctx.spec.name} exited with errors "
                        f"(codes {failed}); finished rows are kept, re-run to resume")
-
-
-class Progress:
-    """Studies done/total, rows done/total, best so far and ETA on stderr."""
-
-    def __init__(self, contexts):
-        from tqdm import tqdm
-
-        self.contexts = contexts
-        # a live bar on a terminal; in a log (CI, nohup) one line per finished study instead
-        self.bar = tqdm(total=1, file=sys.stderr, unit="trial", dynamic_ncols=True, smoothing=0.1, disable=None)
-        self.study_index, self.ctx, self.began = 0, None, time.time()
-        self.refresh_total()
-
-    def refresh_total(self) -> None:
-        """Recount the rows every study will have (adaptive seeds grow it)."""
-        from study.cells import expected_rows
-
-        self.bar.total = sum(expected_rows(c) for c in self.contexts)
-        self.update()
-
-    def start(self, index: int, ctx) -> None:
-        """A new study begins (the previous one is done)."""
-        if self.ctx is not None and self.bar.disable:
-            print(f"study {self.study_index}/{len(self.contexts)} {self.ctx.spec.name}: done "
-                  f"({time.time() - self.began:.0f} s)", file=sys.stderr, flush=True)
-        self.study_index, self.ctx, self.began = index, ctx, time.time()
-        self.update()
-
-    def update(self) -> None:
-        """Recount finished rows from the results tables and show the best validation accuracy so far."""
-        from study import results
-        from study.cells import expected_rows
-
-        done, best = 0, None
-        for c in self.contexts:
-            rows = [r for r in results.load_rows(c.results_path) if r.get("profile") == c.profile]
-            done += min(len(rows), expected_rows(c))
-            if c is self.ctx:
-                accs = [r["val_accuracy"] for r in rows if isinstance(r.get("val_accuracy"), (int, float))]
-                best = max(accs, default=None)
-        self.bar.n = done
-        name = self.ctx.spec.name if self.ctx else ""
-        self.bar.set_description(f"study {self.study_index}/{len(self.contexts)} {name}")
-        self.bar.set_postfix_str(f"best val {100 * best:.1f}%" if best is not None else "")
-
-    def close(self) -> None:
-        """Finish the bar."""
-        self.start(len(self.contexts) + 1, None)
-        self.bar.close()

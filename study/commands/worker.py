@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from study.errors import KitError
+from study.logs import study_log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--deadline", type=float, default=0.0,
                         help="Unix time after which no new trial starts (a running trial always finishes)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a study file's key, as `study run --set` (the run passes its own to its workers)")
     parser.add_argument("--export", action="store_true",
                         help="train nothing: copy the rows every worker stored in --storage into --runs (then "
                              "`python -m study.report` builds the report on a machine that shares only the storage)")
@@ -30,12 +33,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from study import cells, search, storage
+    from study.overrides import load_study_with, parse_overrides
     from study.results import results_path
-    from study.studies import load_study, study_path
+    from study.studies import study_path
 
     if os.environ.get("STUDY_THREADS"):
         torch.set_num_threads(int(os.environ["STUDY_THREADS"]))
-    spec = load_study(study_path(args.study))
+    spec = load_study_with(study_path(args.study), parse_overrides(args.overrides))
     if args.export:
         if not args.storage:
             raise KitError("--export copies rows from a shared storage: give --storage URL too")
@@ -45,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
     search.check_profile(spec, args.profile)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else tuple(range(spec.profiles[args.profile].seeds))
     ctx = cells.Context(spec, args.profile, args.runs, args.device, seeds)
-    search.run_worker(ctx, args.storage, deadline=args.deadline)
+    with study_log(args.runs, spec.name):
+        search.run_worker(ctx, args.storage, deadline=args.deadline)
     return 0

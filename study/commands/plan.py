@@ -1,0 +1,135 @@
+"""`python -m study plan` (= `study run --dry-run`): the cells a run would train, their cost, what is done,
+the estimated time of the rest, and for searches the share of sampled specs the bands reject. Nothing trains."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from study.errors import KitError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `study plan` (the study selection options are `study run`'s)."""
+    add_selection_arguments(parser)
+    add_plan_arguments(parser)
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which studies, profile, seeds, overrides and run directory: shared by `study run` and `study plan`."""
+    parser.add_argument("--profile", default="quick", help="quick (a powered proxy for 2 CPU cores) or paper (full scale, GPU)")
+    parser.add_argument("--only", help="comma-separated study names or files (default: the studies marked default_run = true)")
+    parser.add_argument("--all", action="store_true", help="every study of ablations/ (each file states its expected run time)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a study file's key for this run, e.g. --set profiles.quick.seeds=10 "
+                             "--set variants.0.block.kernels=[3,5] (repeatable; applies to every selected study; "
+                             "recorded in runs/<study>/study.json)")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory (default runs/)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
+    parser.add_argument("--seeds", help='seed count or "auto[:MAX]" (add paired seeds until every contrast is decided or its '
+                        'MDE ≤ --mde-target, or every CI half-width ≤ --ci-target)')
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options only a plan has."""
+    parser.add_argument("--samples", type=int, default=200,
+                        help="specs drawn from a search space to measure the share its bands reject (default 200; 0 = skip)")
+    parser.add_argument("--no-profiling", action="store_true",
+                        help="do not time a few training steps where no finished rows give a rate (estimate shows ?)")
+    parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the plan of the selected studies."""
+    from study import cells, plan, search
+    from study.commands.run import _device, _parse_seeds
+    from study.overrides import parse_overrides
+    from study.profiles import get_profile
+
+    get_profile(args.profile)
+    if args.samples < 0:
+        raise KitError("--samples must be ≥ 0")
+    specs = plan.select_studies(args.only, args.all, parse_overrides(args.overrides))
+    device = _device(args.device)
+    plans = []
+    for spec in specs:
+        search.check_profile(spec, args.profile)
+        seeds, _ = _parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
+        ctx = cells.Context(spec, args.profile, args.runs, device, seeds, commit="plan")
+        plans.append(plan.study_plan(ctx, samples=args.samples, profile=not args.no_profiling))
+    if args.json:
+        print(json.dumps(plan.as_json(plans), indent=2))
+    else:
+        sys.stdout.write(format_plans(plans))
+    return 0
+
+
+def _count(value: int | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1e6:.2f}M" if value >= 1e5 else f"{value:,}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds <= 0:
+        return "?"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _seeds(seeds: list[int]) -> str:
+    return ",".join(map(str, seeds)) or "-"
+
+
+def format_plans(plans) -> str:
+    """The human-readable plan: one table per study, one line per variant × dataset with its seeds."""
+    lines = []
+    for p in plans:
+        lines.append(f"study {p.study} ({p.kind}, profile {p.profile}): "
+                     + (f"{p.trials_done}/{p.trials} trials done" if p.kind == "search"
+                        else f"{len(p.cells) - p.missing}/{len(p.cells)} cells done")
+                     + f", ~{_duration(p.remaining_s)} left" * bool(p.missing))
+        if p.kind == "search":
+            lines += _search_lines(p)
+        else:
+            lines += _grid_lines(p)
+        for label, rows in p.changed.items():
+            lines.append(f"  ! {label}: {rows} finished rows trained another network than this spec resolves to "
+                         "(edited or --set under the same label); they count as done")
+        lines.append("")
+    total = sum(p.remaining_s for p in plans)
+    missing = sum(p.missing for p in plans)
+    lines.append(f"{missing} cells/trials to run in {len(plans)} studies, ~{_duration(total)} in one process "
+                 "(workers divide it); nothing was trained" if missing else "every cell is done; nothing to run")
+    return "\n".join(lines) + "\n"
+
+
+def _grid_lines(p) -> list[str]:
+    header = f"  {'variant':<24} {'dataset':<14} {'params':>8} {'FLOPs':>8}  {'done seeds':<12} {'missing seeds':<14} per cell"
+    out = [header]
+    groups: dict[tuple[str, str], list] = {}
+    for c in p.cells:
+        groups.setdefault((c.variant, c.dataset), []).append(c)
+    for (variant, dataset), cells in groups.items():
+        done = [c.seed for c in cells if c.done]
+        missing = [c.seed for c in cells if not c.done]
+        seconds, source = p.seconds.get(variant, (0.0, ""))
+        estimate = f"{_duration(seconds)} ({source})" if missing else ""
+        levels = f" ×{len(cells[0].levels)} levels" if len(cells[0].levels) > 1 else ""
+        out.append(f"  {variant[:24]:<24} {dataset[:14]:<14} {_count(cells[0].params):>8} {_count(cells[0].flops):>8}  "
+                   f"{_seeds(done):<12} {_seeds(missing):<14} {estimate}{levels}")
+    return out
+
+
+def _search_lines(p) -> list[str]:
+    out = []
+    if p.band_samples:
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(p.band_reasons.items()))
+        out.append(f"  FLOPs/params bands reject {p.band_rejected}/{p.band_samples} "
+                   f"({100 * p.band_rejected / p.band_samples:.0f} %) of specs drawn uniformly from the space"
+                   + (f" ({why})" if why else ""))
+    if p.missing:
+        seconds, source = p.seconds.get("trial", (0.0, ""))
+        out.append(f"  {p.missing} trials to run, {_duration(seconds)} per trained trial ({source})")
+    return out

@@ -1,0 +1,251 @@
+"""What a study run will do, before it runs: its cells, their cost, what is done, and how long the rest takes.
+
+Nothing trains here. A cell is one variant × dataset × seed (a robustness cell also tests every
+degradation level), exactly the cells `study run` queues; it is done when `runs/<study>/results.jsonl`
+holds a row for it (matched on study, variant, dataset, degradation, seed and profile; the protocol and
+fold follow from the data found at run time). Time per cell comes from, in order:
+
+1. `measured`: the mean `wall_s` of this variant's finished rows (same study and profile);
+2. `measured, FLOPs-scaled`: seconds per FLOP of every finished row of this profile in the run
+   directory (any study), times the cell's FLOPs;
+3. `profiled`: a few timed training steps (`study.measure.time_training`, plain build, the profile's
+   batch size and precision) of one network per study, times the profile's images per cell; the other
+   MK variants are scaled by their FLOPs (`profiled, FLOPs-scaled`), registered baselines are timed
+   themselves. It counts training steps only (no evaluation or data loading), is taken on this
+   machine as loaded right now, and at the paper profile's epoch cap (early stopping usually ends
+   sooner) overstates the epochs: a rough guide until the first rows give measured rates.
+
+For a search, the FLOPs/params bands are checked on specs drawn uniformly from the search space (no
+training): the share they reject is the share of the space the bands cut away (TPE, after its random
+start-up trials, samples where good trials were, so its own rejection rate differs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from study import results
+from study.models import ResolvedModel
+
+ASSUMED_TRAIN_IMAGES = 54_000  # a 60k train split less the 10 % validation carve-out, when no subset is set
+
+
+@dataclasses.dataclass
+class PlannedCell:
+    """One cell a study run trains (or finds done)."""
+
+    variant: str
+    dataset: str
+    seed: int
+    levels: tuple[str, ...]  # degradation levels tested (one training)
+    params: int | None
+    flops: int | None
+    done: bool
+
+
+@dataclasses.dataclass
+class StudyPlan:
+    """The plan of one study under one profile."""
+
+    study: str
+    kind: str
+    profile: str
+    cells: list[PlannedCell]
+    seconds: dict[str, tuple[float, str]]  # variant (or "trial") → (seconds per cell, how it was estimated)
+    trials: int = 0  # search: the trial budget
+    trials_done: int = 0
+    band_samples: int = 0  # search: specs drawn to check the bands
+    band_rejected: int = 0
+    band_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
+    changed: dict[str, int] = dataclasses.field(default_factory=dict)  # variant → finished rows of another network
+
+    @property
+    def missing(self) -> int:
+        """Cells (grid) or trials (search) still to run."""
+        if self.kind == "search":
+            return max(0, self.trials - self.trials_done)
+        return sum(not c.done for c in self.cells)
+
+    @property
+    def remaining_s(self) -> float:
+        """Estimated seconds of the missing work (one process; workers divide it roughly)."""
+        if self.kind == "search":
+            return self.missing * self.seconds.get("trial", (0.0, ""))[0]
+        return sum(self.seconds.get(c.variant, (0.0, ""))[0] for c in self.cells if not c.done)
+
+
+def select_studies(only: str | None, every: bool, overrides: Sequence = ()) -> list:
+    """The studies a `study run` with these options runs, validated (with `--set` overrides), in run order."""
+    from study.overrides import load_study_with
+    from study.studies import list_studies, study_path
+
+    names = [n.strip() for n in only.split(",")] if only else list_studies()
+    specs = [load_study_with(study_path(n), overrides) for n in names]  # a bad spec fails before any training
+    if not only:
+        specs = [s for s in specs if every or s.default_run]
+        specs.sort(key=lambda s: (s.run_order, s.name))
+    return specs
+
+
+def _done_keys(ctx) -> set[tuple]:
+    keep = ("variant", "dataset", "degradation", "seed", "profile")
+    return {tuple(str(r.get(k, "")) for k in keep) for r in results.load_rows(ctx.results_path)
+            if r.get("status") != "failed"}
+
+
+def grid_cells(ctx) -> list[PlannedCell]:
+    """Every cell of a grid or robustness study, seed-major like the run's queue, marked done or not."""
+    done = _done_keys(ctx)
+    levels = tuple(ctx.spec.degradations) if ctx.spec.kind == "robustness" else ("none",)
+    cells = []
+    for seed in ctx.seeds:
+        for dataset in ctx.spec.datasets:
+            for v in ctx.variants:
+                resolved = ctx.resolved(v.label)
+                finished = all((v.label, dataset, level, str(seed), ctx.profile) in done for level in levels)
+                cells.append(PlannedCell(v.label, dataset, seed, levels, resolved.params, resolved.flops, finished))
+    return cells
+
+
+def changed_networks(ctx) -> dict[str, int]:
+    """Variants whose finished rows trained another network than the spec resolves to now (the file was
+    edited, or a `--set` changed it under the same label): label → rows. Those rows still count as done."""
+    if ctx.spec.kind == "search":
+        return {}
+    # an older kit hashed a registered network by its name: both forms name the same network
+    same = {v.label: {ctx.resolved(v.label).model.digest, ctx.resolved(v.label).model.name} for v in ctx.variants}
+    changed: Counter = Counter()
+    for r in results.load_rows(ctx.results_path):
+        label = r.get("variant")
+        if (r.get("profile") == ctx.profile and r.get("status") != "failed" and label in same
+                and r.get("spec_hash") and r["spec_hash"] not in same[label]):
+            changed[label] += 1
+    return dict(changed)
+
+
+def _ok_rows(path: Path, profile: str) -> list[dict[str, Any]]:
+    return [r for r in results.load_rows(path) if r.get("profile") == profile and r.get("status") == "ok"
+            and isinstance(r.get("wall_s"), (int, float)) and not r.get("reused_from") and not r.get("test_degraded_only")]
+
+
+def _seconds_per_flop(ctx) -> float | None:
+    """Median wall seconds per FLOP of the finished rows of this profile anywhere in the run directory."""
+    rates = [r["wall_s"] / r["flops"] for p in sorted(Path(ctx.run_dir).glob("*/results.jsonl"))
+             for r in _ok_rows(p, ctx.profile) if isinstance(r.get("flops"), (int, float)) and r["flops"] > 0]
+    return statistics.median(rates) if rates else None
+
+
+def _profiled_seconds(network: ResolvedModel, ctx) -> float:
+    """Training-step seconds of one cell, from a few timed steps (see the module docstring)."""
+    import torch
+
+    from study.measure import time_training
+    from study.models import build_model
+
+    cfg = ctx.cfg
+    with torch.random.fork_rng():  # profiling must not move the run's random state
+        timing = time_training(build_model(network), batch=cfg.batch_size, device=ctx.device, precision=cfg.precision,
+                               steps=3, warmup=3, repeats=1)
+    images = cfg.epochs * (cfg.train_subset or ASSUMED_TRAIN_IMAGES)
+    return images / timing["img_per_s"]
+
+
+def _estimate(ctx, label: str, network, flops: int | None, measured: dict[str, list[float]],
+              rates: dict[str, float | None], profile: bool) -> tuple[float, str]:
+    """Seconds per cell of one network; `rates` caches seconds per FLOP ("measured", "profiled")."""
+    if measured.get(label):
+        return statistics.fmean(measured[label]), "measured"
+    if rates.get("measured") and flops:
+        return rates["measured"] * flops, "measured, FLOPs-scaled"
+    if not profile:
+        return 0.0, "unknown"
+    if not flops:  # a registered baseline: no analytic FLOPs, so time it itself
+        return _profiled_seconds(network, ctx), "profiled"
+    if rates.get("profiled") is None:  # one timed network per study, the others scaled by their FLOPs
+        rates["profiled"] = _profiled_seconds(network, ctx) / flops
+        return rates["profiled"] * flops, "profiled"
+    return rates["profiled"] * flops, "profiled, FLOPs-scaled"
+
+
+def grid_seconds(ctx, cells: list[PlannedCell], profile: bool = True) -> dict[str, tuple[float, str]]:
+    """Seconds per cell of each variant that still has missing cells (see the module docstring for the sources)."""
+    measured: dict[str, list[float]] = {}
+    for r in _ok_rows(ctx.results_path, ctx.profile):
+        measured.setdefault(r["variant"], []).append(float(r["wall_s"]))
+    rates: dict[str, float | None] = {"measured": _seconds_per_flop(ctx)}
+    out = {}
+    for label in dict.fromkeys(c.variant for c in cells if not c.done):
+        resolved = ctx.resolved(label)
+        out[label] = _estimate(ctx, label, resolved.model, resolved.flops, measured, rates, profile)
+    return out
+
+
+def band_rejection(ctx, samples: int = 200, seed: int = 0) -> tuple[int, Counter]:
+    """How many of `samples` specs drawn uniformly from a search space the FLOPs/params bands reject, and why."""
+    import optuna
+
+    from study.blocks import network_complexity
+    from study.objectives import sample_network
+
+    space = ctx.spec.search
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    reasons: Counter = Counter()
+    for _ in range(samples):
+        model, _ = sample_network(study.ask(), ctx)
+        cost = network_complexity(model.spec)
+        for key, band in (("flops", space.flops_band), ("params", space.params_band)):
+            if not band[0] <= cost[key] <= band[1]:
+                reasons[f"{key} {'below' if cost[key] < band[0] else 'above'} the band"] += 1
+                break
+    return sum(reasons.values()), reasons
+
+
+def search_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
+    """A search study's plan: trials done of its budget, the bands' rejected share, seconds per trial."""
+    rows = [r for r in results.load_rows(ctx.results_path) if r.get("profile") == ctx.profile and r.get("status") != "failed"]
+    rejected, reasons = band_rejection(ctx, samples) if samples else (0, Counter())
+    trained = [float(r["wall_s"]) for r in _ok_rows(ctx.results_path, ctx.profile)]
+    plan = StudyPlan(ctx.spec.name, "search", ctx.profile, [], {}, trials=ctx.profile_spec.n_trials, trials_done=len(rows),
+                     band_samples=samples, band_rejected=rejected, band_reasons=dict(reasons))
+    if plan.missing:
+        if trained:
+            plan.seconds["trial"] = (statistics.fmean(trained), "measured")
+        else:  # the base network stands in for a typical sampled spec
+            from study.blocks import network_complexity
+            from study.capacity import scaled
+            from study.models import resolve_model
+            from study.studies import variant_network
+
+            base = resolve_model(variant_network(ctx.spec, _base_variant()))
+            if base.spec is not None:
+                base = resolve_model(scaled(base.spec, ctx.profile_spec.width))
+            flops = network_complexity(base.spec)["flops"] if base.spec is not None else None
+            rates = {"measured": _seconds_per_flop(ctx)}
+            plan.seconds["trial"] = _estimate(ctx, "", base, flops, {}, rates, profile)
+    return plan
+
+
+def _base_variant():
+    from study.studies import Variant
+
+    return Variant(label="base")
+
+
+def study_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
+    """The plan of one study run context (`cells.Context`): cells, done/missing, estimated time."""
+    if ctx.spec.kind == "search":
+        return search_plan(ctx, samples, profile)
+    cells = grid_cells(ctx)
+    return StudyPlan(ctx.spec.name, ctx.spec.kind, ctx.profile, cells, grid_seconds(ctx, cells, profile),
+                     changed=changed_networks(ctx))
+
+
+def as_json(plans: Sequence[StudyPlan]) -> dict[str, Any]:
+    """The plans as one JSON-able document (`study plan --json`)."""
+    return {"studies": [{**dataclasses.asdict(p), "missing": p.missing, "remaining_s": p.remaining_s} for p in plans],
+            "remaining_s": sum(p.remaining_s for p in plans)}
