@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,21 +129,76 @@ def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
         from study.overrides import apply_overrides
 
         doc = apply_overrides(doc, overrides)
-    table = doc.get("study", {})
     _check_keys(doc, {"study", "variants", "search", "profiles"}, where)
+    table = _table(doc.get("study", {}), where, "study")
     _check_keys(table, _STUDY_KEYS - {"variants", "search", "profiles"}, where, "study.")
     kind = table.get("kind", "grid")
     if kind not in _KINDS:
-        raise SpecError.at(where, "study.kind", f"{json.dumps(kind)} is not a study kind", ", ".join(_KINDS))
-    name = table.get("name", path.stem)
-    base = table.get("base", "lrnet_paper")
+        raise SpecError.at(where, "study.kind", f"{json.dumps(kind, default=str)} is not a study kind", ", ".join(_KINDS))
+    name, axis, description, base = (_text(table, key, default, where) for key, default in (
+        ("name", path.stem), ("axis", table.get("name", path.stem)), ("description", ""), ("base", "lrnet_paper")))
     _known_model(base, where, "study.base")
-    datasets = tuple(table.get("datasets", ["fashion-mnist"]))
-    from study.data import get_dataset
+    datasets = _datasets(table.get("datasets", ["fashion-mnist"]), where)
+    variants = _variants(doc.get("variants", []), kind, where)
+    search = _search_space(doc.get("search", {}), where)
+    profiles = _profiles(doc.get("profiles", {}), where)
+    degradations = _degradations(table.get("degradations", ["none"]), where)
+    spec = StudySpec(name=name, axis=axis, kind=kind, description=description,
+                     base=base, datasets=datasets, variants=variants, degradations=degradations, search=search,
+                     profiles=profiles, path=where, default_run=bool(table.get("default_run", True)),
+                     equivalence_margin=_margin(table.get("equivalence_margin", 3.0), where),
+                     run_order=_order(table.get("order", 50), where))
+    networks = {v.label: variant_network(spec, v) for v in spec.variants}  # built and validated once
+    resolved = {name: _resolve_variants(spec, profile, networks) for name, profile in profiles.items()}
+    return dataclasses.replace(spec, resolved=resolved)
 
-    for d in datasets:
-        get_dataset(d)
-    variants = tuple(_variant(v, i, where) for i, v in enumerate(doc.get("variants", [])))
+
+def _table(value: Any, where: str, key: str) -> dict:
+    if not isinstance(value, dict):
+        raise SpecError.at(where, key, f"got {json.dumps(value, default=str)}", f"a [{key}] table")
+    return value
+
+
+def _text(table: Mapping[str, Any], key: str, default: str, where: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or (key != "description" and not value.strip()):
+        raise SpecError.at(where, f"study.{key}", f"got {json.dumps(value, default=str)}", "a non-empty string")
+    return value
+
+
+def _strings(value: Any, where: str, key: str, allowed: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise SpecError.at(where, key, f"got {json.dumps(value, default=str)}", allowed)
+    return tuple(value)
+
+
+def _datasets(value: Any, where: str) -> tuple[str, ...]:
+    from study.data import list_datasets
+
+    datasets = _strings(value, where, "study.datasets", f"a list of dataset names from {', '.join(list_datasets())}")
+    unknown = [d for d in datasets if d not in list_datasets()]
+    if unknown:
+        raise SpecError.at(where, "study.datasets", f"unknown dataset {unknown[0]!r}", ", ".join(list_datasets()))
+    return datasets
+
+
+def _degradations(value: Any, where: str) -> tuple[str, ...]:
+    from study.data import parse_degradation
+    from study.errors import DataError
+
+    degradations = _strings(value, where, "study.degradations", 'a list of degradation texts, e.g. ["none", "blur:1.0"]')
+    for text in degradations:
+        try:
+            parse_degradation(text)
+        except DataError as err:
+            raise SpecError.at(where, "study.degradations", str(err), "see `study.data.DEGRADATIONS`") from None
+    return degradations
+
+
+def _variants(tables: Any, kind: str, where: str) -> tuple[Variant, ...]:
+    if not isinstance(tables, list):
+        raise SpecError.at(where, "variants", f"got {json.dumps(tables, default=str)}", "[[variants]] tables")
+    variants = tuple(_variant(v, i, where) for i, v in enumerate(tables))
     if kind != "search" and not variants:
         raise SpecError.at(where, "variants", "no variants", "one or more [[variants]] tables")
     labels = [v.label for v in variants]
@@ -151,23 +207,48 @@ def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
         raise SpecError.at(where, "variants", f"label {dup!r} is used twice", "unique labels")
     if sum(v.reference for v in variants) > 1:
         raise SpecError.at(where, "variants", "more than one reference", "at most one variant with reference = true")
-    search_table = doc.get("search", {})
-    _check_keys(search_table, {f.name for f in dataclasses.fields(SearchSpace)}, where, "search.")
-    search = SearchSpace(**{k: _tupled(v) for k, v in search_table.items()})
-    profiles = _profiles(doc.get("profiles", {}), where)
-    from study.data import parse_degradation
+    return variants
 
-    degradations = tuple(table.get("degradations", ["none"]))
-    for text in degradations:
-        parse_degradation(text)
-    spec = StudySpec(name=name, axis=table.get("axis", name), kind=kind, description=table.get("description", ""),
-                     base=base, datasets=datasets, variants=variants, degradations=degradations, search=search,
-                     profiles=profiles, path=where, default_run=bool(table.get("default_run", True)),
-                     equivalence_margin=_margin(table.get("equivalence_margin", 3.0), where),
-                     run_order=_order(table.get("order", 50), where))
-    networks = {v.label: variant_network(spec, v) for v in spec.variants}  # built and validated once
-    resolved = {name: _resolve_variants(spec, profile, networks) for name, profile in profiles.items()}
-    return dataclasses.replace(spec, resolved=resolved)
+
+_PRUNERS = ("median", "hyperband", "none")
+_OBJECTIVES = ("accuracy", "flops")
+
+
+def _search_space(table: Any, where: str) -> SearchSpace:
+    """The `[search]` table, each field checked against the shape of its default; one line per problem."""
+    if not isinstance(table, dict):
+        raise SpecError.at(where, "search", f"got {json.dumps(table, default=str)}", "a [search] table")
+    _check_keys(table, {f.name for f in dataclasses.fields(SearchSpace)}, where, "search.")
+    for key, value in table.items():
+        if not _fits(value, getattr(SearchSpace, key)):
+            raise SpecError.at(where, f"search.{key}", f"got {json.dumps(value, default=str)}",
+                               f"the shape of the default {json.dumps(getattr(SearchSpace, key), default=str)}")
+    space = SearchSpace(**{k: _tupled(v) for k, v in table.items()})
+    for key in ("blocks", "width_multiplier", "dropout", "lr", "flops_band", "params_band"):
+        low, high = getattr(space, key)
+        if not low <= high:
+            raise SpecError.at(where, f"search.{key}", f"[{low}, {high}] is empty", "[low, high] with low ≤ high")
+    if space.pruner not in _PRUNERS or not set(space.objectives) <= set(_OBJECTIVES) or not space.objectives:
+        raise SpecError.at(where, "search.pruner/objectives", f"got {space.pruner!r} / {list(space.objectives)}",
+                           f"pruner one of {', '.join(_PRUNERS)}; objectives from {', '.join(_OBJECTIVES)}")
+    return space
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Whether a TOML value has the shape of a default (lists for tuples, numbers for numbers)."""
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or (len(default) == 2 and not isinstance(default[0], tuple)
+                                           and isinstance(default[0], (int, float)) and len(value) != 2):
+            return False
+        sample = default[0] if default else None
+        return all(_fits(v, sample) for v in value) if sample is not None else True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and (math.isfinite(value) or value == math.inf)
+    return isinstance(value, type(default))
 
 
 def _margin(value: Any, where: str) -> float:
@@ -230,12 +311,21 @@ def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
+_VARIANT_TYPES = (("reference", bool, "true or false"), ("model", str, "a registered model name"),
+                  ("block", dict, "a table of MK-block settings"), ("head", dict, "a table of head settings"),
+                  ("blocks", int, "a block count (0 = the base's)"))
+
+
 def _variant(table: Any, i: int, where: str) -> Variant:
     if not isinstance(table, dict):
         raise SpecError.at(where, f"variants[{i}]", f"got {json.dumps(table)}", "a table with label and overrides")
     _check_keys(table, {f.name for f in dataclasses.fields(Variant)}, where, f"variants[{i}].")
     if not isinstance(table.get("label"), str) or not table["label"]:
         raise SpecError.at(where, f"variants[{i}].label", "missing or empty", "a non-empty string naming the cell")
+    for key, kind, allowed in _VARIANT_TYPES:
+        value = table.get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0))):
+            raise SpecError.at(where, f"variants[{i}].{key}", f"got {json.dumps(value, default=str)}", allowed)
     if table.get("model"):
         _known_model(table["model"], where, f"variants[{i}].model")
     if table.get("match", "") not in ("", *capacity.MATCHES):

@@ -115,7 +115,7 @@ def test_dry_run_lists_every_cell_marks_the_done_ones_and_trains_nothing(tiny, t
     assert study["seconds"]["paper"] == [12.0, "measured"]
     dense_flops = spec.resolved["quick"]["dense"].flops
     assert study["seconds"]["dense"] == [pytest.approx(12.0 * dense_flops / flops), "measured, FLOPs-scaled"]
-    assert doc["remaining_s"] == pytest.approx(sum(study["seconds"][c[0]][0] for c in cells if not c[2]))
+    assert doc["remaining_s"] == pytest.approx(sum(study["seconds"][c[0]][0] for c in listed if not c[2]))
     # nothing ran: the table is as it was, no Optuna journal, no history
     assert ctx.results_path.read_bytes() == before
     assert sorted(p.name for p in (runs / "tinyplan").iterdir()) == ["results.jsonl"]  # no journal, history, study.json
