@@ -27,6 +27,8 @@ from fvcore.nn import FlopCountAnalysis  # noqa: E402
 from fvcore.nn.jit_handles import get_shape  # noqa: E402
 from torch import nn  # noqa: E402
 
+from study.errors import KitError  # noqa: E402
+
 FLOP_CONVENTION = "one multiply-add = one FLOP (fvcore); adds 1/element, k×k pooling k·k/output element; activations, concat free"
 
 _FREE_OPS = (
@@ -216,3 +218,45 @@ def git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (commit + ("-dirty" if dirty else "")) or "unknown"
+
+
+def profile_model(name: str, *, batch: int = 128, device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
+            compile: bool = False, fast: bool = False, timing: bool = True, repeats: int = 5) -> dict[str, Any]:
+    """Everything `study profile` reports, as a dict: counts, and (with `timing`) train/inference throughput
+    and peak memory under one setting."""
+    from study import fast as fast_path
+    from study.models import resolve_model
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise KitError("--device cuda: no CUDA device is visible; use --device cpu or run on a GPU machine")
+    resolved = resolve_model(name)
+    size, channels = resolved.input_size, resolved.in_channels
+    classes = resolved.spec.num_classes if resolved.spec else 10
+    model = resolved.build(classes)
+    result: dict[str, Any] = {"model": name, **count_params(model), **count_flops(model, resolved.input_shape),
+                              "flop_convention": FLOP_CONVENTION}
+    if fast:
+        precision, channels_last, compile = fast_path.fast_setting(device)
+        if device == "cpu":
+            fast_path.tune_allocator()
+    result["setting"] = {"precision": precision, "channels_last": channels_last, "compile": compile, "fast": fast, "batch": batch}
+    result["provenance"] = provenance(device, precision)
+    if not timing:
+        return result
+    model = model.to(device)
+    train_model, infer_model = (fast_path.optimize(model, "train"), fast_path.optimize(model, "infer")) if fast else (model, model)
+    if channels_last:
+        train_model = train_model.to(memory_format=torch.channels_last)
+        infer_model = infer_model.to(memory_format=torch.channels_last)
+    if compile:
+        train_model, infer_model = torch.compile(train_model), torch.compile(infer_model)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    common = {"device": device, "precision": precision, "channels_last": channels_last,
+              "input_shape": (channels, size, size), "repeats": repeats}
+    result["train"] = try_batches(lambda b: time_training(train_model, b, num_classes=classes, **common), batch)
+    result["inference"] = try_batches(lambda b: time_inference(infer_model, b, **common), batch)
+    result["train_img_per_s"] = result["train"]["img_per_s"]
+    result["infer_img_per_s"] = result["inference"]["img_per_s"]
+    result["peak_mem_mb"] = peak_memory_mb(device)
+    return result

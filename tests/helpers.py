@@ -39,3 +39,14 @@ def write_tiny_dataset(root: Path, name: str = "fashion-mnist", train: int = 300
         images[torch.arange(count), rows] = 250
         write_split(root, name, split, images, labels)
     return root
+
+
+def tiny_grid_study(links: tuple[str, ...] = ("paper", "none"), profile: str = "seeds = 2\nwidth = 1.0") -> str:
+    """The TOML of a tiny links study: one MK block at width ×0.25 per variant ("paper" is the reference),
+    with `profile` as its `[profiles.quick]` table (seeds, workers, a small `train` table, …)."""
+    parts = ['[study]\naxis = "links"\nbase = "lrnet_paper"\ndatasets = ["fashion-mnist"]\n']
+    for link in links:
+        block = "{ width_multiplier = 0.25 }" if link == "paper" else f'{{ links = "{link}", width_multiplier = 0.25 }}'
+        reference = "reference = true\n" if link == "paper" else ""
+        parts.append(f'[[variants]]\nlabel = "{link}"\n{reference}blocks = 1\nblock = {block}\n')
+    return "\n".join(parts) + f"\n[profiles.quick]\n{profile}\n"

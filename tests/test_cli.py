@@ -8,25 +8,9 @@ import pytest
 
 from study.cli import main
 from study.errors import EXIT_INCOMPLETE
-from tests.helpers import write_tiny_dataset
+from tests.helpers import tiny_grid_study, write_tiny_dataset
 
-TINY = """
-[study]
-axis = "links"
-base = "lrnet_paper"
-datasets = ["fashion-mnist"]
-
-[[variants]]
-label = "paper"
-reference = true
-blocks = 1
-block = { width_multiplier = 0.25 }
-
-[profiles.quick]
-seeds = 2
-width = 1.0
-workers = 1
-"""
+TINY = tiny_grid_study(("paper",), profile="seeds = 2\nwidth = 1.0\nworkers = 1")
 
 
 def test_version_and_exit_codes_are_in_the_help(capsys):

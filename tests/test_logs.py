@@ -15,31 +15,10 @@ import pytest
 from study import cells, objectives, progress
 from study.cli import main
 from study.studies import load_study, study_path
-from tests.helpers import write_tiny_dataset
+from tests.helpers import tiny_grid_study, write_tiny_dataset
 
-TWO_CELLS = """
-[study]
-axis = "links"
-base = "lrnet_paper"
-datasets = ["fashion-mnist"]
-
-[[variants]]
-label = "paper"
-reference = true
-blocks = 1
-block = { width_multiplier = 0.25 }
-
-[[variants]]
-label = "none"
-blocks = 1
-block = { links = "none", width_multiplier = 0.25 }
-
-[profiles.quick]
-seeds = 1
-width = 1.0
-workers = 1
-train = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, precision = "fp32", fast = false }
-"""
+TINY_TRAIN = 'train = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, precision = "fp32", fast = false }'
+TWO_CELLS = tiny_grid_study(profile="seeds = 1\nwidth = 1.0\nworkers = 1\n" + TINY_TRAIN)
 
 REPO = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^\S+ \S+ (INFO|WARNING) pid \d+ study\.trials: tinylog trial (\d+) (start|done in|failed after|pruned after)")

@@ -409,7 +409,7 @@ out_channels = 4
 @pytest.mark.parametrize("extra, timing", [("in_channels = 3", False), ("num_classes = 2", True)],
                          ids=["three_channels", "two_classes"])
 def test_profile_honours_the_specs_input_channels_and_classes(tmp_path: Path, extra: str, timing: bool):
-    from study.commands.profile import profile
+    from study.measure import profile_model as profile
 
     path = tmp_path / "tiny.toml"
     path.write_text(extra + "\n" + TINY)

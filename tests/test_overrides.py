@@ -10,29 +10,9 @@ from study import overrides
 from study.cli import main
 from study.errors import EXIT_INCOMPLETE, SpecError
 from study.studies import study_path
-from tests.helpers import write_tiny_dataset
+from tests.helpers import tiny_grid_study, write_tiny_dataset
 
-TINY = """
-[study]
-axis = "links"
-base = "lrnet_paper"
-datasets = ["fashion-mnist"]
-
-[[variants]]
-label = "paper"
-reference = true
-blocks = 1
-block = { width_multiplier = 0.25 }
-
-[[variants]]
-label = "none"
-blocks = 1
-block = { links = "none", width_multiplier = 0.25 }
-
-[profiles.quick]
-seeds = 2
-width = 1.0
-"""
+TINY = tiny_grid_study()
 
 
 def test_values_parse_as_toml_and_bare_words_as_strings():

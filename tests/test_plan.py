@@ -12,36 +12,10 @@ from study import cells, objectives, plan, results
 from study.cli import main
 from study.errors import SpecError
 from study.overrides import load_study_with, parse_overrides
-from tests.helpers import write_tiny_dataset
+from tests.helpers import tiny_grid_study, write_tiny_dataset
 
-GRID = """
-[study]
-axis = "links"
-base = "lrnet_paper"
-datasets = ["fashion-mnist"]
-
-[[variants]]
-label = "paper"
-reference = true
-blocks = 1
-block = { width_multiplier = 0.25 }
-
-[[variants]]
-label = "none"
-blocks = 1
-block = { links = "none", width_multiplier = 0.25 }
-
-[[variants]]
-label = "dense"
-blocks = 1
-block = { links = "dense", width_multiplier = 0.25 }
-
-[profiles.quick]
-seeds = 2
-width = 1.0
-workers = 1
-train = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, precision = "fp32" }
-"""
+TINY_TRAIN = 'train = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, precision = "fp32" }'
+GRID = tiny_grid_study(("paper", "none", "dense"), profile="seeds = 2\nwidth = 1.0\nworkers = 1\n" + TINY_TRAIN)
 
 SEARCH = """
 [study]

@@ -759,3 +759,17 @@ def test_a_metric_logged_only_at_epoch_end_gets_no_empty_panel(tmp_path):
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 1 and visible[0].get_ylabel() == "training loss" and len(visible[0].lines) == 1
     assert len(visible[0].lines[0].get_xdata()) == len(pd.read_csv(tmp_path / "h0.csv")) >= 10
+
+
+def test_profile_line_names_command_line_overrides_apart_from_the_files():
+    import types
+
+    import pandas as pd
+
+    from study.report import summary
+
+    study = types.SimpleNamespace(provenance={"profile_description": "quick profile; PROXY; 5 seeds", "proxy": True,
+                                              "profile_overrides": ["seeds=3"], "cli_overrides": ["profiles.quick.seeds=10"]},
+                                  table=pd.DataFrame(), profile="quick")
+    line = summary.profile_line(study)
+    assert line.endswith("; study overrides: seeds=3; overridden on the command line: --set profiles.quick.seeds=10")

@@ -25,59 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def profile(name: str, *, batch: int = 128, device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
-            compile: bool = False, fast: bool = False, timing: bool = True, repeats: int = 5) -> dict[str, Any]:
-    """Everything `study profile` reports, as a dict."""
-    import torch
-
-    from study import fast as fast_path
-    from study.measure import (
-        FLOP_CONVENTION,
-        count_flops,
-        count_params,
-        peak_memory_mb,
-        provenance,
-        time_inference,
-        time_training,
-        try_batches,
-    )
-    from study.models import resolve_model
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise KitError("--device cuda: no CUDA device is visible; use --device cpu or run on a GPU machine")
-    resolved = resolve_model(name)
-    size, channels = resolved.input_size, resolved.in_channels
-    classes = resolved.spec.num_classes if resolved.spec else 10
-    model = resolved.build(classes)
-    result: dict[str, Any] = {"model": name, **count_params(model), **count_flops(model, resolved.input_shape),
-                              "flop_convention": FLOP_CONVENTION}
-    if fast:
-        precision, channels_last, compile = fast_path.fast_setting(device)
-        if device == "cpu":
-            fast_path.tune_allocator()
-    result["setting"] = {"precision": precision, "channels_last": channels_last, "compile": compile, "fast": fast, "batch": batch}
-    result["provenance"] = provenance(device, precision)
-    if not timing:
-        return result
-    model = model.to(device)
-    train_model, infer_model = (fast_path.optimize(model, "train"), fast_path.optimize(model, "infer")) if fast else (model, model)
-    if channels_last:
-        train_model = train_model.to(memory_format=torch.channels_last)
-        infer_model = infer_model.to(memory_format=torch.channels_last)
-    if compile:
-        train_model, infer_model = torch.compile(train_model), torch.compile(infer_model)
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    common = {"device": device, "precision": precision, "channels_last": channels_last,
-              "input_shape": (channels, size, size), "repeats": repeats}
-    result["train"] = try_batches(lambda b: time_training(train_model, b, num_classes=classes, **common), batch)
-    result["inference"] = try_batches(lambda b: time_inference(infer_model, b, **common), batch)
-    result["train_img_per_s"] = result["train"]["img_per_s"]
-    result["infer_img_per_s"] = result["inference"]["img_per_s"]
-    result["peak_mem_mb"] = peak_memory_mb(device)
-    return result
-
-
 def _print_human(r: dict[str, Any]) -> None:
     print(f"{r['model']}: {r['params']:,} trainable parameters ({r['params_total']:,} total)")
     print(f"FLOPs per image: {r['flops']:,} ({r['flops'] / 1e6:.1f} M; {r['flop_convention']})")
@@ -105,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise KitError("profile: name a model or a .toml spec (or pass --list to see the registered ones)")
-    result = profile(args.model, batch=args.batch, device=args.device, precision=args.precision,
+    from study.measure import profile_model
+
+    result = profile_model(args.model, batch=args.batch, device=args.device, precision=args.precision,
                      channels_last=args.channels_last, compile=args.compile, fast=args.fast,
                      timing=not args.no_timing, repeats=args.repeats)
     if args.json:

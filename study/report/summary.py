@@ -86,6 +86,9 @@ def profile_line(study) -> str:
     overrides = prov.get("profile_overrides")
     if isinstance(overrides, list) and overrides and "overrides" not in line:
         line += "; study overrides: " + ", ".join(map(str, overrides))
+    cli = prov.get("cli_overrides")
+    if isinstance(cli, list) and cli:  # `study run --set`: not in the study file, so say so
+        line += "; overridden on the command line: --set " + ", --set ".join(map(str, cli))
     if is_proxy(study) and "PROXY" not in line:
         line = "PROXY · " + line
     return line
