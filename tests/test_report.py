@@ -18,8 +18,8 @@ from scipy import stats as sps
 from study import stats
 from study.report import display, summary, tables
 from study.report.__main__ import main
-from study.report.build import _verdict_cell
 from study.report.claims import NOT_SUPPORTED, SUPPORTED, check_claims
+from study.report.sections import verdict_cell as _verdict_cell
 from study.results import load_table
 from study.studies import list_studies
 
@@ -598,7 +598,7 @@ def test_agreement_is_never_coloured_beyond_the_mde(quick_run):
         coloured = f'<td class="text equiv">{r.verdict}</td>' in index
         assert coloured == (abs(r.delta) <= r.mde), r
     # a Table I row with the paper inside one run's range but a gap beyond the MDE is not called agreement
-    from study.report.build import _paper_in_range_cell
+    from study.report.sections import paper_in_range_cell as _paper_in_range_cell
 
     cell = _paper_in_range_cell({"paper_in_range": True, "n": 5, "paper": 95.0, "diff_vs_paper": -4.0,
                                  "mde_one_run": 3.0, "paper_agrees": False})
@@ -723,7 +723,7 @@ def test_every_table_and_figure_links_its_csv_and_every_page_has_provenance(quic
 
 
 def test_footer_command_runs_the_study_again(tmp_path):
-    from study.report.build import StudyRun
+    from study.report.load import StudyRun
     from study.report.provenance import study_command
     from study.studies import ABLATIONS
 

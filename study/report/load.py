@@ -1,0 +1,65 @@
+"""A study's run directory, read for the report: its results table, provenance (`study.json`) and Optuna journal."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from study.results import load_table
+
+
+@dataclass
+class StudyRun:
+    """One study's run directory, read: results table, provenance and optional Optuna journal."""
+
+    name: str
+    run_dir: Path
+    table: pd.DataFrame
+    provenance: dict
+    journal: Path | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def profile(self) -> str:
+        """The study's profile, from study.json or else from its rows."""
+        if self.provenance.get("profile"):
+            return str(self.provenance["profile"])
+        return ", ".join(sorted({str(p) for p in self.table["profile"].dropna()})) or "–"
+
+    @property
+    def last_update(self) -> str:
+        """When the results file last changed (a running study keeps appending to it)."""
+        results = self.run_dir / "results.jsonl"
+        source = results if results.exists() else self.run_dir / "study.json"
+        if not source.exists():
+            return "–"
+        return datetime.fromtimestamp(source.stat().st_mtime).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+
+
+def find_studies(runs_dir: Path) -> list[Path]:
+    """Study folders of a runs directory: those holding results.jsonl or study.json."""
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p for p in runs_dir.iterdir()
+                  if p.is_dir() and ((p / "results.jsonl").exists() or (p / "study.json").exists()))
+
+
+def load_run(run_dir: Path) -> StudyRun:
+    """Read one study folder; an unreadable study.json is a problem noted in the report, not a crash."""
+    problems, provenance = [], {}
+    meta = run_dir / "study.json"
+    if meta.exists():
+        try:
+            provenance = json.loads(meta.read_text(encoding="utf-8"))
+            if not isinstance(provenance, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            problems.append(f"study.json could not be read ({err}); provenance below comes from the rows only.")
+            provenance = {}
+    journal = run_dir / "optuna.journal"
+    return StudyRun(run_dir.name, run_dir, load_table(run_dir / "results.jsonl"), provenance,
+                    journal if journal.exists() else None, problems)

@@ -1,0 +1,421 @@
+"""The evidence sections of a study's page (run, Tables I and II, ablations, curves, Pareto front, search,
+robustness), each written only when the study measured what it shows, and the files written beside it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from study import stats
+from study.report import display, figures, optuna_search, summary, tables
+from study.report.curves import METRIC_NAMES, drawable, drawn_metrics, load_histories, mean_curves
+from study.report.html import (
+    Facts,
+    Figure,
+    Note,
+    ReportBook,
+    Section,
+    Table,
+    frame_table,
+)
+from study.report.load import StudyRun
+
+_GENERATED = ("*.csv", "*.svg", "index.html")
+
+
+class Outputs:
+    """Files written beside a study's page, named safely and uniquely from labels found in the data."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.used: set[str] = set()
+        folder.mkdir(parents=True, exist_ok=True)
+        for pattern in _GENERATED:  # a stale figure of a removed axis must not linger beside the new page
+            for stale in folder.glob(pattern):
+                stale.unlink()
+
+    def _name(self, stem: str, ext: str) -> str:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "item"
+        if safe != stem or f"{safe}.{ext}" in self.used:
+            safe = f"{safe}-{hashlib.sha256(stem.encode()).hexdigest()[:6]}"
+        self.used.add(f"{safe}.{ext}")
+        return f"{safe}.{ext}"
+
+    def csv(self, frame: pd.DataFrame, stem: str) -> str:
+        """Write a table as CSV; returns its file name (relative to the page)."""
+        name = self._name(stem, "csv")
+        frame.to_csv(self.folder / name, index=False)
+        return name
+
+    def figure(self, svg: bytes, stem: str, caption: str, csv: str | None = None) -> Figure:
+        """Write a figure as SVG and return it ready to embed, with the CSV of the numbers it draws."""
+        name = self._name(stem, "svg")
+        (self.folder / name).write_bytes(svg)
+        return Figure(svg, caption, name, csv)
+
+
+
+def quick_mde_sentence(study: StudyRun) -> str | None:
+    """For quick-profile studies: the typical minimum detectable difference, in one sentence."""
+    if "quick" not in study.profile:
+        return None
+    # Search trials run one seed each by design; they would drag the typical cell size to 1.
+    mde = stats.typical_mde(study.table[study.table["axis"] != "search"])
+    if pd.isna(mde):
+        return ("Quick profile: too few seeds per cell to estimate the minimum detectable difference; "
+                "treat every difference as undetectable.")
+    return (f"Quick profile (CPU-budgeted): with this study's seeds and seed-to-seed spread the typical minimum "
+            f"detectable difference is {mde:.1f} points (two-sided, α = 0.05, power 0.8); differences smaller "
+            f"than that are not detectable here.")
+
+
+def missing_note(study: StudyRun) -> Note | None:
+    """The "missing" box of a partial study: planned cells without an ok result."""
+    planned = study.provenance.get("cells_total")
+    table = study.table
+    ok = int((table["status"] == "ok").sum())
+    unfinished = tables.unfinished_cells(table)
+    if not isinstance(planned, int) or ok >= planned:
+        return None
+    not_run = max(planned - len(table), 0)
+    return Note(
+        f"Partial results: {ok} of {planned} planned cells have an ok result; {len(unfinished)} ended without one "
+        f"and {not_run} have not run yet. A cell is one (axis, variant, dataset, degradation, protocol, fold, "
+        f"seed) run.", "warn", [cell_label(r) for r in unfinished.to_dict("records")], collapse_over=8,
+    )
+
+
+def cell_label(record: dict) -> str:
+    return (f"{record['axis']} · {record['variant']} · {record['dataset']} · {record['degradation']} · "
+            f"{record['protocol']} fold {record['fold']} · seed {record['seed']} → {record['status']}")
+
+
+def describe_protocol(protocol: str) -> str:
+    if protocol == "val-split":
+        return "val-split: validation held out from the training data; test set evaluated once"
+    match = re.fullmatch(r"kfold-test:(\d+)", protocol)
+    if match:
+        return f"{protocol}: stratified {match.group(1)}-fold cross-validation on the test split only"
+    if protocol == "paper":
+        return "paper: the authors' protocol (the test set doubles as validation set)"
+    return protocol
+
+
+def unique(series: pd.Series) -> str:
+    values = sorted({str(v) for v in series.dropna() if str(v)})
+    return ", ".join(values) if values else "–"
+
+
+def run_section(section: Section, study: StudyRun) -> None:
+    """What ran, on what, with what, and when; then statuses and runs without a result."""
+    table, prov = study.table, study.provenance
+    axes = ", ".join(f"{a} ({table.loc[table['axis'] == a, 'variant'].nunique()} variants)"
+                     for a in table["axis"].dropna().unique())
+    datasets = prov.get("datasets") if isinstance(prov.get("datasets"), dict) else {}
+    baselines = sorted({m for m in table["model"].dropna().astype(str) if tables.is_baseline(m)})
+    facts = [
+        ("study", str(prov.get("study", study.name))),
+        ("what ran", f"{len(table)} runs · axes: {axes or '–'} · models: {unique(table['model'])} · "
+                     f"datasets: {unique(table['dataset'])} · seeds: {unique(table['seed'])}"),
+        ("profile", summary.profile_line(study)),
+        ("equivalence margin", f"±{summary.equivalence_margin(prov):g} accuracy points"),
+        ("protocol", "; ".join(describe_protocol(p) for p in sorted(set(table["protocol"].dropna().astype(str))))
+         or str(prov.get("protocol", "–"))),
+        ("baselines", describe_baselines(baselines)),
+        ("data", "; ".join(f"{k}: {v}" for k, v in datasets.items()) or "not recorded"),
+        ("device", str(prov.get("device") or unique(table["device"]))),
+        ("versions", f"torch {prov.get('torch_version') or unique(table['torch_version'])} · "
+                     f"python {prov.get('python', '–')} · precision {unique(table['precision'])}"),
+        ("git commit", str(prov.get("git_commit") or unique(table["git_commit"]))),
+        ("started / finished", f"{display.text(prov.get('started'))} / "
+                               f"{display.text(prov.get('finished') or ('not yet' if prov.get('started') else None))}"),
+        ("total compute", f"{display.duration(tables.compute_seconds(table))} "
+                          f"(sum of wall_s over {len(table)} runs)"),
+        ("statuses", ", ".join(f"{r.status} {r.rows}" for r in tables.status_counts(table).itertuples())),
+    ]
+    mde = quick_mde_sentence(study)
+    if mde:
+        facts.append(("detectable difference", mde))
+    section.add(Facts(facts))
+    unfinished = tables.unfinished_cells(table)
+    if len(unfinished) and missing_note(study) is None:  # else the summary's "missing" box lists them
+        section.add(Note(f"{len(unfinished)} runs ended without an ok result:", "info",
+                         [cell_label(r) for r in unfinished.to_dict("records")], collapse_over=8))
+
+
+def describe_baselines(baselines: list[str]) -> str:
+    if not baselines:
+        return "none in this study"
+    parts = []
+    if any(b.endswith("_scratch") for b in baselines):
+        parts.append("*_scratch: trained from scratch, stem adapted to 28×28×1")
+    if any(b.endswith("_paper") for b in baselines):
+        parts.append("*_paper: the paper's protocol, images resized and repeated to 3 channels")
+    return "; ".join(parts) + (" — the paper fine-tuned ImageNet weights, unavailable here, so baselines start "
+                               "from random weights")
+
+
+CLIPPED_NOTE = (f"{display.CLIPPED} An interval that reached beyond its scale (0–100 % for an accuracy, ±100 points "
+                "for a difference of accuracies) is cut to it: with this few seeds and this much spread the data "
+                "barely constrain the number.")
+
+
+def table_one_columns() -> dict:
+    """Table I's columns (header → column and formatter, or a function of the row); the index shows them too."""
+    return {
+        "dataset": ("dataset", display.text), "model": ("model", display.text),
+        "protocol": ("protocol", display.text), "n": ("n", display.count),
+        "accuracy %": ("mean", display.pts),
+        "95% CI": lambda r: display.accuracy_interval(r["ci_low"], r["ci_high"], r["ci_clipped"]),
+        "one run, 95% PI": lambda r: display.accuracy_interval(r["pi_low"], r["pi_high"], r["pi_clipped"]),
+        "paper": ("paper", display.pts), "Δ vs paper": lambda r: display.pts(r["diff_vs_paper"], signed=True),
+        "MDE (one run)": ("mde_one_run", display.pts),
+        "paper within one run's range": paper_in_range_cell,
+    }
+
+
+def table_two_columns() -> dict:
+    """Table II's columns; the index shows them too."""
+    return {
+        "model": ("model", display.text), "rows": ("rows", display.count), "params": ("params", display.count),
+        "MFLOPs": ("flops", display.mega), "train img/s": ("train_img_per_s", display.rate),
+        "inference img/s": ("infer_img_per_s", display.rate), "peak memory MB": ("peak_mem_mb", display.rate),
+        "device": ("devices", display.text),
+    }
+
+
+def table_one_section(section: Section, out: Outputs, table_one: pd.DataFrame, versus: pd.DataFrame,
+                       main: pd.DataFrame) -> None:
+    source = "the study's “paper” axis" if (main["axis"] == "paper").any() else "all axes (each run once)"
+    section.add(Note(
+        f"Test accuracy (%) on clean data from {source}: mean and 95% t-interval over seeds (n seeds; k-fold "
+        "folds are averaged within a seed). “Paper” is the paper's Table I (VGG-16 ↔ vgg16_*, InceptionV3 ↔ "
+        "inception_v3_*, LR-Net ↔ lrnet_paper); Δ = ours − paper. The paper's numbers are single runs: they "
+        "are checked against our 95% prediction interval for one run (n ≥ 3), not against the CI of our mean, "
+        "and called in line with ours only when also |Δ| ≤ the MDE, the gap of one run this design detects "
+        "with 80% power."))
+    full, low = table_one[~table_one["low_data"]], table_one[table_one["low_data"]]
+    columns = table_one_columns()
+    if len(full):
+        section.add(frame_table(full, columns, caption="Table I reproduction.", csv=out.csv(full, "table_i"),
+                                row_class=lambda r: "reference" if r["model"] == tables.LRNET else "", collapse_over=30))
+    if len(low):
+        sub = section.subsection("Low-data table: k-fold on the test split only")
+        sub.add(Note("Only a test split was available for these datasets: each model trained on 4/5 of it and was "
+                     "tested on the remaining fold, the fold rotating over seeds. This is a different, smaller-data "
+                     "protocol than the paper's, so these numbers are not put beside the paper's.", "warn"))
+        low_columns = {k: v for k, v in columns.items()
+                       if k not in ("paper", "Δ vs paper", "MDE (one run)", "paper within one run's range")}
+        sub.add(frame_table(low, low_columns, caption="Low-data protocol (not comparable with the paper).",
+                            csv=out.csv(low, "table_i_low_data"),
+                            row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
+    if (table_one["ci_clipped"] | table_one["pi_clipped"]).any():
+        section.add(Note(CLIPPED_NOTE, "warn"))
+    points = tables.model_points(main)
+    section.add(out.figure(figures.to_svg(figures.ablation_figure(points, "model", xlabel="model (LR-Net in vermillion)")),
+                           "table_i_models", "Test accuracy per model: dots are seeds, bars the mean with its 95% "
+                           "t-interval (cut to [0, 100]).", csv=out.csv(points, "table_i_points")))
+    if not versus.empty:
+        versus_subsection(section.subsection("LR-Net vs each baseline"), out, versus)
+
+
+def versus_subsection(sub: Section, out: Outputs, versus: pd.DataFrame) -> None:
+    sub.add(Note("Δ = LR-Net − baseline in points. Paired by seed where at least two seeds are shared, "
+                 "Welch otherwise; p-values Holm-adjusted across the baselines of each dataset. Verdict: better / "
+                 "worse (t-test), equivalent within the margin (TOST), else inconclusive — then read the CI and "
+                 "the minimum detectable difference (MDE)."))
+    sub.add(frame_table(versus, {
+        "dataset": ("dataset", display.text), "baseline": ("baseline", display.text),
+        "LR-Net %": ("mean_lrnet", display.pts), "baseline %": ("mean_baseline", display.pts),
+        "n": lambda r: f"{r['n_lrnet']} / {r['n_baseline']}",
+        "Δ": lambda r: display.pts(r["diff"], signed=True),
+        "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
+        "p (Holm)": ("p_adjusted", display.p_value), "test": lambda r: "paired" if r["paired"] else "Welch",
+        "MDE": ("mde", display.mde), "LR-Net is": verdict_cell,
+    }, caption="LR-Net against the baselines.", csv=out.csv(versus, "lrnet_vs_baselines")))
+    if beyond(versus, -100.0, 100.0):
+        sub.add(Note(CLIPPED_NOTE, "warn"))
+
+
+def beyond(frame: pd.DataFrame, low: float, high: float) -> bool:
+    """Whether any CI of a comparison table reaches beyond [low, high] (and is shown cut to it)."""
+    return bool(((frame["ci_low"] < low) | (frame["ci_high"] > high)).any())
+
+
+def paper_in_range_cell(record: dict):
+    """In line with the paper (green) only inside one run's range and within the MDE; outside the range flagged."""
+    inside = record["paper_in_range"]
+    if inside is pd.NA or inside is None or display.missing(inside):
+        return ("– (n < 3)" if record["n"] < 3 and not pd.isna(record["paper"]) else "–", "muted")
+    if not inside:
+        return ("no: outside one run's range", "flag")
+    if record.get("paper_agrees", True) and display.agrees(record["diff_vs_paper"], record.get("mde_one_run")):
+        return ("yes", "good")
+    return ("inside the range, but |Δ| > MDE", "muted")
+
+
+def verdict_cell(record: dict):
+    """A verdict styled by its kind: better good, worse bad, equivalent its own style, inconclusive muted."""
+    verdict = str(record["verdict"])
+    return (verdict, display.verdict_class(verdict, record.get("diff"), record.get("mde")))
+
+
+def table_two_section(section: Section, out: Outputs, table_two: pd.DataFrame) -> None:
+    section.add(Note(
+        "Medians over each model's ok rows. Parameters are trainable parameters; FLOPs are fvcore counts per "
+        "image where one multiply-add counts as one FLOP (so they equal MACs); throughput in images per "
+        "second; peak memory in MB. Throughput depends on the device listed."))
+    section.add(frame_table(table_two, table_two_columns(), caption="Table II: cost per model (1 multiply-add = 1 FLOP, fvcore).", csv=out.csv(table_two, "table_ii"),
+        row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
+
+
+def compare_axis(table: pd.DataFrame, axis: str, margin: float = summary.DEFAULT_MARGIN) -> pd.DataFrame | str:
+    """stats.compare_axis, or why the axis could not be compared (e.g. two variants flagged as reference)."""
+    try:
+        result = stats.compare_axis(table, axis, margin=margin)
+    except ValueError as err:
+        return f"Could not compare this axis: {err}"
+    if result.empty:
+        return ("Nothing to compare on this axis yet: it needs ok rows of the reference (is_reference) and of at "
+                "least one other variant.")
+    return result
+
+
+def ablation_section(section: Section, out: Outputs, study: StudyRun,
+                      ablations: dict[str, pd.DataFrame | str]) -> None:
+    table = study.table
+    margin = summary.equivalence_margin(study.provenance)
+    section.add(Note(
+        "Each variant against the axis's reference (the paper configuration), per dataset and degradation: "
+        "Δ = variant − reference in points with its 95% CI, paired by seed where possible, p-values "
+        "Holm-adjusted across the axis's variants, and the minimum detectable difference (MDE, at the "
+        f"Holm-adjusted α). Verdict: better / worse (t-test), equivalent within ±{margin:g} pts (TOST, "
+        "Holm-adjusted), else inconclusive: the data can neither tell the variant from the reference nor bound "
+        "the difference."))
+    costs = summary.costs(study)
+    if costs:
+        section.add(cost_table(costs, out.csv(pd.DataFrame(costs), "costs")))
+    for axis, result in ablations.items():
+        sub = section.subsection(f"Axis: {axis}")
+        points = tables.axis_points(table, axis)
+        if isinstance(result, str):
+            sub.add(Note(result, "warn"))
+        else:
+            result = tables.sort_like(result, dataset=tables.dataset_order(result["dataset"]),
+                                      variant=list(dict.fromkeys(points["variant"].astype(str))))
+            sub.add(frame_table(result, {
+                "dataset": ("dataset", display.text), "degradation": ("degradation", display.text),
+                "variant": ("variant", display.text), "n": lambda r: f"{r['n_variant']} / {r['n_reference']}",
+                "variant %": ("mean_variant", display.pts), "reference %": ("mean_reference", display.pts),
+                "Δ": lambda r: display.pts(r["diff"], signed=True),
+                "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
+                "p": ("p_value", display.p_value), "p (Holm)": ("p_adjusted", display.p_value),
+                "MDE": ("mde", display.mde), "verdict": verdict_cell,
+            }, caption=f"Reference: {result['reference'].iloc[0]}.", csv=out.csv(result, f"ablation_{axis}")))
+            if beyond(result, -100.0, 100.0):
+                sub.add(Note(CLIPPED_NOTE, "warn"))
+        if len(points):
+            sub.add(out.figure(figures.to_svg(figures.ablation_figure(points, axis)), f"ablation_{axis}",
+                               f"Test accuracy per {axis} variant: dots are seeds, bars the mean with its 95% "
+                               f"t-interval (cut to [0, 100]); the reference is vermillion, its mean the dashed line.",
+                               csv=out.csv(points, f"ablation_{axis}_points")))
+
+
+def cost_table(costs: list[dict], csv: str | None = None) -> Table:
+    """Each variant's cost as trained and, for capacity-matched variants, before matching (raw)."""
+    return Table(
+        ["variant", "network", "matched on", "width", "MFLOPs", "params", "raw MFLOPs", "raw params"],
+        [[c["variant"], c["network"], c["match"], c["width"], c["mflops"], c["params"], c["raw_mflops"],
+          c["raw_params"]] for c in costs],
+        caption="Cost per variant (per image; 1 multiply-add = 1 FLOP). Matched variants had their widths scaled "
+                "until their FLOPs (or params) matched the reference's; raw is the same variant before matching.",
+        numeric=[False, False, False, True, True, True, True, True], csv=csv)
+
+
+def curves_section(book: ReportBook, out: Outputs, study: StudyRun, main: pd.DataFrame) -> None:
+    """Validation accuracy and training loss over steps, mean ± SD over seeds per variant; only curves with points."""
+    histories, missing = load_histories(main, study.run_dir, label="variant")
+    if histories.empty:
+        return
+    curves = drawable(mean_curves(histories))
+    if curves.empty:
+        return
+    section = book.section("Training curves")
+    x_name = "optimizer step" if curves["x_name"].iloc[0] == "step" else "epoch"
+    section.add(Note(f"Mean over seeds with a ±1 SD band, per {x_name} logged; runs stopped early drop out of "
+                     "later points, so the tail of a curve may rest on fewer seeds."))
+    csv = out.csv(curves, "training_curves")
+    references = set(main.loc[main["is_reference"].map(tables.truthy), "variant"].astype(str))
+    palette = figures.curve_palette(curves["curve"], references | {tables.LRNET})
+    for dataset in tables.dataset_order(curves["dataset"]):
+        drawn = " and ".join(METRIC_NAMES[m] for m in drawn_metrics(curves, dataset))
+        section.add(out.figure(figures.to_svg(figures.curves_figure(curves, dataset, palette)),
+                               f"curves_{dataset}", f"{dataset}: {drawn}.", csv=csv))
+    if missing:
+        section.add(Note(f"{len(missing)} history files missing or unreadable:", "info", missing, collapse_over=8))
+
+
+def pareto_section(book: ReportBook, out: Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:
+    """Accuracy against FLOPs, with the Pareto front: only when at least two networks have both."""
+    points = tables.pareto_points(table)
+    if len(points) < 2:
+        return
+    section = book.section("Accuracy vs FLOPs")
+    section.add(Note("One point per network and dataset (mean clean test accuracy over its runs, median "
+                     "FLOPs). The Pareto front — no other network both more accurate and cheaper — is "
+                     "computed from this table; coloured points are the Table I models, grey the "
+                     "ablation and search variants."))
+    csv = out.csv(points, "pareto_points")
+    section.add(out.figure(figures.to_svg(figures.pareto_figure(points, palette)), "pareto",
+                           "Accuracy vs FLOPs with the Pareto front (vermillion).", csv=csv))
+    front = points[points["on_front"]]
+    section.add(frame_table(front, {
+        "dataset": ("dataset", display.text), "network": ("network", display.text),
+        "accuracy %": ("accuracy", display.pts), "MFLOPs": ("flops", display.mega),
+        "params": ("params", display.count), "runs": ("n", display.count),
+    }, caption=f"Pareto-optimal networks ({len(front)} of {len(points)} points; all points in the CSV).", csv=csv))
+
+
+def search_section(section: Section, out: Outputs, study: StudyRun) -> None:
+    """The Optuna search of a search study: history, importances and parallel coordinates of the searched parameters."""
+    try:
+        search = optuna_search.load(study)
+    except Exception as err:  # noqa: BLE001  (a corrupt or foreign journal is a note, not a crash)
+        section.add(Note(f"optuna.journal could not be read: {type(err).__name__}: {err}".splitlines()[0], "warn"))
+        return
+    params = optuna_search.searched_params(search)
+    section.add(Note(optuna_search.summary_line(search, params)))
+    trials = optuna_search.trials_frame(search, params)
+    trials_csv = out.csv(trials, "optuna_trials")
+    importances, problem = optuna_search.importances(search, params)
+    importances_csv = out.csv(importances, "optuna_importances") if len(importances) else trials_csv
+    drawn, notes = figures.optuna_figures(search, params, importances=not problem)
+    notes = ([problem] if problem else []) + notes
+    for name, title, svg in drawn:
+        section.add(out.figure(svg, name, title + ".", csv=importances_csv if name == "optuna_importances" else trials_csv))
+    for note in notes:
+        section.add(Note(note, "info"))
+
+
+def robustness_section(book: ReportBook, out: Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:
+    """Accuracy per degradation: only when the study tested degraded data."""
+    robust = tables.robustness_table(table)
+    if robust.empty:
+        return
+    section = book.section("Robustness to degradation")
+    section.add(Note("Test accuracy (%) per degradation, mean and 95% t-interval over seeds (cut to [0, 100]); "
+                     "“none” is the same models on clean data."))
+    csv = out.csv(robust, "robustness")
+    section.add(out.figure(figures.to_svg(figures.robustness_figure(robust, palette)), "robustness",
+                           "Accuracy vs degradation per model.", csv=csv))
+    section.add(frame_table(robust, {
+        "dataset": ("dataset", display.text), "model": ("model", display.text),
+        "degradation": ("degradation", display.text), "n": ("n", display.count),
+        "accuracy %": ("mean", display.pts),
+        "95% CI": lambda r: display.accuracy_interval(r["ci_low"], r["ci_high"], r["ci_clipped"]),
+    }, caption="Robustness.", csv=csv, row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
+    if robust["ci_clipped"].any():
+        section.add(Note(CLIPPED_NOTE, "warn"))
