@@ -87,6 +87,14 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """The one-command check of a GPU machine (JSON under runs/gpu/): `nox -s gpu`, or `nox -s gpu -- --tiny` to
+    rehearse it on the CPU. Where nox is absent: `python3 -m study gpu` (docs/gpu.md)."""
+    python = kit_python(session)
+    session.run(python, "-m", "study", "gpu", *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
 def ablations(session: nox.Session) -> None:
     """The main job: every study of ablations/ (default profile quick, real Fashion-MNIST), then the report.
 

@@ -161,6 +161,9 @@ def train(model: str | Path | NetworkSpec | ResolvedModel, task: Task | str, *, 
         raise KitError("--device cuda: no CUDA device is visible; use --device cpu")
     task = Task(task) if isinstance(task, str) else task
     resolved = resolve_model(model)
+    if str(device).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels once
+        torch.cuda.reset_peak_memory_stats(device)  # peak_mem_mb is this run's, not the process's
     data = _prepare_data(resolved, task, cfg, seed)
     net = _build(resolved, data, cfg, seed, device)
     fit = _fit(net, data, cfg, seed, device, on_epoch, progress, f"{resolved.name} on {task.dataset}")

@@ -1,0 +1,48 @@
+"""`python -m study gpu [--tiny]`: the one-command check of a GPU machine (see `study.gpu_check`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from study.errors import KitError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `study gpu`."""
+    parser.add_argument("--tiny", action="store_true",
+                        help="a rehearsal on the CPU in seconds (two models, batch 4, one seed of 256 images): "
+                             "checks the check, its numbers mean nothing")
+    parser.add_argument("--device", default="auto", help="cuda, cpu, or auto (cuda when visible; --tiny uses cpu)")
+    parser.add_argument("--out", type=Path, default=Path("runs") / "gpu", help="folder for the JSON (default runs/gpu)")
+    parser.add_argument("--data-root", metavar="DIR", help="folder holding fashion-mnist/*-ubyte.gz")
+    parser.add_argument("--seeds", type=int, help="seeds of the time-to-accuracy runs (default 5; --tiny 1)")
+    parser.add_argument("--epochs", type=int, help="epochs of the time-to-accuracy schedule (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the check, print its summary and where the JSON went."""
+    import dataclasses
+
+    import torch
+
+    from study import gpu_check
+
+    settings = gpu_check.TINY if args.tiny else gpu_check.CheckSettings()
+    if args.seeds is not None or args.epochs is not None:
+        if (args.seeds or 1) < 1 or (args.epochs or 1) < 1:
+            raise KitError("--seeds and --epochs must be ≥ 1")
+        tta = dataclasses.replace(settings.tta, epochs=args.epochs or settings.tta.epochs)
+        settings = dataclasses.replace(settings, seeds=args.seeds or settings.seeds, tta=tta)
+    device = "cpu" if args.tiny else ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise KitError("--device cuda: no CUDA device is visible; use --tiny to rehearse the check on the CPU")
+    if device == "cpu" and not args.tiny:
+        raise KitError("no CUDA device is visible: the full check is for a GPU machine; `--tiny` rehearses it on the CPU")
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    path = gpu_check.run_check(settings, device, args.out, args.data_root)
+    print("\n".join(gpu_check.summary_lines(json.loads(path.read_text()))))
+    print(f"saved {path}")
+    return 0
