@@ -128,10 +128,29 @@ class MKNet(nn.Module):
             size = size // 2 if block_spec.pool != "none" else size
         self.blocks = nn.Sequential(*blocks)
         self.head = make_head(spec.head, channels, size, spec.num_classes)
+        if spec.defaults == "keras":
+            keras_defaults(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """N x in_channels x S x S -> N x num_classes logits."""
         return self.head(self.blocks(x))
+
+
+#: Keras's BatchNormalization defaults: momentum 0.99 (the weight of the old running average; PyTorch's
+#: `momentum` is the weight of the new batch, so 0.01) and epsilon 1e-3 (PyTorch: 1e-5).
+KERAS_BN_MOMENTUM, KERAS_BN_EPS = 0.01, 1e-3
+
+
+def keras_defaults(model: nn.Module) -> nn.Module:
+    """Give a module Keras's defaults in place: Glorot-uniform conv and dense weights, zero biases, Keras BN."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum, module.eps = KERAS_BN_MOMENTUM, KERAS_BN_EPS
+    return model
 
 
 def block_complexity(spec: MKBlockSpec, in_channels: int, size: int) -> dict[str, int]:

@@ -132,6 +132,8 @@ MK_VARIANTS: dict[str, tuple[NetworkSpec, str]] = {
     "lrnet_dense": (replace_blocks(PAPER, links="dense"), "inception stages with dense links"),
     "lrnet_half": (replace_blocks(PAPER, width_multiplier=0.5), "LR-Net at half width"),
     "lrnet_gn": (replace_blocks(PAPER, norm="group"), "LR-Net with group normalisation"),
+    "lrnet_paper_keras": (dataclasses.replace(PAPER, defaults="keras"),
+                          "the paper's LR-Net with the authors' Keras defaults (Glorot-uniform init, BN momentum 0.99, ε 1e-3)"),
 }
 
 for _name, (_spec, _desc) in MK_VARIANTS.items():

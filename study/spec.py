@@ -93,10 +93,15 @@ class NetworkSpec:
     in_channels: int = 1
     input_size: int = 28
     num_classes: int = 10
+    # "keras": the authors' Keras defaults (Glorot-uniform weights, zero biases, BatchNorm momentum 0.99 in
+    # Keras terms = 0.01 in PyTorch's, ε 1e-3); "pytorch": PyTorch's. Initialisation and BN only: same cost.
+    defaults: Literal["pytorch", "keras"] = "pytorch"
 
     def digest(self) -> str:
         """A short hash of the resolved spec (same hash = same network)."""
         payload = dataclasses.asdict(dataclasses.replace(self, name=""))
+        if self.defaults == "pytorch":  # the default leaves every digest as it was before the field existed
+            payload.pop("defaults")
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -373,7 +378,7 @@ def from_mapping(cls: type, data: Mapping[str, Any], where: str = "spec", prefix
     return cls(**kwargs)
 
 
-_NETWORK_KEYS = ("name", "blocks", "block", "head", "in_channels", "input_size", "num_classes")
+_NETWORK_KEYS = ("name", "blocks", "block", "head", "in_channels", "input_size", "num_classes", "defaults")
 
 
 def network_from_mapping(data: Mapping[str, Any], where: str = "spec") -> NetworkSpec:

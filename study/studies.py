@@ -353,6 +353,7 @@ def variant_network(study: StudySpec, variant: Variant) -> NetworkSpec | str:
         "blocks": variant.blocks or len(base.blocks),
         "head": {**dataclasses.asdict(base.head), **variant.head},
         "num_classes": base.num_classes, "in_channels": base.in_channels, "input_size": base.input_size,
+        "defaults": base.defaults,
     }
     network = network_from_mapping(_listed(doc), f"{study.path}: variants[{variant.label}]")
     # a variant that IS a registered network (e.g. every axis's paper configuration) carries its name,

@@ -41,6 +41,7 @@ class TrainConfig:
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
+    adam_eps: float = 1e-8  # Adam/AdamW ε; the authors' Keras default is 1e-7
     momentum: float = 0.9  # SGD only
     schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     batch_size: int = 128
@@ -78,7 +79,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.momentum > 0)
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return cls(params, cfg.lr, weight_decay=cfg.weight_decay)
+    return cls(params, cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from study.models import (
     get_entry,
     list_models,
     register_model,
+    resolve_model,
 )
 from study.spec import (
     HeadSpec,
@@ -41,6 +43,7 @@ from study.spec import (
     replace_blocks,
     validate_network,
 )
+from study.train import TrainConfig, _optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "ablations" / "specs"
@@ -418,3 +421,33 @@ def test_profile_honours_the_specs_input_channels_and_classes(tmp_path: Path, ex
     assert result["flops"] > 0
     if timing:
         assert result["train_img_per_s"] > 0 and result["infer_img_per_s"] > 0
+
+
+def test_keras_faithful_lrnet_has_the_authors_keras_defaults():
+    # Keras: BatchNormalization(momentum=0.99, epsilon=1e-3); Conv2D/Dense kernel_initializer="glorot_uniform",
+    # bias zeros. PyTorch's momentum weighs the new batch, so Keras's 0.99 is PyTorch's 0.01.
+    torch.manual_seed(0)
+    model = build_model("lrnet_paper_keras")
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.momentum == pytest.approx(0.01) and m.eps == pytest.approx(1e-3) for m in norms)
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for layer in layers:
+        fan_in = layer.weight[0].numel()
+        fan_out = layer.weight.shape[0] * (layer.weight[0, 0].numel() if layer.weight.dim() > 2 else 1)
+        bound = math.sqrt(6 / (fan_in + fan_out))
+        assert layer.weight.abs().max() <= bound + 1e-7
+        if layer.weight.numel() >= 10_000:  # a uniform on [-bound, bound]: SD bound/√3, filled up to the bound
+            assert layer.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+            assert layer.weight.abs().max() > 0.98 * bound
+        assert layer.bias is None or not layer.bias.any()
+    plain = build_model("lrnet_paper")  # PyTorch's defaults: Kaiming-uniform bound 1/sqrt(fan_in), BN 0.1 / 1e-5
+    first = next(m for m in plain.modules() if isinstance(m, nn.Conv2d))
+    assert first.weight.abs().max() <= 1 / math.sqrt(first.weight[0].numel()) + 1e-7
+    assert next(m for m in plain.modules() if isinstance(m, nn.BatchNorm2d)).eps == pytest.approx(1e-5)
+    assert count_params(model)["params"] == count_params(plain)["params"]  # same network, other defaults
+
+
+def test_keras_defaults_keep_every_existing_digest_and_set_adam_eps():
+    assert resolve_model("lrnet_paper").digest == PAPER.digest() != resolve_model("lrnet_paper_keras").digest
+    cfg = dataclasses.replace(TrainConfig(), adam_eps=1e-7)
+    assert _optimizer(build_model("lrnet_half"), cfg).defaults["eps"] == 1e-7

@@ -773,3 +773,10 @@ def test_profile_line_names_command_line_overrides_apart_from_the_files():
                                   table=pd.DataFrame(), profile="quick")
     line = summary.profile_line(study)
     assert line.endswith("; study overrides: seeds=3; overridden on the command line: --set profiles.quick.seeds=10")
+
+
+def test_the_keras_defaults_build_sits_beside_the_papers_lrnet_number():
+    from study.report.tables import paper_model
+
+    assert paper_model("lrnet_paper") == paper_model("lrnet_paper_keras") == "LR-Net"
+    assert paper_model("lrnet_half") is None and paper_model("vgg16_paper") == "VGG-16"

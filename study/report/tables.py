@@ -44,7 +44,7 @@ def is_baseline(model: str) -> bool:
 
 def paper_model(model: str) -> str | None:
     """The paper's Table I row a model is compared with, or None if the paper has no number."""
-    if model == LRNET:
+    if model in (LRNET, LRNET + "_keras"):  # the Keras-defaults build is the same network, as the authors trained it
         return "LR-Net"
     match = _BASELINE.fullmatch(str(model))
     return _PAPER_ROW.get(match.group(1)) if match else None
