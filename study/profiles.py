@@ -37,6 +37,7 @@ class Profile:
     guard_min: float = 0.0  # stop *starting* trials after this many minutes (0 = never); never cuts a trial
     workers: int = 1  # worker processes a study run starts on one machine, each with cores // workers threads
     keep_weights: bool = True  # save each trial's best-validation weights beside its row (`checkpoints/`)
+    cost_batch: int = 128  # the one batch Table II profiles every model at (`study.costs`)
     overrides: tuple[str, ...] = ()  # "key=value" set by a study file, shown wherever the profile is described
 
     @property
@@ -86,10 +87,10 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", TrainConfig(optimizer="adam", lr=2e-3, schedule="onecycle", batch_size=32, epochs=1,
                                           patience=1, precision="bf16", fast_eval=True, train_subset=14_400, val_subset=500,
                                           eval_batch_size=500, profile="quick"),
-                     seeds=5, n_trials=4, width=0.25, guard_min=13.0, workers=2),
+                     seeds=5, n_trials=4, width=0.25, guard_min=13.0, workers=2, cost_batch=32),
 }
 
-_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "keep_weights", "train")
+_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "keep_weights", "cost_batch", "train")
 
 
 def get_profile(name: str) -> Profile:
@@ -115,7 +116,7 @@ def override(profile: Profile, table: Mapping[str, Any], where: str) -> Profile:
     if unknown:
         raise SpecError.at(where, f"{prefix}.{unknown[0]}", "unknown key", ', '.join(_PROFILE_KEYS))
     changes: dict[str, Any] = {}
-    for key in ("seeds", "n_trials", "workers"):
+    for key in ("seeds", "n_trials", "workers", "cost_batch"):
         if key in table:
             value = table[key]
             if isinstance(value, list) and key == "seeds" and value == list(range(len(value))):

@@ -149,9 +149,26 @@ def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress,
             extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
             search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), cli_overrides=describe(overrides),
                                     **extra)
+            _measure_costs(ctx, deadline, errors)
             return
         ctx.seeds = (*ctx.seeds, max(ctx.seeds) + 1)
         progress.refresh_total()
+
+
+def _measure_costs(ctx, deadline: float, errors: list[str]) -> None:
+    """Table II's costs of a study that trained the paper's baselines (`study.costs`), unless the guard has passed."""
+    from study import costs
+    from study.models import list_models
+    from study.report.tables import is_baseline
+
+    models = list(dict.fromkeys(ctx.resolved(v.label).model.name for v in ctx.variants))
+    if not any(is_baseline(m) for m in models) or (deadline and time.time() > deadline):
+        return
+    try:
+        costs.measure([m for m in models if m in list_models()], costs.costs_path(ctx.run_dir, ctx.spec.name),
+                      batch=ctx.profile_spec.cost_batch, device=ctx.device)
+    except KitError as err:
+        errors.append(str(err))
 
 
 def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: float):

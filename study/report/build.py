@@ -91,7 +91,7 @@ def _paper_tables(study: StudyRun, out_dir: Path) -> tuple[str, list] | None:
                                   row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
         if (one["ci_clipped"] | one["pi_clipped"]).any():
             blocks.append(Note(sections.CLIPPED_NOTE, "warn"))
-    two = tables.table_two(study.table)
+    two = tables.table_two(study.table, study.costs)
     if len(two):
         blocks.append(frame_table(two, sections.table_two_columns(), caption=f"Table II — cost per model, from study "
                                   f"{study.name} (1 multiply-add = 1 FLOP).",
@@ -114,7 +114,7 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     baselines = bool(main["model"].dropna().astype(str).map(tables.is_baseline).any())
     table_one = tables.table_one(table) if baselines else tables.table_one(table.iloc[0:0])
     versus = tables.lrnet_vs_baselines(table, margin)
-    table_two = tables.table_two(table)
+    table_two = tables.table_two(table, study.costs)
     claims = check_claims(versus, table_two, set(main["model"])) if baselines else []
     palette = figures.model_palette(table["model"].dropna().astype(str))
     book = ReportBook(f"Study {study.name}", _subtitle(study), provenance.study_footer(study))

@@ -128,7 +128,7 @@ def _params_claim(costs: pd.DataFrame) -> Claim:
 
 def _speed_claim(costs: pd.DataFrame) -> Claim:
     statement = "(c) LR-Net is faster than the baselines (training and inference images/s)"
-    evidence, faster, untestable, ranges = [], [], [], []
+    evidence, outcomes, untestable, ranges = [], [], [], []
     for column, what in (("train_img_per_s", "training"), ("infer_img_per_s", "inference")):
         found = _lrnet_vs_baselines(costs, column)
         if isinstance(found, str):
@@ -137,16 +137,29 @@ def _speed_claim(costs: pd.DataFrame) -> Claim:
         ours, baselines = found
         ratios = ours / baselines[column]
         ranges.append(f"{what} {ratios.min():.2f}–{ratios.max():.2f}×")
-        for r, ratio in zip(baselines.itertuples(), ratios, strict=True):
-            theirs = getattr(r, column)
-            evidence.append(f"{what}: LR-Net {ours:,.0f} img/s vs {r.model} {theirs:,.0f} img/s ({ratio:.2f}×)")
-            faster.append(ours > theirs)
+        noise = _noise(costs, baselines)
+        for r, ratio, margin in zip(baselines.itertuples(), ratios, noise, strict=True):
+            outcome = "within noise" if abs(ratio - 1) <= margin else "faster" if ratio > 1 else "slower"
+            evidence.append(f"{what}: LR-Net {ours:,.0f} img/s vs {r.model} {getattr(r, column):,.0f} img/s "
+                            f"({ratio:.2f}×{f', noise ±{100 * margin:.0f} %' if margin else ''}: {outcome})")
+            outcomes.append(outcome)
     devices = sorted({d for d in costs.get("devices", pd.Series(dtype=str)).dropna() if d})
     if devices:
         evidence.append(f"measured on: {'; '.join(devices)}")
-    if not faster:
+    if not outcomes:
         return Claim("speed", statement, f"{NOT_TESTABLE}: {'; '.join(untestable)}", tuple(evidence))
     evidence.extend(f"not compared: {u}" for u in untestable)
     headline = "LR-Net throughput relative to the baselines: " + ", ".join(ranges)
-    return Claim("speed", statement, SUPPORTED if all(faster) else NOT_SUPPORTED, tuple(evidence), headline)
+    verdict = (NOT_SUPPORTED if "slower" in outcomes else SUPPORTED if set(outcomes) == {"faster"} else INCONCLUSIVE)
+    return Claim("speed", statement, verdict, tuple(evidence), headline)
 
+
+def _noise(costs: pd.DataFrame, baselines: pd.DataFrame) -> list[float]:
+    """Per baseline, the relative noise margin of a speed ratio: the larger spread of the two measurements
+    (`spread_pct` of Table II when every model was profiled alike; 0 for medians of trial rows)."""
+    if "spread_pct" not in costs.columns:
+        return [0.0] * len(baselines)
+    ours = pd.to_numeric(costs.loc[costs["model"] == LRNET, "spread_pct"], errors="coerce").max()
+    theirs = pd.to_numeric(baselines["spread_pct"], errors="coerce")
+    return [0.0 if pd.isna(v) and pd.isna(ours) else float(max(v if pd.notna(v) else 0, ours if pd.notna(ours) else 0)) / 100
+            for v in theirs]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.results import load_table
+from study.results import load_rows, load_table
 
 
 @dataclass
@@ -22,6 +22,7 @@ class StudyRun:
     provenance: dict
     journal: Path | None
     problems: list[str] = field(default_factory=list)
+    costs: pd.DataFrame = field(default_factory=pd.DataFrame)  # Table II's measurements (`study.costs`), if any
 
     @property
     def profile(self) -> str:
@@ -61,5 +62,6 @@ def load_run(run_dir: Path) -> StudyRun:
             problems.append(f"study.json could not be read ({err}); provenance below comes from the rows only.")
             provenance = {}
     journal = run_dir / "optuna.journal"
+    costs = pd.DataFrame(load_rows(run_dir / "costs.jsonl"))
     return StudyRun(run_dir.name, run_dir, load_table(run_dir / "results.jsonl"), provenance,
-                    journal if journal.exists() else None, problems)
+                    journal if journal.exists() else None, problems, costs)

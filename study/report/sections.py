@@ -182,8 +182,10 @@ def table_two_columns() -> dict:
     return {
         "model": ("model", display.text), "rows": ("rows", display.count), "params": ("params", display.count),
         "MFLOPs": ("flops", display.mega), "train img/s": ("train_img_per_s", display.rate),
-        "inference img/s": ("infer_img_per_s", display.rate), "peak memory MB": ("peak_mem_mb", display.rate),
-        "device": ("devices", display.text),
+        "inference img/s": ("infer_img_per_s", display.rate), "train img/s, fast": ("train_img_per_s_fast", display.rate),
+        "inference img/s, fast": ("infer_img_per_s_fast", display.rate), "spread %": ("spread_pct", display.rate),
+        "peak memory MB": ("peak_mem_mb", display.rate), "batch": ("batch", display.count),
+        "measured": ("source", display.text), "device": ("devices", display.text),
     }
 
 
@@ -264,10 +266,17 @@ def verdict_cell(record: dict):
 
 
 def table_two_section(section: Section, out: Outputs, table_two: pd.DataFrame) -> None:
+    measured = (table_two["source"] == "profiled alike").any()
     section.add(Note(
-        "Medians over each model's ok rows. Parameters are trainable parameters; FLOPs are fvcore counts per "
-        "image where one multiply-add counts as one FLOP (so they equal MACs); throughput in images per "
-        "second; peak memory in MB. Throughput depends on the device listed."))
+        ("Every model profiled alike (`python -m study profile MODEL --json`, each in its own process so peak "
+         "memory is its own): the same batch, warm-up and repeats; throughput is the median of the repeats and "
+         "“spread %” their range, the noise margin of the speed claim. “train/inference img/s” are the stock "
+         "fp32 eager setting (the architecture); “, fast” the kit's fastest correct setting (the engineering). "
+         if measured else
+         "Medians over each model's ok trial rows, at each trial's own batch and precision: not a like-for-like "
+         "speed comparison (a run of the paper study measures every model alike). ")
+        + "Parameters are trainable parameters; FLOPs are fvcore counts per image where one multiply-add counts "
+        "as one FLOP (so they equal MACs); peak memory in MB. Throughput depends on the device listed."))
     section.add(frame_table(table_two, table_two_columns(), caption="Table II: cost per model (1 multiply-add = 1 FLOP, fvcore).", csv=out.csv(table_two, "table_ii"),
         row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
 

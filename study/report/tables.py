@@ -229,13 +229,21 @@ def _lrnet_minus(c: stats.Comparison) -> dict:
     }
 
 
-def table_two(table: pd.DataFrame) -> pd.DataFrame:
-    """Table II: median params, FLOPs, throughput and peak memory per model, over its ok rows."""
+TABLE_TWO_COLUMNS = ("model", "rows", *COST_COLUMNS, "train_img_per_s_fast", "infer_img_per_s_fast", "spread_pct",
+                     "batch", "source", "devices")
+
+
+def table_two(table: pd.DataFrame, costs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Table II: one row per model. From `costs` (`study.costs`: every model profiled alike, throughput and
+    peak memory in the stock fp32 eager setting, the fast setting beside it) when measured, else the
+    medians over each model's ok trial rows (their own batch and precision: `source` says which)."""
+    if costs is not None and len(costs):
+        return _measured_table_two(costs)
     rows = ok_rows(table)
     if (rows["axis"] == "paper").any():
         rows = rows[rows["axis"] == "paper"]
     if rows.empty:
-        return pd.DataFrame(columns=["model", "rows", *COST_COLUMNS, "devices"])
+        return pd.DataFrame(columns=list(TABLE_TWO_COLUMNS))
     costs = rows[["model", *COST_COLUMNS]].copy()
     costs[list(COST_COLUMNS)] = costs[list(COST_COLUMNS)].apply(pd.to_numeric, errors="coerce")
     grouped = costs.groupby("model", sort=False)
@@ -244,8 +252,24 @@ def table_two(table: pd.DataFrame) -> pd.DataFrame:
     out["devices"] = rows.groupby("model", sort=False)["device"].agg(
         lambda d: ", ".join(sorted({str(x) for x in d.dropna()}))
     )
-    out = out.reset_index()
-    return sort_like(out, model=model_order(out["model"]))
+    out = out.reset_index().assign(source="trials")
+    return sort_like(out.reindex(columns=TABLE_TWO_COLUMNS), model=model_order(out["model"]))
+
+
+def _measured_table_two(costs: pd.DataFrame) -> pd.DataFrame:
+    latest = costs.drop_duplicates(["model", "setting"], keep="last").set_index(["setting", "model"])
+    stock = latest.loc["stock"] if "stock" in latest.index.get_level_values(0) else latest.iloc[0:0].droplevel(0)
+    fast = latest.loc["fast"] if "fast" in latest.index.get_level_values(0) else stock.iloc[0:0]
+    out = pd.DataFrame({
+        "model": stock.index, "rows": 1, "params": stock["params"].values, "flops": stock["flops"].values,
+        "train_img_per_s": stock["train_img_per_s"].values, "infer_img_per_s": stock["infer_img_per_s"].values,
+        "peak_mem_mb": stock["peak_mem_mb"].values,
+        "train_img_per_s_fast": fast["train_img_per_s"].reindex(stock.index).values,
+        "infer_img_per_s_fast": fast["infer_img_per_s"].reindex(stock.index).values,
+        "spread_pct": stock[["train_spread_pct", "infer_spread_pct"]].max(axis=1).values,
+        "batch": stock["batch"].values, "source": "profiled alike", "devices": stock["device_name"].values,
+    })
+    return sort_like(out.reindex(columns=TABLE_TWO_COLUMNS), model=model_order(out["model"]))
 
 
 def ablation_axes(table: pd.DataFrame) -> list[str]:
