@@ -163,12 +163,15 @@ def _gap_head(model: nn.Module, features: int, num_classes: int) -> nn.Module:
     return model
 
 
-def _vgg16(num_classes: int, scratch: bool) -> nn.Module:
-    model = _gap_head(torchvision.models.vgg16(), 512, num_classes)
-    if scratch:
-        model.features[0] = nn.Conv2d(1, 64, 3, padding=1)
-        model.features = model.features[:-1]  # five 2× pools take 28×28 to nothing; keep four (28→1)
-    return model
+def _vgg(arch: str) -> Callable[[int, bool], nn.Module]:
+    def build(num_classes: int, scratch: bool) -> nn.Module:
+        model = _gap_head(getattr(torchvision.models, arch)(), 512, num_classes)
+        if scratch:
+            model.features[0] = nn.Conv2d(1, 64, 3, padding=1)
+            model.features = model.features[:-1]  # five 2× pools take 28×28 to nothing; keep four (28→1)
+        return model
+
+    return build
 
 
 def _alexnet(num_classes: int, scratch: bool) -> nn.Module:
@@ -202,7 +205,10 @@ def _inception_v3(num_classes: int, scratch: bool) -> nn.Module:
 
 #: arch -> (builder, the paper protocol's input size, display name)
 BASELINES: dict[str, tuple[Callable[[int, bool], nn.Module], int, str]] = {
-    "vgg16": (_vgg16, 48, "VGG-16"),
+    "vgg16": (_vgg("vgg16"), 48, "VGG-16"),
+    # VGG-16 with batch norm: the plain VGG-16 often does not train at LR-Net's learning rate from scratch,
+    # so a "beats VGG-16" could mean "VGG-16 got a bad learning rate"; this one trains at most rates
+    "vgg16_bn": (_vgg("vgg16_bn"), 48, "VGG-16-BN"),
     "inception_v3": (_inception_v3, 84, "InceptionV3"),
     "resnet50": (_resnet("resnet50"), 32, "ResNet-50"),
     "alexnet": (_alexnet, 224, "AlexNet"),

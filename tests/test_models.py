@@ -330,7 +330,7 @@ def test_list_models_wildcards():
     assert everything == sorted(everything) == list_models("*")
     assert list_models("lrnet*") == sorted(MK_VARIANTS)
     assert list_models("*_paper") == ["alexnet_paper", "inception_v3_paper", "lrnet_paper", "resnet18_paper",
-                                      "resnet50_paper", "vgg16_paper"]
+                                      "resnet50_paper", "vgg16_bn_paper", "vgg16_paper"]
     assert list_models("resnet??_scratch") == ["resnet18_scratch", "resnet50_scratch"]
     assert list_models("no_such_model*") == []
     for arch in models.BASELINES:

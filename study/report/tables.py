@@ -30,7 +30,7 @@ PAPER_TABLE_I: dict[str, dict[str, float]] = {
     "InceptionV3": {"mnist": 93.31, "fashion-mnist": 94.44, "oracle-mnist": 92.60},
     "LR-Net": {"mnist": 99.47, "fashion-mnist": 95.03, "oracle-mnist": 95.13},
 }
-_BASELINE = re.compile(r"(vgg16|inception_v3|resnet50|alexnet|resnet18)_(scratch|paper)")
+_BASELINE = re.compile(r"(vgg16_bn|vgg16|inception_v3|resnet50|alexnet|resnet18)_(scratch|paper)")
 _PAPER_ROW = {"vgg16": "VGG-16", "inception_v3": "InceptionV3"}
 #: Columns that identify one training run whatever axis recorded it, so a run shared by two axes
 #: (the paper configuration is every axis's reference) counts once when axes are pooled.
