@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from study import results, storage
+from study import checkpoints, results, storage
 from study.capacity import scaled
 from study.cells import Cell, Context, cell, row_base
 from study.measure import count_flops, count_params
@@ -102,6 +102,7 @@ def train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], resolved:
            "raw_flops": variant.raw_flops if variant else None, "raw_params": variant.raw_params if variant else None}
     if checkpoint.exists() and ctx.profile_spec.keep_weights:
         row["checkpoint"] = str(checkpoint.relative_to(folder))
+        checkpoints.write_description(checkpoint, model, base["dataset"])
     return row, extra
 
 
