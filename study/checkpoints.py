@@ -136,9 +136,11 @@ def prune(runs: str | Path, study: str, keep: int = 1, dry_run: bool = False) ->
 
     if keep < 0:
         raise KitError(f"--keep {keep}: keep 0 or more checkpoints per variant")
-    folder = Path(runs) / study / "checkpoints"
+    folder, table = Path(runs) / study / "checkpoints", results.results_path(runs, study)
+    if not table.exists():  # without rows every checkpoint would look unnamed: refuse rather than delete them all
+        raise KitError(f"{table}: no results for study {study!r} (check --runs and --study)")
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in results.ResultsTable(results.results_path(runs, study)).finished().values():
+    for row in results.ResultsTable(table).finished().values():
         if row.get("status") == "ok" and row.get("checkpoint") and not row.get("reused_from") and not row.get("test_degraded_only"):
             groups.setdefault((row["variant"], row["dataset"], row["profile"]), []).append(row)
     kept = set()

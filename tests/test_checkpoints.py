@@ -108,6 +108,7 @@ def test_prune_keeps_each_variants_best_validation_checkpoint(tiny_run, tmp_path
     rows = [r for r in results.load_rows(results.results_path(runs, "tinykeep")) if r["degradation"] == "none"]
     best = {max(rows_of, key=lambda r: r["val_accuracy"])["checkpoint"]
             for rows_of in ([r for r in rows if r["variant"] == v] for v in ("paper", "k3 matched"))}
+    assert main(["prune", "--runs", str(runs), "--study", "tinykeepx"]) == 1  # no rows: nothing is deleted
     assert main(["prune", "--runs", str(runs), "--study", "tinykeep", "--dry-run"]) == 0
     assert len(list((runs / "tinykeep" / "checkpoints").glob("*.pt"))) == 5
     assert main(["prune", "--runs", str(runs), "--study", "tinykeep"]) == 0
