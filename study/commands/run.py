@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from study.report.build import build_reports
 
-        build_reports(runs_dir=args.runs, out_dir=args.out)
+        build_reports(runs_dir=args.runs, out_dir=args.out, storage=args.storage)
         print(f"report: {args.out / 'index.html'}", file=sys.stderr)
     if errors:
         raise KitError(errors[0] + (f" (and {len(errors) - 1} more studies failed)" if len(errors) > 1 else ""))

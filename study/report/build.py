@@ -40,7 +40,7 @@ _GENERATED = ("*.csv", "*.svg", "index.html")
 
 @dataclass
 class StudyRun:
-    """One study's run directory, read: results table, provenance and optional Optuna journal."""
+    """One study's run directory, read: results table, provenance and optional Optuna journal (or storage URL)."""
 
     name: str
     run_dir: Path
@@ -48,6 +48,7 @@ class StudyRun:
     provenance: dict
     journal: Path | None
     problems: list[str] = field(default_factory=list)
+    storage_url: str | None = None  # an Optuna RDB (e.g. PostgreSQL) that may hold the study instead of the journal
 
     @property
     def profile(self) -> str:
@@ -74,8 +75,9 @@ def find_studies(runs_dir: Path) -> list[Path]:
                   if p.is_dir() and ((p / "results.jsonl").exists() or (p / "study.json").exists()))
 
 
-def load_run(run_dir: Path) -> StudyRun:
-    """Read one study folder; an unreadable study.json is a problem noted in the report, not a crash."""
+def load_run(run_dir: Path, storage: str | None = None) -> StudyRun:
+    """Read one study folder (its Optuna study from the journal, or from `storage` when given); an unreadable
+    study.json is a problem noted in the report, not a crash."""
     problems, provenance = [], {}
     meta = run_dir / "study.json"
     if meta.exists():
@@ -88,14 +90,15 @@ def load_run(run_dir: Path) -> StudyRun:
             provenance = {}
     journal = run_dir / "optuna.journal"
     return StudyRun(run_dir.name, run_dir, load_table(run_dir / "results.jsonl"), provenance,
-                    journal if journal.exists() else None, problems)
+                    journal if journal.exists() else None, problems, storage)
 
 
-def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None) -> list[Path]:
+def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None, storage: str | None = None) -> list[Path]:
     """Write a report per study (or only `study`), then the summary of every study of `runs_dir`
-    (index.html and contrasts.csv); returns the files written."""
+    (index.html and contrasts.csv); returns the files written. `storage` is an Optuna storage URL
+    (`--storage` of the run) read for a search study's Optuna section where no journal holds it."""
     selected = [runs_dir / study] if study else find_studies(runs_dir)
-    studies = [load_run(p) for p in selected if p.is_dir()]
+    studies = [load_run(p, storage) for p in selected if p.is_dir()]
     with_rows = [s for s in studies if len(s.table)]
     if not with_rows:
         raise KitError(f"no results in {runs_dir / study if study else runs_dir} — run nox -s ablations first")
@@ -226,7 +229,7 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     if summary.study_kind(study) != "search":
         _curves_section(book, out, study, main)
     _pareto_section(book, out, table, palette)
-    if summary.study_kind(study) == "search" and study.journal is not None:
+    if summary.study_kind(study) == "search" and (study.journal is not None or study.storage_url):
         _search_section(book.section("Search"), out, study)
     _robustness_section(book, out, table, palette)
     if baselines:
@@ -627,7 +630,7 @@ def _search_section(section: Section, out: _Outputs, study: StudyRun) -> None:
     try:
         search = optuna_search.load(study)
     except Exception as err:  # noqa: BLE001  (a corrupt or foreign journal is a note, not a crash)
-        section.add(Note(f"optuna.journal could not be read: {type(err).__name__}: {err}".splitlines()[0], "warn"))
+        section.add(Note(f"the Optuna study could not be read: {type(err).__name__}: {err}".splitlines()[0], "warn"))
         return
     params = optuna_search.searched_params(search)
     section.add(Note(optuna_search.summary_line(search, params)))
