@@ -1,10 +1,13 @@
-"""Tracking hooks: the report reads a search's Optuna study from a PostgreSQL storage (no journal)."""
+"""Tracking hooks: the report reads a search's Optuna study from a PostgreSQL storage (no journal), and
+`study run --track tensorboard` writes each epoch's metrics (or says in one line that the extra is missing)."""
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
-from study import results
+from study import results, tracking
 from study.cli import main
 from study.report.build import build_reports
 from tests.helpers import write_tiny_dataset
@@ -58,3 +61,61 @@ def test_report_reads_the_optuna_section_of_a_postgresql_only_search(tiny_data, 
         page = (tiny_data / out / "pgsearch" / "index.html").read_text()
         assert "Optuna study pgsearch: 2 trials (complete 2)" in page
         assert (tiny_data / out / "pgsearch" / "optuna_trials.csv").exists()
+
+
+GRID = """
+[study]
+axis = "links"
+kind = "grid"
+base = "lrnet_paper"
+datasets = ["fashion-mnist"]
+
+[[variants]]
+label = "paper"
+reference = true
+blocks = 1
+
+[profiles.quick]
+seeds = 1
+workers = 1
+width = 0.25
+train = { epochs = 3, patience = 10, train_subset = 0, val_subset = 0, batch_size = 32 }
+"""
+
+
+def test_track_tensorboard_without_the_package_is_one_line_before_any_training(tiny_data, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    monkeypatch.setenv(tracking.ENV, "")  # restored after the test
+    (tiny_data / "tinytrack.toml").write_text(GRID)
+    runs = tiny_data / "runs"
+    assert main(["run", "--only", str(tiny_data / "tinytrack.toml"), "--runs", str(runs), "--track", "tensorboard",
+                 "--no-report"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --track tensorboard: the tensorboard package is not installed: "
+                   "pip install 'lrnet-study-kit[tensorboard]'")
+    assert not results.results_path(runs, "tinytrack").exists()
+
+
+def test_track_tensorboard_writes_each_epochs_history_row_live(tiny_data, monkeypatch):
+    pytest.importorskip("tensorboard", reason="the optional extra is not installed: pip install 'lrnet-study-kit[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv(tracking.ENV, "")  # restored after the test
+    (tiny_data / "tinytrack.toml").write_text(GRID)
+    runs = tiny_data / "runs"
+    assert main(["run", "--only", str(tiny_data / "tinytrack.toml"), "--runs", str(runs), "--track", "tensorboard",
+                 "--no-report"]) == 0
+    (row,) = results.load_rows(results.results_path(runs, "tinytrack"))
+    (cell,) = (runs / "tinytrack" / "tensorboard").iterdir()
+    events = EventAccumulator(str(cell))
+    events.Reload()
+    with open(runs / "tinytrack" / row["history_path"]) as fh:
+        epoch_ends = [r for r in csv.DictReader(fh) if r["epoch_end"] == "1"]
+    assert len(epoch_ends) == row["epochs"] == 3
+    for name in ("val_acc", "val_loss", "train_loss", "lr"):
+        scalars = events.Scalars(name)
+        assert [s.step for s in scalars] == [1, 2, 3]
+        assert [s.value for s in scalars] == pytest.approx([float(r[name]) for r in epoch_ends], rel=1e-6)
