@@ -119,3 +119,24 @@ def test_track_tensorboard_writes_each_epochs_history_row_live(tiny_data, monkey
         scalars = events.Scalars(name)
         assert [s.step for s in scalars] == [1, 2, 3]
         assert [s.value for s in scalars] == pytest.approx([float(r[name]) for r in epoch_ends], rel=1e-6)
+
+
+def test_optuna_dashboard_opens_the_runs_journal_unchanged(tiny_data):
+    pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed (docs/tracking.md: pip install optuna-dashboard)")
+    import io
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    from optuna_dashboard import wsgi
+
+    (tiny_data / "tinytrack.toml").write_text(GRID)
+    runs = tiny_data / "runs"
+    assert main(["run", "--only", str(tiny_data / "tinytrack.toml"), "--runs", str(runs), "--no-report"]) == 0
+    app = wsgi(str(runs / "tinytrack" / "optuna.journal"))  # what `optuna-dashboard runs/<study>/optuna.journal` serves
+    environ = {"PATH_INFO": "/api/studies", "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()}
+    setup_testing_defaults(environ)
+    status = []
+    body = b"".join(app(environ, lambda s, headers, exc=None: status.append(s)))
+    assert status[0].startswith("200")
+    (study,) = json.loads(body)["study_summaries"]
+    assert study["study_name"] == "tinytrack"
