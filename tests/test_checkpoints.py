@@ -120,3 +120,13 @@ def test_prune_keeps_each_variants_best_validation_checkpoint(tiny_run, tmp_path
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sum(r["pruned"] for r in records) == 4  # two clean rows and their degraded copies
     assert all(r["reproduced"] for r in records if not r["pruned"])
+
+
+def test_a_reused_rows_checkpoint_is_the_one_its_training_study_kept(tmp_path):
+    row = {"study": "kernels", "checkpoint": "checkpoints/a-s0.pt"}
+    assert checkpoints.checkpoint_file(tmp_path, row) == tmp_path / "kernels" / "checkpoints" / "a-s0.pt"
+    assert checkpoints.checkpoint_file(tmp_path, {**row, "reused_from": "links"}) == tmp_path / "links" / "checkpoints" / "a-s0.pt"
+    assert checkpoints.checkpoint_file(tmp_path, {"study": "kernels", "checkpoint": None}) is None
+    with pytest.raises(KitError, match="no network description"):
+        (tmp_path / "w.pt").write_bytes(b"")
+        checkpoints.load_kept(tmp_path / "w.pt")
