@@ -1,4 +1,4 @@
-"""Command-line entry point: `python -m study {profile,train,data,run,plan,worker,gpu}`.
+"""Command-line entry point: `python -m study {profile,train,data,run,plan,worker,test,prune,gpu}`.
 
 Each command lives in `study/commands/<name>.py` with `add_arguments(parser)` and `run(args) -> int`;
 they are imported lazily so `--help` stays fast.
@@ -19,6 +19,8 @@ COMMANDS = {
     "run": "run the ablation studies of ablations/*.toml through Optuna",
     "plan": "what `run` would do, training nothing: cells, params/FLOPs, done/missing, estimated time",
     "worker": "join a shared study (e.g. PostgreSQL storage) as one more worker",
+    "test": "re-test a study's kept models on their test splits (optionally degraded)",
+    "prune": "delete a study's checkpoints except each variant's best",
     "gpu": "the one-command check of a GPU machine: throughput, time to accuracy, the paper study's wall time",
 }
 

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from study import results, storage
+from study import checkpoints, results, storage, tracking
 from study.capacity import scaled
 from study.cells import Cell, Context, cell, row_base
 from study.measure import count_flops, count_params
@@ -91,8 +91,10 @@ def train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], resolved:
     history, checkpoint = folder / "history" / f"{_slug(base)}.csv", folder / "checkpoints" / f"{_slug(base)}.pt"
     protocol = "kfold-test" if base["protocol"].startswith("kfold-test") else base["protocol"]
     task = Task(base["dataset"], protocol=protocol, fold=base["fold"], extra_tests=extra_tests)
-    result = train(model, task, cfg=cfg, seed=base["seed"], device=ctx.device, history_path=history,
-                   checkpoint_path=checkpoint if ctx.profile_spec.keep_weights else None, on_epoch=_reporter(ctx, trial))
+    with tracking.epoch_tracker(folder / "tensorboard" / _slug(base)) as track:  # `study run --track`; None when off
+        result = train(model, task, cfg=cfg, seed=base["seed"], device=ctx.device, history_path=history,
+                       checkpoint_path=checkpoint if ctx.profile_spec.keep_weights else None,
+                       on_epoch=tracking.chained(track, _reporter(ctx, trial)))
     extra = result.pop("extra_tests", {})
     row = {**result, **base, "git_commit": ctx.commit, "trial_number": trial.number,
            "config": config_json(cfg), "history_path": str(history.relative_to(folder)),
@@ -102,6 +104,7 @@ def train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], resolved:
            "raw_flops": variant.raw_flops if variant else None, "raw_params": variant.raw_params if variant else None}
     if checkpoint.exists() and ctx.profile_spec.keep_weights:
         row["checkpoint"] = str(checkpoint.relative_to(folder))
+        checkpoints.write_description(checkpoint, model, base["dataset"])
     return row, extra
 
 

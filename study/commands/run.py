@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget-min", type=float, help="stop *starting* new trials after this many minutes (0 = none; "
                         "default: the profile's guard); a running trial always finishes its budget")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    parser.add_argument("--track", choices=["tensorboard"], help="also write each trial's epoch metrics live to "
+                        "runs/<study>/tensorboard/<cell>/ (needs pip install 'lrnet-study-kit[tensorboard]')")
     add_plan_arguments(parser.add_argument_group("--dry-run options"))
 
 
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         from study.commands import plan as plan_command
 
         return plan_command.run(args)
-    from study import cells
+    from study import cells, tracking
     from study.data import locate
     from study.errors import EXIT_INCOMPLETE
     from study.overrides import parse_overrides
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from study.profiles import get_profile
 
     profile = get_profile(args.profile)
+    tracking.enable(args.track)  # a missing package is one line before any training
     overrides = parse_overrides(args.overrides)
     specs = select_studies(args.only, args.all, overrides)  # a bad spec (or --set) fails before any training
     for dataset in sorted({d for s in specs for d in s.datasets}):
@@ -108,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from study.report.build import build_reports
 
-        build_reports(runs_dir=args.runs, out_dir=args.out)
+        build_reports(runs_dir=args.runs, out_dir=args.out, storage=args.storage)
         print(f"report: {args.out / 'index.html'}", file=sys.stderr)
     if errors:
         raise KitError(errors[0] + (f" (and {len(errors) - 1} more studies failed)" if len(errors) > 1 else ""))
@@ -215,6 +218,8 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
         if deadline:
             cmd += ["--deadline", f"{deadline:.0f}"]
         cmd += override_args  # the workers load the study exactly as this run did
+        if args.track:
+            cmd += ["--track", args.track]
         procs.append(subprocess.Popen(cmd, env=env))
     try:
         while any(p.poll() is None for p in procs):

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Unix time after which no new trial starts (a running trial always finishes)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a study file's key, as `study run --set` (the run passes its own to its workers)")
+    parser.add_argument("--track", choices=["tensorboard"], help="write each trial's epoch metrics live to "
+                        "runs/<study>/tensorboard/<cell>/ (as `study run --track`)")
     parser.add_argument("--export", action="store_true",
                         help="train nothing: copy the rows every worker stored in --storage into --runs (then "
                              "`python -m study.report` builds the report on a machine that shares only the storage)")
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     """Work until every cell of the study has a row."""
     import torch
 
-    from study import cells, search, storage
+    from study import cells, search, storage, tracking
     from study.overrides import load_study_with, parse_overrides
     from study.results import results_path
     from study.studies import study_path
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{added} new rows in {results_path(args.runs, spec.name)}", file=sys.stderr)
         return 0
     search.check_profile(spec, args.profile)
+    tracking.enable(args.track)
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else tuple(range(spec.profiles[args.profile].seeds))
     ctx = cells.Context(spec, args.profile, args.runs, args.device, seeds)
     with study_log(args.runs, spec.name):

@@ -26,11 +26,12 @@ from study.report.html import (
 from study.report.load import StudyRun, find_studies, load_run
 
 
-def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None) -> list[Path]:
+def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None, storage: str | None = None) -> list[Path]:
     """Write a report per study (or only `study`), then the summary of every study of `runs_dir`
-    (index.html and contrasts.csv); returns the files written."""
+    (index.html and contrasts.csv); returns the files written. `storage` is an Optuna storage URL
+    (`--storage` of the run) read for a search study's Optuna section where no journal holds it."""
     selected = [runs_dir / study] if study else find_studies(runs_dir)
-    studies = [load_run(p) for p in selected if p.is_dir()]
+    studies = [load_run(p, storage) for p in selected if p.is_dir()]
     with_rows = [s for s in studies if len(s.table)]
     if not with_rows:
         raise KitError(f"no results in {runs_dir / study if study else runs_dir} — run nox -s ablations first")
@@ -130,7 +131,7 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     if summary.study_kind(study) != "search":
         sections.curves_section(book, out, study, main)
     sections.pareto_section(book, out, table, palette)
-    if summary.study_kind(study) == "search" and study.journal is not None:
+    if summary.study_kind(study) == "search" and (study.journal is not None or study.storage_url):
         sections.search_section(book.section("Search"), out, study)
     sections.robustness_section(book, out, table, palette)
     if baselines:

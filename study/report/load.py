@@ -14,7 +14,7 @@ from study.results import load_rows, load_table
 
 @dataclass
 class StudyRun:
-    """One study's run directory, read: results table, provenance and optional Optuna journal."""
+    """One study's run directory, read: results table, provenance and optional Optuna journal (or storage URL)."""
 
     name: str
     run_dir: Path
@@ -23,6 +23,7 @@ class StudyRun:
     journal: Path | None
     problems: list[str] = field(default_factory=list)
     costs: pd.DataFrame = field(default_factory=pd.DataFrame)  # Table II's measurements (`study.costs`), if any
+    storage_url: str | None = None  # an Optuna RDB (e.g. PostgreSQL) that may hold the study instead of the journal
 
     @property
     def profile(self) -> str:
@@ -49,8 +50,9 @@ def find_studies(runs_dir: Path) -> list[Path]:
                   if p.is_dir() and ((p / "results.jsonl").exists() or (p / "study.json").exists()))
 
 
-def load_run(run_dir: Path) -> StudyRun:
-    """Read one study folder; an unreadable study.json is a problem noted in the report, not a crash."""
+def load_run(run_dir: Path, storage: str | None = None) -> StudyRun:
+    """Read one study folder (its Optuna study from the journal, or from `storage` when given); an unreadable
+    study.json is a problem noted in the report, not a crash."""
     problems, provenance = [], {}
     meta = run_dir / "study.json"
     if meta.exists():
@@ -64,4 +66,4 @@ def load_run(run_dir: Path) -> StudyRun:
     journal = run_dir / "optuna.journal"
     costs = pd.DataFrame(load_rows(run_dir / "costs.jsonl"))
     return StudyRun(run_dir.name, run_dir, load_table(run_dir / "results.jsonl"), provenance,
-                    journal if journal.exists() else None, problems, costs)
+                    journal if journal.exists() else None, problems, costs, storage)

@@ -1,4 +1,4 @@
-"""The Optuna search of a search study, read from its journal: a summary line, the trials and the importances.
+"""The Optuna search of a search study, read from its journal or its `--storage` URL: a summary line, the trials and the importances.
 
 Only the searched parameters count: a trial's cell names (variant, dataset, seed: `CELL_PARAMS`)
 are never reported as searched, ranked or plotted.
@@ -7,6 +7,8 @@ are never reported as searched, ranked or plotted.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
@@ -73,15 +75,35 @@ def importances(search, params: list[str]) -> tuple[pd.DataFrame, str | None]:
 
 
 def load(study):
-    """The study's Optuna study from its journal (named like the study, or the journal's only study)."""
+    """The study's Optuna study (named like the study, or the storage's only study): from its `--storage` URL
+    when one is given and holds it, else from its journal."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    backend = optuna.storages.journal.JournalFileBackend(str(study.journal))
-    storage = optuna.storages.JournalStorage(backend)
-    names = optuna.get_all_study_names(storage)
     wanted = [str(study.provenance.get("study", study.name)), study.name]
-    name = next((n for n in wanted if n in names), names[0] if len(names) == 1 else None)
-    if name is None:
-        raise KitError(f"no study named {study.name!r} in the journal (it holds {names})")
-    return optuna.load_study(study_name=name, storage=storage)
+    looked = []
+    for where, opener in _sources(study):
+        storage = opener()
+        names = optuna.get_all_study_names(storage)
+        name = next((n for n in wanted if n in names), names[0] if len(names) == 1 else None)
+        if name is not None:
+            return optuna.load_study(study_name=name, storage=storage)
+        looked.append(f"{where} (holds {names})")
+    raise KitError(f"no Optuna study named {study.name!r} in {' or '.join(looked) or 'any storage: no journal, no --storage'}")
+
+
+def _sources(study) -> list[tuple[str, Callable[[], Any]]]:
+    """Where the study's trials may be, each opened only when reached: the storage URL first, then the journal."""
+    import optuna
+
+    from study.storage import sqlalchemy_url
+
+    sources: list[tuple[str, Callable[[], Any]]] = []
+    url = getattr(study, "storage_url", None)
+    if url:
+        shown = url.rpartition("@")[2]  # no credentials in a report
+        sources.append((f"storage {shown}", lambda: optuna.storages.RDBStorage(sqlalchemy_url(url))))
+    if study.journal is not None:
+        sources.append(("the journal", lambda: optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(study.journal)))))
+    return sources

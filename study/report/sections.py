@@ -393,7 +393,7 @@ def search_section(section: Section, out: Outputs, study: StudyRun) -> None:
     try:
         search = optuna_search.load(study)
     except Exception as err:  # noqa: BLE001  (a corrupt or foreign journal is a note, not a crash)
-        section.add(Note(f"optuna.journal could not be read: {type(err).__name__}: {err}".splitlines()[0], "warn"))
+        section.add(Note(f"the Optuna study could not be read: {type(err).__name__}: {err}".splitlines()[0], "warn"))
         return
     params = optuna_search.searched_params(search)
     section.add(Note(optuna_search.summary_line(search, params)))
