@@ -183,8 +183,13 @@ def peak_memory_mb(device: str) -> float:
     """Peak memory: CUDA max allocated on a GPU, else the process's peak resident set (both in MiB)."""
     if torch.device(device).type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+    try:  # Linux: this process image's own high-water mark (ru_maxrss survives exec: a child would report
+        # its parent's peak whenever that was larger)
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 2**10
+    except (OSError, StopIteration, ValueError):
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
 def _cpu_name() -> str:
