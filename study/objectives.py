@@ -102,7 +102,7 @@ def train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], resolved:
            "width_multiplier": model.spec.blocks[0].width_multiplier if model.spec else None,
            "match": variant.variant.match if variant else "",
            "raw_flops": variant.raw_flops if variant else None, "raw_params": variant.raw_params if variant else None}
-    if checkpoint.exists() and ctx.profile_spec.keep_weights:
+    if ctx.profile_spec.keep_weights and row["status"] == "ok" and checkpoint.exists():  # not a stale file of a retry
         row["checkpoint"] = str(checkpoint.relative_to(folder))
         checkpoints.write_description(checkpoint, model, base["dataset"])
     return row, extra
