@@ -225,3 +225,51 @@ def test_lrnet_vs_baselines_sign_flips_when_lrnet_is_behind():
     assert row["diff"] == pytest.approx(mean) and mean < -5
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
     assert row["verdict"] == "worse"
+
+
+# --- what each claim says, word for word, where a slip would mislead a reader -------------------------
+
+def test_claims_come_in_order_with_their_statements_whatever_the_data():
+    for comparisons, costs in ((pd.DataFrame(), _no_costs()),
+                               (_comparisons(("vgg16_scratch", "better")),
+                                _costs(lrnet_paper={"params": 1, "train_img_per_s": 2, "infer_img_per_s": 2},
+                                       vgg16_scratch={"params": 2, "train_img_per_s": 1, "infer_img_per_s": 1}))):
+        claims = check_claims(comparisons, costs, MODELS)
+        assert [c.key for c in claims] == ["accuracy", "params", "speed"]
+        assert [c.statement for c in claims] == [
+            "(a) LR-Net is more accurate than the baselines",
+            "(b) LR-Net has fewer parameters than the baselines",
+            "(c) LR-Net is faster than the baselines (training and inference images/s)",
+        ]
+    assert _accuracy(_comparisons(("vgg16_scratch", stats.INSUFFICIENT))).key == "accuracy"
+
+
+def test_accuracy_headline_counts_each_kind_and_evidence_names_each_outcome():
+    claim = _accuracy(_comparisons(("vgg16_scratch", "worse"), ("inception_v3_scratch", stats.equivalence_verdict(3.0)),
+                                   ("resnet50_scratch", stats.INCONCLUSIVE), ("vgg16_paper", "better"),
+                                   ("inception_v3_paper", "better")))
+    assert claim.headline == ("LR-Net better in 2, worse in 1, equivalent (±3 pts) in 1, inconclusive in 1 of 5 "
+                              "dataset × baseline comparisons")
+    assert [e.rsplit("→ ", 1)[1] for e in claim.evidence] == [
+        "LR-Net worse", "LR-Net equivalent within ±3 pts", "inconclusive (MDE 1.50 pts)", "LR-Net better", "LR-Net better"]
+
+
+def test_accuracy_headline_without_margins_or_with_several():
+    undecided = _comparisons(("vgg16_scratch", stats.INCONCLUSIVE), ("inception_v3_scratch", stats.INCONCLUSIVE))
+    claim = _accuracy(undecided.drop(columns="margin"))
+    assert claim.headline.startswith("LR-Net better in 0, worse in 0, equivalent in 0, inconclusive in 2 of 2")
+    assert claim.verdict == f"{INCONCLUSIVE}: 2 of 2 comparisons undecided, none contradicts the claim"
+    claim = _accuracy(undecided.assign(margin=[2.0, 3.0]))
+    assert "equivalent (±2/3 pts) in 0" in claim.headline
+
+
+def test_speed_tie_is_not_faster():
+    costs = _costs(lrnet_paper={"train_img_per_s": 1000, "infer_img_per_s": 4000},
+                   vgg16_scratch={"train_img_per_s": 1000, "infer_img_per_s": 1000})
+    assert check_claims(pd.DataFrame(), costs, MODELS)[2].verdict == NOT_SUPPORTED
+
+
+def test_speed_lists_each_device_once():
+    costs = _costs(lrnet_paper={"train_img_per_s": 2, "devices": "H200"}, vgg16_scratch={"train_img_per_s": 1, "devices": "cpu"},
+                   resnet18_scratch={"train_img_per_s": 1, "devices": "H200"})
+    assert "measured on: H200; cpu" in check_claims(pd.DataFrame(), costs, MODELS)[2].evidence
