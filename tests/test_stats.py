@@ -337,6 +337,9 @@ def test_holm_matches_multipletests():
     assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
     out = stats.holm([0.01, float("nan"), 0.03])  # nan = not a test, does not widen the family
     assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.03)
+    rng = np.random.default_rng(0)  # ties, ones, zeros and families of every size up to 12
+    for p in [[0.5], [0.0, 1.0], [0.03, 0.03, 0.03], *(rng.uniform(0, 0.2, rng.integers(1, 13)) for _ in range(50))]:
+        assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), rel=1e-12, abs=1e-15)
 
 
 def test_compare_family_adjusts_across_variants():
