@@ -573,3 +573,34 @@ def test_mde_one_run_has_the_stated_power_against_the_prediction_interval():
     assert mde > (high - low) / 2  # inside the prediction interval is always closer than the MDE
     assert math.isnan(stats.mde_one_run([80.0, 81.0]))
     assert stats.mde_one_run([3.0, 3.0, 3.0]) == 0.0
+
+
+# --- Welch by hand, and too few runs -------------------------------------------------------------------
+
+
+def test_welch_comparison_matches_a_hand_computed_interval_and_tost():
+    v, r = np.array([71.0, 74.5]), np.array([60.0, 61.5, 66.0])  # two runs are enough for Welch
+    c = stats.compare(v, r, margin=3.0, variant="a", reference="b")
+    a, b = v.var(ddof=1) / 2, r.var(ddof=1) / 3
+    df = (a + b) ** 2 / (a**2 / 1 + b**2 / 2)
+    se = math.sqrt(a + b)
+    diff = v.mean() - r.mean()
+    half = sps.t.ppf(0.975, df) * se
+    assert (c.variant, c.reference, c.n_variant, c.n_reference, c.paired) == ("a", "b", 2, 3, False)
+    assert (c.mean_variant, c.mean_reference, c.diff) == pytest.approx((v.mean(), r.mean(), diff))
+    assert (c.ci_low, c.ci_high) == pytest.approx((diff - half, diff + half))
+    assert c.p_value == pytest.approx(2 * sps.t.sf(abs(diff) / se, df))
+    tost = max(sps.t.sf((diff + 3.0) / se, df), sps.t.cdf((diff - 3.0) / se, df))
+    assert c.p_equivalence == pytest.approx(tost) and c.margin == 3.0 and c.alpha_used == 0.05
+
+
+@pytest.mark.parametrize(("v", "r"), [([70.0], [60.0, 62.0, 64.0]), ([60.0, 62.0], [70.0]), ([], [1.0, 2.0])])
+def test_one_run_on_a_side_is_insufficient_and_says_only_the_means(v, r):
+    c = stats.compare(v, r, margin=2.5, variant="a", reference="b")
+    assert c.verdict == stats.INSUFFICIENT and (c.variant, c.reference) == ("a", "b") and not c.paired
+    assert (c.n_variant, c.n_reference, c.margin) == (len(v), len(r), 2.5)
+    means = (np.mean(v) if v else math.nan, np.mean(r))
+    assert c.mean_variant == pytest.approx(means[0], nan_ok=True) and c.mean_reference == pytest.approx(means[1])
+    assert c.diff == pytest.approx(means[0] - means[1], nan_ok=True)
+    for field in ("ci_low", "ci_high", "p_value", "p_adjusted", "p_equivalence", "p_equivalence_adjusted", "mde"):
+        assert math.isnan(getattr(c, field)), field
