@@ -604,3 +604,26 @@ def test_one_run_on_a_side_is_insufficient_and_says_only_the_means(v, r):
     assert c.diff == pytest.approx(means[0] - means[1], nan_ok=True)
     for field in ("ci_low", "ci_high", "p_value", "p_adjusted", "p_equivalence", "p_equivalence_adjusted", "mde"):
         assert math.isnan(getattr(c, field)), field
+
+
+def test_two_seeds_are_enough_for_an_interval_and_a_verdict():
+    mean, low, high, n = stats.mean_ci([1.0, 3.0])
+    half = sps.t.ppf(0.975, 1) * 1.0  # sd of [1, 3] is sqrt(2), over sqrt(2) runs
+    assert (mean, n) == (2.0, 2) and (low, high) == pytest.approx((2.0 - half, 2.0 + half))
+    c = stats.compare([71.0, 74.0], [70.0, 71.0], variant_seeds=[0, 1], reference_seeds=[0, 1])
+    assert c.paired and c.n_variant == 2 and c.verdict == stats.INCONCLUSIVE and math.isfinite(c.mde)
+
+
+def test_identical_paired_differences_collapse_the_interval_to_the_point():
+    c = stats.compare([71.0, 72.0, 73.0], [70.0, 71.0, 72.0], variant_seeds=[0, 1, 2], reference_seeds=[0, 1, 2])
+    assert c.paired and c.diff == pytest.approx(1.0) and (c.ci_low, c.ci_high) == pytest.approx((1.0, 1.0))
+    assert c.verdict == "better" and c.p_equivalence == 0.0  # known exactly: 1 point, inside ±3
+
+
+@pytest.mark.parametrize(("diff", "expected"), [(2.9, 0.0), (-2.9, 0.0), (3.0, 1.0), (-3.5, 1.0)])
+def test_tost_without_spread_is_decided_by_the_margin_alone(diff, expected):
+    assert stats._tost_p(diff, 0.0, 5, 3.0) == expected
+
+
+def test_tost_of_an_unknown_difference_or_spread_is_nan():
+    assert math.isnan(stats._tost_p(math.nan, 1.0, 5, 3.0)) and math.isnan(stats._tost_p(1.0, math.inf, 5, 3.0))
