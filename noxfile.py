@@ -115,7 +115,7 @@ MUTATION_TESTS = {
     "study/stats.py": ["tests/test_stats.py"],
     "study/report/claims.py": ["tests/test_claims.py"],
     "study/results.py": ["tests/test_results.py", "tests/test_claims.py"],
-    "study/cells.py": ["tests/test_plan.py"],
+    "study/cells.py": ["tests/test_cells.py"],
 }
 
 
