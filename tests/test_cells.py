@@ -75,9 +75,12 @@ def test_a_robustness_cell_has_a_row_per_level_the_clean_one_first(tmp_path):
     ctx = _context(tmp_path, ROBUST, seeds=(3,))
     cell = cells.cell(ctx, "none", "fashion-mnist", 3)
     assert [b["degradation"] for b in cell.bases] == ["none", "blur:1.0"]
-    assert {b["seed"] for b in cell.bases} == {3} and cell.key == results.row_key(cell.bases[0])
+    assert {(b["seed"], b["dataset"]) for b in cell.bases} == {(3, "fashion-mnist")}
+    assert cell.key == results.row_key(cell.bases[0])
     assert cells.expected_rows(ctx) == 2 * 1 * 1 * 2  # variants × datasets × seeds × levels
     assert cells.expected_rows(_context(tmp_path, tiny_grid_study(), seeds=(0, 1, 2), name="grid")) == 2 * 3
+    two = tiny_grid_study(("paper", "none", "dense")).replace('datasets = ["fashion-mnist"]', 'datasets = ["fashion-mnist", "kmnist"]')
+    assert cells.expected_rows(_context(tmp_path, two, seeds=(0, 1), name="two")) == 3 * 2 * 2
 
 
 def _write(ctx: cells.Context, cell: cells.Cell, status: str = "ok", profile: str | None = None) -> None:
