@@ -149,7 +149,8 @@ def mutation(session: nox.Session) -> None:
 
     One module at a time against its fast tests (`MUTATION_TESTS`): `nox -s mutation -- study/stats.py`;
     no argument runs all four in turn. Needs the `mutation` extra (`pip install -e .[mutation]`). A re-run
-    resumes; `cd .nox/mutation/<module> && mutmut results` lists the survivors, `mutmut show NAME` one diff.
+    resumes and re-tests changed functions only: after changing tests, delete .nox/mutation/<module>/mutants.
+    `cd .nox/mutation/<module> && mutmut results` lists the survivors, `mutmut show NAME` one diff.
     """
     python = kit_python(session)
     for module in session.posargs or list(MUTATION_TESTS):
