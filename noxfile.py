@@ -116,3 +116,55 @@ def report(session: nox.Session) -> None:
     """Rebuild reports/ from runs/ (`-- --study NAME` for one)."""
     python = kit_python(session)
     session.run(python, "-m", "study.report", *session.posargs, external=True)
+
+
+#: Each module mutation testing covers, and the fast tests that must kill its mutants.
+MUTATION_TESTS = {
+    "study/stats.py": ["tests/test_stats.py"],
+    "study/report/claims.py": ["tests/test_claims.py"],
+    "study/results.py": ["tests/test_results.py", "tests/test_claims.py"],
+    "study/cells.py": ["tests/test_cells.py"],
+}
+
+
+def mutation_workdir(module: str) -> Path:
+    """A copy of the kit under .nox/mutation/<module> whose [tool.mutmut] mutates `module` with its tests only."""
+    import tomllib
+
+    work = ROOT / ".nox" / "mutation" / Path(module).stem
+    work.mkdir(parents=True, exist_ok=True)
+    for folder in ("study", "tests", "ablations", "docs"):
+        shutil.copytree(ROOT / folder, work / folder, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    config |= {"only_mutate": [module], "pytest_add_cli_args_test_selection": MUTATION_TESTS[module]}
+    lines = ["[tool.mutmut]"] + [f"{key} = {_toml_value(value)}" for key, value in config.items()]
+    (work / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    return work
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+@nox.session(venv_backend="none")
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut 3, one worker, not in CI) of the statistics and bookkeeping modules.
+
+    One module at a time against its fast tests (`MUTATION_TESTS`): `nox -s mutation -- study/stats.py`;
+    no argument runs all four in turn. Needs the `mutation` extra (`pip install -e .[mutation]`). A re-run
+    resumes and re-tests changed functions only: after changing tests, delete .nox/mutation/<module>/mutants.
+    `cd .nox/mutation/<module> && mutmut results` lists the survivors, `mutmut show NAME` one diff.
+    """
+    python = kit_python(session)
+    for module in session.posargs or list(MUTATION_TESTS):
+        if module not in MUTATION_TESTS:
+            session.error(f"{module}: not a mutation-tested module; use one of {', '.join(MUTATION_TESTS)}")
+        with session.chdir(mutation_workdir(module)):
+            session.run(python, "-m", "mutmut", "run", "--max-children", "1", external=True,
+                        env={"PYTHONPATH": ""})
+            session.run(python, "-m", "mutmut", "results", external=True)

@@ -70,6 +70,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_device(device: str) -> None:
+    """Raise a one-line KitError unless `device` is "cpu" or a visible "cuda[:i]"."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise KitError(f"--device {device}: not a device the kit trains on; use cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise KitError("--device cuda: no CUDA device is visible; use --device cpu")
+
+
 class Diverged(Exception):
     """A NaN or infinite loss: the run ends as `diverged`."""
 
@@ -158,8 +170,7 @@ def train(model: str | Path | NetworkSpec | ResolvedModel, task: Task | str, *, 
         The result-row fields this run knows (see `study.results.SCHEMA`) plus `config` and `extra_tests`.
     """
     wall_begin = time.perf_counter()
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise KitError("--device cuda: no CUDA device is visible; use --device cpu")
+    check_device(device)
     task = Task(task) if isinstance(task, str) else task
     resolved = resolve_model(model)
     if str(device).startswith("cuda"):

@@ -63,3 +63,71 @@ def test_reuse_finds_only_an_identical_run_of_a_sibling_study(tmp_path):
     assert table.reusable("abd", config, base) is None  # another network
     assert table.reusable("abc", json.dumps({"lr": 0.002}), base) is None  # another training
     assert table.reusable("abc", config, {**base, "seed": 1}) is None  # another seed
+
+
+def test_break_messages_name_the_row_and_every_offending_column():
+    with pytest.raises(ValueError) as err:
+        results.check_row(ok_row(study="kernels", variant="{3,5}", budget_s=1, zzz=2))
+    assert str(err.value) == "result row of kernels/{3,5} has columns outside results.SCHEMA: budget_s, zzz"
+    with pytest.raises(ValueError, match=r"^result row of s/v lacks columns params, flops$"):  # in SCHEMA order
+        results.check_row({k: v for k, v in ok_row().items() if k not in ("flops", "params")})
+    with pytest.raises(ValueError, match=r"^result row of s/v: val_accuracy = '0.5' is not int or float$"):
+        results.check_row(ok_row(val_accuracy="0.5"))
+
+
+def test_a_missing_value_does_not_hide_a_wrong_type_after_it():
+    # None and nan mean "not measured" and pass; the columns after them are still checked
+    row = {"study": "s", "variant": "v", "status": "pruned", "val_accuracy": None, "val_loss": float("nan"), "seed": "0"}
+    with pytest.raises(ValueError, match="seed = '0' is not int"):
+        results.check_row(row)
+
+
+def test_a_torn_line_in_the_middle_does_not_hide_the_rows_after_it(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(ok_row(seed=0)) + "\n" + '{"study": "s", "va' + "\n\n" + json.dumps(ok_row(seed=1)) + "\n")
+    assert [r["seed"] for r in results.load_rows(path)] == [0, 1]
+
+
+def test_rows_are_appended_as_sorted_json_into_new_folders_with_numpy_and_paths(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "runs" / "new" / "results.jsonl"
+    results.append_row(path, {"seed": np.int64(3), "wall_s": np.float32(1.5), "history_path": tmp_path / "h.csv", "a": 1})
+    line = path.read_text()
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert list(json.loads(line)) == ["a", "history_path", "seed", "wall_s"]
+    assert json.loads(line) == {"a": 1, "history_path": str(tmp_path / "h.csv"), "seed": 3, "wall_s": 1.5}
+
+
+def test_a_failed_cell_is_not_finished_and_is_claimed_again(tmp_path):
+    table = results.ResultsTable(tmp_path / "s" / "results.jsonl")
+    failed = ok_row(seed=0, status="failed")
+    table.write(failed)
+    assert table.finished() == {}
+    seen = []
+    assert table.claim_and_write([ok_row(seed=0)], taken_elsewhere=lambda key: seen.append(key) or False) is True
+    assert seen == [results.row_key(failed)]  # the callback is asked about this cell's key
+    assert list(table.finished()) == [results.row_key(failed)]
+
+
+def test_import_counts_every_row_it_adds(tmp_path):
+    table = results.ResultsTable(tmp_path / "s" / "results.jsonl")
+    assert table.import_rows([]) == 0 and not table.path.exists()
+    assert table.import_rows([ok_row(seed=0), ok_row(seed=1), ok_row(seed=2)]) == 3
+    assert table.import_rows([ok_row(seed=1), ok_row(seed=3)]) == 1
+
+
+def test_reuse_skips_degraded_only_rows_and_looks_in_every_sibling(tmp_path):
+    config = json.dumps({"lr": 0.001})
+    keys = {"spec_hash": "abc", "config": config, "dataset": "d", "degradation": "none", "protocol": "val-split"}
+    # "a_kernels" sorts first and holds only a degraded-test-only copy; "b_width" holds the real one
+    results.ResultsTable(tmp_path / "a_kernels" / "results.jsonl").write(
+        ok_row(study="a_kernels", test_degraded_only=True, **keys))
+    results.ResultsTable(tmp_path / "b_width" / "results.jsonl").write(ok_row(study="b_width", **keys))
+    table = results.ResultsTable(tmp_path / "links" / "results.jsonl")
+    table.write(ok_row(study="links", seed=5, **keys))  # its own rows are never "reused"
+    base = {"study": "links", "variant": "paper", "dataset": "d", "degradation": "none", "protocol": "val-split",
+            "fold": 0, "seed": 0, "profile": "quick"}
+    row = table.reusable("abc", config, base)
+    assert row is not None and row["reused_from"] == "b_width"
+    assert row["history_path"] == str((tmp_path / "b_width" / "x").resolve())  # beside the table it came from

@@ -32,7 +32,7 @@ VERDICT = re.compile(r"^(better|worse|inconclusive|equivalent within ±\d+(\.\d+
 
 @pytest.fixture
 def cheap_gc():
-    """statsmodels' Holm runs gc.collect() per call; freezing the heap keeps Monte-Carlo loops fast."""
+    """statsmodels' multipletests (the tests' reference for Holm) runs gc.collect() per call; freezing the heap keeps loops fast."""
     gc.freeze()
     yield
     gc.unfreeze()
@@ -332,11 +332,14 @@ def test_equivalence_power_shape():
 # --- Holm and families -------------------------------------------------------------------------
 
 
-def test_holm_matches_multipletests():
+def test_holm_matches_multipletests(cheap_gc):
     p = [0.01, 0.04, 0.03, 0.2, 0.005]
     assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
     out = stats.holm([0.01, float("nan"), 0.03])  # nan = not a test, does not widen the family
     assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.03)
+    rng = np.random.default_rng(0)  # ties, ones, zeros and families of every size up to 12
+    for p in [[0.5], [0.0, 1.0], [0.03, 0.03, 0.03], *(rng.uniform(0, 0.2, rng.integers(1, 13)) for _ in range(50))]:
+        assert stats.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), rel=1e-12, abs=1e-15)
 
 
 def test_compare_family_adjusts_across_variants():
@@ -570,3 +573,57 @@ def test_mde_one_run_has_the_stated_power_against_the_prediction_interval():
     assert mde > (high - low) / 2  # inside the prediction interval is always closer than the MDE
     assert math.isnan(stats.mde_one_run([80.0, 81.0]))
     assert stats.mde_one_run([3.0, 3.0, 3.0]) == 0.0
+
+
+# --- Welch by hand, and too few runs -------------------------------------------------------------------
+
+
+def test_welch_comparison_matches_a_hand_computed_interval_and_tost():
+    v, r = np.array([71.0, 74.5]), np.array([60.0, 61.5, 66.0])  # two runs are enough for Welch
+    c = stats.compare(v, r, margin=3.0, variant="a", reference="b")
+    a, b = v.var(ddof=1) / 2, r.var(ddof=1) / 3
+    df = (a + b) ** 2 / (a**2 / 1 + b**2 / 2)
+    se = math.sqrt(a + b)
+    diff = v.mean() - r.mean()
+    half = sps.t.ppf(0.975, df) * se
+    assert (c.variant, c.reference, c.n_variant, c.n_reference, c.paired) == ("a", "b", 2, 3, False)
+    assert (c.mean_variant, c.mean_reference, c.diff) == pytest.approx((v.mean(), r.mean(), diff))
+    assert (c.ci_low, c.ci_high) == pytest.approx((diff - half, diff + half))
+    assert c.p_value == pytest.approx(2 * sps.t.sf(abs(diff) / se, df))
+    tost = max(sps.t.sf((diff + 3.0) / se, df), sps.t.cdf((diff - 3.0) / se, df))
+    assert c.p_equivalence == pytest.approx(tost) and c.margin == 3.0 and c.alpha_used == 0.05
+
+
+@pytest.mark.parametrize(("v", "r"), [([70.0], [60.0, 62.0, 64.0]), ([60.0, 62.0], [70.0]), ([], [1.0, 2.0])])
+def test_one_run_on_a_side_is_insufficient_and_says_only_the_means(v, r):
+    c = stats.compare(v, r, margin=2.5, variant="a", reference="b")
+    assert c.verdict == stats.INSUFFICIENT and (c.variant, c.reference) == ("a", "b") and not c.paired
+    assert (c.n_variant, c.n_reference, c.margin) == (len(v), len(r), 2.5)
+    means = (np.mean(v) if v else math.nan, np.mean(r))
+    assert c.mean_variant == pytest.approx(means[0], nan_ok=True) and c.mean_reference == pytest.approx(means[1])
+    assert c.diff == pytest.approx(means[0] - means[1], nan_ok=True)
+    for field in ("ci_low", "ci_high", "p_value", "p_adjusted", "p_equivalence", "p_equivalence_adjusted", "mde"):
+        assert math.isnan(getattr(c, field)), field
+
+
+def test_two_seeds_are_enough_for_an_interval_and_a_verdict():
+    mean, low, high, n = stats.mean_ci([1.0, 3.0])
+    half = sps.t.ppf(0.975, 1) * 1.0  # sd of [1, 3] is sqrt(2), over sqrt(2) runs
+    assert (mean, n) == (2.0, 2) and (low, high) == pytest.approx((2.0 - half, 2.0 + half))
+    c = stats.compare([71.0, 74.0], [70.0, 71.0], variant_seeds=[0, 1], reference_seeds=[0, 1])
+    assert c.paired and c.n_variant == 2 and c.verdict == stats.INCONCLUSIVE and math.isfinite(c.mde)
+
+
+def test_identical_paired_differences_collapse_the_interval_to_the_point():
+    c = stats.compare([71.0, 72.0, 73.0], [70.0, 71.0, 72.0], variant_seeds=[0, 1, 2], reference_seeds=[0, 1, 2])
+    assert c.paired and c.diff == pytest.approx(1.0) and (c.ci_low, c.ci_high) == pytest.approx((1.0, 1.0))
+    assert c.verdict == "better" and c.p_equivalence == 0.0  # known exactly: 1 point, inside ±3
+
+
+@pytest.mark.parametrize(("diff", "expected"), [(2.9, 0.0), (-2.9, 0.0), (3.0, 1.0), (-3.5, 1.0)])
+def test_tost_without_spread_is_decided_by_the_margin_alone(diff, expected):
+    assert stats._tost_p(diff, 0.0, 5, 3.0) == expected
+
+
+def test_tost_of_an_unknown_difference_or_spread_is_nan():
+    assert math.isnan(stats._tost_p(math.nan, 1.0, 5, 3.0)) and math.isnan(stats._tost_p(1.0, math.inf, 5, 3.0))

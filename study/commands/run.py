@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from study.overrides import parse_overrides
     from study.plan import select_studies
     from study.profiles import get_profile
+    from study.train import check_device
 
     profile = get_profile(args.profile)
     tracking.enable(args.track)  # a missing package is one line before any training
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         cells.resolve_protocol(dataset)
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
     device = _device(args.device)
+    check_device(device)  # a bad or absent device is one line before any study starts
     if args.workers is not None and args.workers < 1:
         raise KitError("--workers must be ≥ 1")
     budget_min = args.budget_min if args.budget_min is not None else profile.guard_min

@@ -1,0 +1,160 @@
+"""One tiny run per study kind, report included, on IDX files the test writes: robustness, a
+single-objective search with a pruner and a FLOPs band, and a multi-objective search.
+
+(The grid kind runs end to end in tests/test_search.py.) Each study trains networks of one MK block
+on 60 images for an epoch or two, so a run takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from study import results, storage
+from study.cli import main
+from tests.helpers import write_tiny_dataset
+
+TRAIN = ('seeds = {seeds}\nworkers = 1\nwidth = 1.0\ntrain = {{ train_subset = 60, val_subset = 60, test_subset = 60, '
+         'epochs = {epochs}, batch_size = 30, precision = "fp32", fast = false }}')
+
+ROBUSTNESS = """
+[study]
+axis = "robustness"
+kind = "robustness"
+base = "lrnet_paper"
+datasets = ["fashion-mnist"]
+degradations = ["none", "blur:1.0", "noise:0.2"]
+
+[[variants]]
+label = "paper"
+reference = true
+blocks = 1
+block = { width_multiplier = 0.25 }
+head = { hidden = [32] }
+
+[[variants]]
+label = "none"
+blocks = 1
+block = { links = "none", width_multiplier = 0.25 }
+head = { hidden = [32] }
+
+[profiles.quick]
+""" + TRAIN.format(seeds=2, epochs=1)
+
+SEARCH = """
+[study]
+axis = "search"
+kind = "search"
+base = "lrnet_paper"
+datasets = ["fashion-mnist"]
+
+[search]
+kernels = [[3], [3, 5, 7]]
+links = ["paper", "none"]
+blocks = [1, 1]
+width_multiplier = [0.1, 0.3]
+flops_band = [0, FLOPS_MAX]
+objectives = OBJECTIVES
+pruner = "PRUNER"
+
+[profiles.quick]
+n_trials = N_TRIALS
+""" + TRAIN.format(seeds="[0]", epochs=2)
+
+
+def _search(flops_max: str, objectives: str, pruner: str, n_trials: int) -> str:
+    return (SEARCH.replace("FLOPS_MAX", flops_max).replace("OBJECTIVES", objectives).replace("PRUNER", pruner)
+            .replace("N_TRIALS", str(n_trials)))
+
+
+@pytest.fixture
+def run_study(tmp_path, monkeypatch):
+    """Write a study file, run it with the report, and return (runs dir, report dir)."""
+    monkeypatch.setenv("STUDY_DATA_ROOT", str(write_tiny_dataset(tmp_path / "data", train=200, test=100)))
+
+    def run(name: str, text: str, code: int = 0) -> tuple[Path, Path]:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        runs, out = tmp_path / "runs", tmp_path / "reports"
+        assert main(["run", "--only", str(path), "--runs", str(runs), "--out", str(out)]) == code
+        assert (out / "index.html").is_file() and (out / "contrasts.csv").is_file()
+        assert (out / name / "index.html").is_file()
+        return runs, out
+
+    return run
+
+
+def _page(out: Path, name: str) -> str:
+    return (out / name / "index.html").read_text(encoding="utf-8")
+
+
+def test_robustness_study_tests_every_model_at_every_level_and_reports_it(run_study):
+    runs, out = run_study("tinyrobust", ROBUSTNESS)
+    rows = results.load_rows(results.results_path(runs, "tinyrobust"))
+    # 2 variants × 2 seeds cells, each written as one row per degradation level (the clean one first)
+    assert len(rows) == 12 and {r["status"] for r in rows} == {"ok"}
+    assert Counter((r["variant"], r["degradation"]) for r in rows) == {
+        (v, d): 2 for v in ("paper", "none") for d in ("none", "blur:1.0", "noise:0.2")}
+    # The degraded rows test the clean-trained network: same training, its own test accuracy.
+    by_cell = {}
+    for r in rows:
+        by_cell.setdefault((r["variant"], r["seed"]), {})[r["degradation"]] = r
+    for levels in by_cell.values():
+        assert len({levels[d]["val_accuracy"] for d in levels}) == 1
+        assert all(0.0 <= levels[d]["test_accuracy"] <= 1.0 for d in levels)
+    robustness = (out / "tinyrobust" / "robustness.csv").read_text()
+    assert "blur:1.0" in robustness and "noise:0.2" in robustness
+    assert "Robustness to degradation" in _page(out, "tinyrobust")
+
+
+def test_single_objective_search_prunes_out_of_band_and_by_median(run_study):
+    text = _search("8e6", '["accuracy"]', "median", 4)
+    runs, out = run_study("tinysearch", text)
+    study = optuna.load_study(study_name="tinysearch", storage=storage.open_storage(runs, "tinysearch", None))
+    trials = study.get_trials(deepcopy=False)
+    assert [d.name for d in study.directions] == ["MAXIMIZE"]
+    rejected = [t for t in trials if "rejected" in t.user_attrs]
+    # Outside the FLOPs band: pruned before training, the reason kept on the trial.
+    assert rejected and all(t.state == optuna.trial.TrialState.PRUNED for t in rejected)
+    assert all(t.user_attrs["flops"] > 8e6 and t.user_attrs["rejected"].startswith("flops ") for t in rejected)
+    rows = results.load_rows(results.results_path(runs, "tinysearch"))
+    trained = [t for t in trials if "rejected" not in t.user_attrs]
+    assert all(t.user_attrs["flops"] <= 8e6 for t in trained)
+    assert len(trained) == 4  # n_trials counts the trials that trained, not the ones the band rejected
+    statuses = Counter(r["status"] for r in rows)
+    assert set(statuses) <= {"ok", "pruned"} and statuses["ok"] >= 1
+    # A row per trained trial, pruned ones included; none for the networks the band rejected untrained.
+    assert len(rows) == len(trained)
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert statuses["pruned"] == sum(t.state == optuna.trial.TrialState.PRUNED for t in trained)
+    assert pruned  # the median pruner cut at least one trained trial
+    by_number = {t.number: t for t in trials}
+    for row in pruned:  # recorded at the epoch the pruner cut it, with that epoch's validation accuracy
+        step, value = max(by_number[row["trial_number"]].intermediate_values.items())
+        assert row["epochs"] == step and row["val_accuracy"] == pytest.approx(value)
+    for row in rows:
+        assert json.loads(row["search_params"]).keys() >= {"kernels", "links", "lr"}
+    best = study.best_trial
+    assert best.value == pytest.approx(max(r["val_accuracy"] for r in rows if r["status"] == "ok"))
+    assert "Search" in _page(out, "tinysearch")
+
+
+def test_multi_objective_search_reports_a_pareto_front(run_study):
+    text = _search("inf", '["accuracy", "flops"]', "none", 3)
+    text = text.replace("flops_band = [0, inf]\n", "").replace("[[3], [3, 5, 7]]", "[[3], [3, 5]]")
+    runs, out = run_study("tinymo", text)
+    rows = results.load_rows(results.results_path(runs, "tinymo"))
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}
+    study = optuna.load_study(study_name="tinymo", storage=storage.open_storage(runs, "tinymo", None))
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    front = {(t.values[0], t.values[1]) for t in study.best_trials}
+    points = [(r["val_accuracy"], float(r["flops"])) for r in rows]
+    # The front is exactly the rows no other row beats on both objectives.
+    dominated = {p for p in points for q in points if q != p and q[0] >= p[0] and q[1] <= p[1]}
+    assert front == set(points) - dominated
+    html = _page(out, "tinymo")
+    assert "Accuracy vs FLOPs" in html
