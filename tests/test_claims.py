@@ -128,8 +128,8 @@ def test_speed_supported_when_faster_in_training_and_inference():
     claim = check_claims(pd.DataFrame(), costs, MODELS)[2]
     assert claim.key == "speed" and claim.verdict == SUPPORTED
     assert claim.headline == "LR-Net throughput relative to the baselines: training 4.00–4.00×, inference 4.00–4.00×"
-    assert claim.evidence == ("training: LR-Net 1,000 img/s vs vgg16_scratch 250 img/s (4.00×)",
-                              "inference: LR-Net 4,000 img/s vs vgg16_scratch 1,000 img/s (4.00×)",
+    assert claim.evidence == ("training: LR-Net 1,000 img/s vs vgg16_scratch 250 img/s (4.00×: faster)",
+                              "inference: LR-Net 4,000 img/s vs vgg16_scratch 1,000 img/s (4.00×: faster)",
                               "measured on: H200")
 
 

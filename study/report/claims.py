@@ -139,7 +139,7 @@ def _speed_claim(costs: pd.DataFrame) -> Claim:
         ranges.append(f"{what} {ratios.min():.2f}–{ratios.max():.2f}×")
         noise = _noise(costs, baselines)
         for r, ratio, margin in zip(baselines.itertuples(), ratios, noise, strict=True):
-            outcome = "within noise" if abs(ratio - 1) <= margin else "faster" if ratio > 1 else "slower"
+            outcome = "faster" if ratio > 1 + margin else "within noise" if margin and abs(ratio - 1) <= margin else "not faster"
             evidence.append(f"{what}: LR-Net {ours:,.0f} img/s vs {r.model} {getattr(r, column):,.0f} img/s "
                             f"({ratio:.2f}×{f', noise ±{100 * margin:.0f} %' if margin else ''}: {outcome})")
             outcomes.append(outcome)
@@ -150,7 +150,7 @@ def _speed_claim(costs: pd.DataFrame) -> Claim:
         return Claim("speed", statement, f"{NOT_TESTABLE}: {'; '.join(untestable)}", tuple(evidence))
     evidence.extend(f"not compared: {u}" for u in untestable)
     headline = "LR-Net throughput relative to the baselines: " + ", ".join(ranges)
-    verdict = (NOT_SUPPORTED if "slower" in outcomes else SUPPORTED if set(outcomes) == {"faster"} else INCONCLUSIVE)
+    verdict = NOT_SUPPORTED if "not faster" in outcomes else SUPPORTED if set(outcomes) == {"faster"} else INCONCLUSIVE
     return Claim("speed", statement, verdict, tuple(evidence), headline)
 
 
