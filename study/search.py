@@ -183,7 +183,7 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
     doc = {**previous, "study": ctx.spec.name, "axis": ctx.spec.axis, "kind": ctx.spec.kind,
            "description": ctx.spec.description, "profile": ctx.profile,
            "protocol": ", ".join(sorted({resolve_protocol(d) for d in ctx.spec.datasets})), "datasets": sources,
-           **provenance(ctx.device, ctx.cfg.precision), "command": " ".join(sys.argv),
+           **provenance(ctx.device, ctx.cfg.precision), "command": _command(),
            "git_commit": ctx.commit, "started": previous.get("started", time.strftime("%Y-%m-%d %H:%M:%S")),
            "cells_total": expected_rows(ctx), "seeds": list(ctx.seeds), "train_config": dataclasses.asdict(ctx.cfg),
            "profile_description": ctx.profile_spec.describe(), "proxy": ctx.profile_spec.proxy,
@@ -191,6 +191,12 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
            "variants": {v.label: _variant_summary(ctx.resolved(v.label)) for v in ctx.variants} if ctx.spec.kind != "search" else {},
            "spec_file": ctx.spec.path, **extra}
     write_text_atomic(path, json.dumps(doc, indent=2, default=str))
+
+
+def _command() -> str:
+    """The command line of this run as a user types it (`python -m study …`, not the path of `__main__.py`)."""
+    program = "python -m study" if sys.argv and sys.argv[0].endswith(("study/__main__.py", "-m")) else sys.argv[0]
+    return " ".join([program, *sys.argv[1:]])
 
 
 def _variant_summary(resolved: ResolvedVariant) -> dict[str, Any]:

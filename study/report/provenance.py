@@ -42,6 +42,8 @@ def machine(study) -> str:
     prov = study.provenance
     parts = [str(prov[k]) for k in ("machine", "host", "hostname") if prov.get(k)]
     parts.append(str(prov.get("device") or _rows_value(study, "device")))
+    if prov.get("device_name"):
+        parts.append(f"{prov['device_name']}" + (f", {prov['threads']} threads" if prov.get("threads") else ""))
     torch = prov.get("torch_version") or _rows_value(study, "torch_version")
     parts.append(f"torch {torch}")
     if prov.get("python"):
