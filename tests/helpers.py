@@ -50,3 +50,11 @@ def tiny_grid_study(links: tuple[str, ...] = ("paper", "none"), profile: str = "
         reference = "reference = true\n" if link == "paper" else ""
         parts.append(f'[[variants]]\nlabel = "{link}"\n{reference}blocks = 1\nblock = {block}\n')
     return "\n".join(parts) + f"\n[profiles.quick]\n{profile}\n"
+
+
+def tiny_search_study(search: str = "", profile: str = "", kernels: str = "[[3], [3, 5]]") -> str:
+    """The TOML of a tiny search study: one MK block at widths ×0.1–0.3, links paper or none, the given kernel
+    sets; `search` is added to its `[search]` table and `profile` is its `[profiles.quick]` table."""
+    return ('[study]\naxis = "search"\nkind = "search"\nbase = "lrnet_paper"\ndatasets = ["fashion-mnist"]\n\n'
+            f'[search]\nkernels = {kernels}\nlinks = ["paper", "none"]\nblocks = [1, 1]\nwidth_multiplier = [0.1, 0.3]\n'
+            f'{search}\n\n[profiles.quick]\n{profile}\n')

@@ -17,6 +17,7 @@ import pytest
 from study import cells, objectives, results, storage
 from study.cli import main
 from study.studies import load_study
+from tests.helpers import tiny_search_study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,26 +52,7 @@ seeds = 2
 {TINY_TRAIN}
 """
 
-PARETO = f"""
-[study]
-axis = "search"
-kind = "search"
-base = "lrnet_paper"
-datasets = ["fashion-mnist"]
-
-[search]
-kernels = [[3], [3, 5]]
-links = ["paper", "none"]
-blocks = [1, 1]
-width_multiplier = [0.1, 0.3]
-objectives = ["accuracy", "flops"]
-pruner = "none"
-
-[profiles.quick]
-n_trials = 3
-seeds = [0]
-{TINY_TRAIN}
-"""
+PARETO = tiny_search_study('objectives = ["accuracy", "flops"]\npruner = "none"', f"n_trials = 3\nseeds = [0]\n{TINY_TRAIN}")
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from study import results, storage
 from study.cli import main
-from tests.helpers import write_tiny_dataset
+from tests.helpers import tiny_search_study, write_tiny_dataset
 
 TRAIN = ('seeds = {seeds}\nworkers = 1\nwidth = 1.0\ntrain = {{ train_subset = 60, val_subset = 60, test_subset = 60, '
          'epochs = {epochs}, batch_size = 30, precision = "fp32", fast = false }}')
@@ -45,30 +45,9 @@ head = { hidden = [32] }
 [profiles.quick]
 """ + TRAIN.format(seeds=2, epochs=1)
 
-SEARCH = """
-[study]
-axis = "search"
-kind = "search"
-base = "lrnet_paper"
-datasets = ["fashion-mnist"]
-
-[search]
-kernels = [[3], [3, 5, 7]]
-links = ["paper", "none"]
-blocks = [1, 1]
-width_multiplier = [0.1, 0.3]
-flops_band = [0, FLOPS_MAX]
-objectives = OBJECTIVES
-pruner = "PRUNER"
-
-[profiles.quick]
-n_trials = N_TRIALS
-""" + TRAIN.format(seeds="[0]", epochs=2)
-
-
 def _search(flops_max: str, objectives: str, pruner: str, n_trials: int) -> str:
-    return (SEARCH.replace("FLOPS_MAX", flops_max).replace("OBJECTIVES", objectives).replace("PRUNER", pruner)
-            .replace("N_TRIALS", str(n_trials)))
+    return tiny_search_study(f'flops_band = [0, {flops_max}]\nobjectives = {objectives}\npruner = "{pruner}"',
+                             f"n_trials = {n_trials}\n" + TRAIN.format(seeds="[0]", epochs=2), kernels="[[3], [3, 5, 7]]")
 
 
 @pytest.fixture

@@ -10,30 +10,11 @@ import pytest
 from study import results, tracking
 from study.cli import main
 from study.report.build import build_reports
-from tests.helpers import write_tiny_dataset
+from tests.helpers import tiny_search_study, write_tiny_dataset
 from tests.pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
-SEARCH = """
-[study]
-axis = "search"
-kind = "search"
-base = "lrnet_paper"
-datasets = ["fashion-mnist"]
-
-[search]
-kernels = [[3], [3, 5]]
-links = ["paper", "none"]
-blocks = [1, 1]
-width_multiplier = [0.1, 0.3]
-pruner = "none"
-
-[profiles.quick]
-n_trials = 2
-seeds = 1
-workers = 1
-width = 0.25
-train = { epochs = 1, train_subset = 0, val_subset = 0, batch_size = 32 }
-"""
+SEARCH = tiny_search_study('pruner = "none"', "n_trials = 2\nseeds = 1\nworkers = 1\nwidth = 0.25\n"
+                                          "train = { epochs = 1, train_subset = 0, val_subset = 0, batch_size = 32 }")
 
 
 @pytest.fixture
