@@ -282,7 +282,6 @@ def _resolve_variant(spec: StudySpec, v: Variant, network: NetworkSpec | str, re
         return ResolvedVariant(v, resolve_model(network))
     proxy = capacity.scaled(mk, width)
     validate_network(proxy, where)
-    capacity.check_size(proxy, where)
     final = proxy
     if v.match and not v.reference:
         if ref_network is None:

@@ -261,6 +261,11 @@ class _Fit:
     train_seconds: float = 0.0
     train_images: int = 0
 
+    @property
+    def epoch_ends(self) -> list[dict[str, float]]:
+        """The history rows logged at an epoch's end (epoch e is `epoch_ends[e - 1]`)."""
+        return [h for h in self.history if h["epoch_end"]]
+
 
 def _fit(net: _Net, data: _Data, cfg: TrainConfig, seed: int, device: str, on_epoch: EpochCallback | None,
          progress: bool, label: str) -> _Fit:
@@ -369,11 +374,10 @@ class _Loop:
 def _row(resolved: ResolvedModel, task: Task, data: _Data, net: _Net, fit: _Fit, cfg: TrainConfig, seed: int,
          device: str, history_path: str | Path | None) -> dict[str, Any]:
     """The fields of the result row this run knows before its final evaluation."""
-    epochs = [h for h in fit.history if h["epoch_end"]]
     return {
         "model": resolved.name, "spec_hash": resolved.digest, "dataset": task.dataset,
         "degradation": data.splits.degradation, "protocol": data.splits.protocol, "fold": task.fold, "seed": seed,
-        "profile": cfg.profile, "status": fit.status, "stop_reason": fit.stop_reason, "epochs": len(epochs),
+        "profile": cfg.profile, "status": fit.status, "stop_reason": fit.stop_reason, "epochs": len(fit.epoch_ends),
         "best_epoch": fit.best_epoch, **net.counts,
         "train_img_per_s": fit.train_images / fit.train_seconds if fit.train_seconds else float("nan"),
         "data_source": data.splits.source, "train_size": len(data.splits.train[1]), "val_size": len(data.splits.val[1]),
@@ -384,7 +388,7 @@ def _row(resolved: ResolvedModel, task: Task, data: _Data, net: _Net, fit: _Fit,
 
 def _final_evaluation(net: _Net, data: _Data, fit: _Fit, task: Task, cfg: TrainConfig, seed: int, device: str) -> dict[str, Any]:
     """Validation metrics of the best epoch, and the one test evaluation (plus degraded test copies) on its weights."""
-    best_val = [h for h in fit.history if h["epoch_end"]][fit.best_epoch - 1]
+    best_val = fit.epoch_ends[fit.best_epoch - 1]
     evaluator = _evaluator(net.model, net.runner, cfg)
     test_x, test_y = data.test
     test = evaluate(evaluator, datasets.DeviceLoader(test_x, test_y, batch_size=cfg.eval_batch_size, shuffle=False,

@@ -164,13 +164,13 @@ def _measure_costs(ctx, deadline: float, errors: list[str]) -> None:
     """Table II's costs of a study that trained the paper's baselines (`study.costs`), unless the guard has passed."""
     from study import costs
     from study.models import list_models
-    from study.report.tables import is_baseline
 
-    models = list(dict.fromkeys(ctx.resolved(v.label).model.name for v in ctx.variants))
-    if not any(is_baseline(m) for m in models) or (deadline and time.time() > deadline):
-        return
+    resolved = [ctx.resolved(v.label).model for v in ctx.variants]
+    if all(m.spec is not None for m in resolved) or (deadline and time.time() > deadline):
+        return  # no baseline (a model without an MK spec) was trained: nothing for Table II to compare
     try:
-        costs.measure([m for m in models if m in list_models()], costs.costs_path(ctx.run_dir, ctx.spec.name),
+        models = list(dict.fromkeys(m.name for m in resolved if m.name in list_models()))
+        costs.measure(models, costs.costs_path(ctx.run_dir, ctx.spec.name),
                       batch=ctx.profile_spec.cost_batch, device=ctx.device)
     except KitError as err:
         errors.append(str(err))
