@@ -32,6 +32,7 @@ class Context:
     device: str = "cpu"
     seeds: tuple[int, ...] = ()
     commit: str = dataclasses.field(default_factory=git_commit)
+    tuned: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # label → lr, weight_decay (`study.tuning`)
 
     @property
     def profile_spec(self) -> Profile:
@@ -42,6 +43,15 @@ class Context:
     def cfg(self) -> TrainConfig:
         """The training config of this profile for this study."""
         return self.profile_spec.train
+
+    def cfg_for(self, label: str) -> TrainConfig:
+        """The training config a variant's cells train with: the profile's, with the variant's tuned values."""
+        return dataclasses.replace(self.cfg, **self.tuned[label]) if label in self.tuned else self.cfg
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The datasets this profile runs (a profile may run a subset of the study's)."""
+        return self.spec.datasets_for(self.profile)
 
     @property
     def variants(self) -> tuple[Variant, ...]:
@@ -98,7 +108,7 @@ def cell(ctx: Context, label: str, dataset: str, seed: int) -> Cell:
 def cells(ctx: Context) -> Iterator[Cell]:
     """Every cell of a grid or robustness study, seed-major (every variant of seed 0, then of seed 1, …)."""
     for seed in ctx.seeds:
-        for dataset in ctx.spec.datasets:
+        for dataset in ctx.datasets:
             for v in ctx.variants:
                 yield cell(ctx, v.label, dataset, seed)
 
@@ -136,7 +146,7 @@ def expected_rows(ctx: Context) -> int:
     """How many result rows a finished study has (search: its trial budget, as an upper bound)."""
     if ctx.spec.kind == "search":
         return ctx.profile_spec.n_trials
-    return len(ctx.variants) * len(ctx.spec.datasets) * len(ctx.seeds) * len(ctx.levels)
+    return len(ctx.variants) * len(ctx.datasets) * len(ctx.seeds) * len(ctx.levels)
 
 
 def missing_cells(ctx: Context) -> int:

@@ -32,7 +32,7 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("owner", storage.owner())
         label = trial.suggest_categorical("variant", labels)
-        dataset = trial.suggest_categorical("dataset", list(ctx.spec.datasets))
+        dataset = trial.suggest_categorical("dataset", list(ctx.datasets))
         # an int range, not a categorical of the seed list: adaptive seeds grow that list mid-study
         here = cell(ctx, label, dataset, trial.suggest_int("seed", 0, 2**31 - 1))
         done = _finished_rows(ctx, trial, here)
@@ -67,14 +67,16 @@ def _finished_rows(ctx: Context, trial: optuna.Trial, here: Cell) -> list[dict[s
 def _cell_rows(ctx: Context, trial: optuna.Trial, here: Cell) -> list[dict[str, Any]]:
     """Train the cell (or reuse an identical run of a sibling study) and return its rows, one per level."""
     resolved = ctx.resolved(here.variant.label)
+    cfg = ctx.cfg_for(here.variant.label)
     clean = here.bases[0]
     row = None
     if len(here.bases) == 1:
-        row = ctx.table.reusable(resolved.model.digest, config_json(ctx.cfg), clean)
+        row = ctx.table.reusable(resolved.model.digest, config_json(cfg), clean)
         row = {**row, "git_commit": ctx.commit} if row else None
     extra: dict[str, Any] = {}
     if row is None:
-        row, extra = train_row(ctx, trial, clean, resolved, extra_tests=tuple(b["degradation"] for b in here.bases[1:]))
+        row, extra = train_row(ctx, trial, clean, resolved, extra_tests=tuple(b["degradation"] for b in here.bases[1:]),
+                               cfg=cfg)
     degraded = [{**row, **base, "test_accuracy": extra.get(base["degradation"], {}).get("accuracy"),
                  "test_loss": extra.get(base["degradation"], {}).get("loss"), "test_degraded_only": True}
                 for base in here.bases[1:]]
@@ -98,7 +100,7 @@ def train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], resolved:
     extra = result.pop("extra_tests", {})
     row = {**result, **base, "git_commit": ctx.commit, "trial_number": trial.number,
            "config": config_json(cfg), "history_path": str(history.relative_to(folder)),
-           "train_config": ctx.profile_spec.describe(), "proxy": ctx.profile_spec.proxy,
+           "train_config": _described(ctx, base["variant"]), "proxy": ctx.profile_spec.proxy,
            "width_multiplier": model.spec.blocks[0].width_multiplier if model.spec else None,
            "match": variant.variant.match if variant else "",
            "raw_flops": variant.raw_flops if variant else None, "raw_params": variant.raw_params if variant else None}
@@ -106,6 +108,13 @@ def train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], resolved:
         row["checkpoint"] = str(checkpoint.relative_to(folder))
         checkpoints.write_description(checkpoint, model, base["dataset"])
     return row, extra
+
+
+def _described(ctx: Context, label: str) -> str:
+    """The profile's description, with the variant's tuned values where a tuning stage chose them."""
+    tuned = ctx.tuned.get(label)
+    text = ctx.profile_spec.describe()
+    return text + (f"; tuned lr {tuned['lr']:g} wd {tuned['weight_decay']:g}" if tuned else "")
 
 
 def _reporter(ctx: Context, trial: optuna.Trial) -> Callable[[int, dict[str, float]], None]:
@@ -173,7 +182,7 @@ def search_objective(ctx: Context) -> Callable[[optuna.Trial], float | tuple[flo
         trial.set_user_attr("owner", storage.owner())
         model, extra = sample_network(trial, ctx)
         counts = _within_bands(trial, ctx, model)
-        base = row_base(ctx, extra["label"], False, ctx.spec.datasets[0], ctx.seeds[0])
+        base = row_base(ctx, extra["label"], False, ctx.datasets[0], ctx.seeds[0])
         row = ctx.table.finished().get(results.row_key(base))
         if row is None:
             try:

@@ -104,7 +104,7 @@ def grid_cells(ctx) -> list[PlannedCell]:
     levels = tuple(ctx.spec.degradations) if ctx.spec.kind == "robustness" else ("none",)
     cells = []
     for seed in ctx.seeds:
-        for dataset in ctx.spec.datasets:
+        for dataset in ctx.datasets:
             for v in ctx.variants:
                 resolved = ctx.resolved(v.label)
                 finished = all((v.label, dataset, level, str(seed), ctx.profile) in done for level in levels)

@@ -38,6 +38,7 @@ class Profile:
     workers: int = 1  # worker processes a study run starts on one machine, each with cores // workers threads
     keep_weights: bool = True  # save each trial's best-validation weights beside its row (`checkpoints/`)
     cost_batch: int = 128  # the one batch Table II profiles every model at (`study.costs`)
+    datasets: tuple[str, ...] = ()  # the study's datasets this profile runs (empty = all of them)
     overrides: tuple[str, ...] = ()  # "key=value" set by a study file, shown wherever the profile is described
 
     @property
@@ -72,6 +73,8 @@ class Profile:
         parts.append(f"val {t.val_subset:,}" if t.val_subset else f"val {t.val_fraction:.0%} of train")
         parts.append(f"test subset {t.test_subset:,}" if t.test_subset else "full test split")
         parts.append(f"{self.seeds} seed{'s' if self.seeds != 1 else ''}")
+        if self.datasets:
+            parts.append(f"datasets {', '.join(self.datasets)} only")
         if self.workers > 1:
             parts.append(f"{self.workers} workers per machine")
         if self.overrides:
@@ -90,7 +93,7 @@ PROFILES: dict[str, Profile] = {
                      seeds=5, n_trials=4, width=0.25, guard_min=13.0, workers=2, cost_batch=32),
 }
 
-_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "keep_weights", "cost_batch", "train")
+_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "keep_weights", "cost_batch", "datasets", "train")
 
 
 def get_profile(name: str) -> Profile:
@@ -134,10 +137,15 @@ def override(profile: Profile, table: Mapping[str, Any], where: str) -> Profile:
         if not isinstance(table["keep_weights"], bool):
             raise SpecError.at(where, f"{prefix}.keep_weights", f"got {json.dumps(table['keep_weights'])}", "true or false")
         changes["keep_weights"] = table["keep_weights"]
+    if "datasets" in table:
+        value = table["datasets"]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise SpecError.at(where, f"{prefix}.datasets", f"got {json.dumps(value, default=str)}", "a list of the study's dataset names")
+        changes["datasets"] = tuple(value)
     train = profile.train
     if "train" in table:
         train = _train_override(train, table["train"], where, prefix)
-    listed = [f"{k}={v}" for k, v in changes.items()] + [f"train.{k}={v}" for k, v in dict(table.get("train", {})).items()]
+    listed = [f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in changes.items()] + [f"train.{k}={v}" for k, v in dict(table.get("train", {})).items()]
     return dataclasses.replace(profile, train=train, overrides=(*profile.overrides, *listed), **changes)
 
 

@@ -41,7 +41,7 @@ def make_study(ctx: Context, opened: optuna.storages.BaseStorage) -> optuna.Stud
         directions = ["maximize", "minimize"] if multi else ["maximize"]
         return optuna.create_study(study_name=spec.name, storage=opened, sampler=sampler, pruner=pruner,
                                    directions=directions, load_if_exists=True)
-    space = {"variant": [v.label for v in ctx.variants], "dataset": list(spec.datasets), "seed": list(ctx.seeds)}
+    space = {"variant": [v.label for v in ctx.variants], "dataset": list(ctx.datasets), "seed": list(ctx.seeds)}
     return optuna.create_study(study_name=spec.name, storage=opened, sampler=_QueuedGridSampler(space, seed=0),
                                pruner=optuna.pruners.NopPruner(), direction="maximize", load_if_exists=True)
 
@@ -174,7 +174,7 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(path.read_text()) if path.exists() else {}
     sources = {}
-    for d in ctx.spec.datasets:
+    for d in ctx.datasets:
         try:
             files = locate(d, "test", download=False)
             sources[d] = files.source
@@ -182,14 +182,14 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
             sources[d] = f"not found: {err}"
     doc = {**previous, "study": ctx.spec.name, "axis": ctx.spec.axis, "kind": ctx.spec.kind,
            "description": ctx.spec.description, "profile": ctx.profile,
-           "protocol": ", ".join(sorted({resolve_protocol(d) for d in ctx.spec.datasets})), "datasets": sources,
+           "protocol": ", ".join(sorted({resolve_protocol(d) for d in ctx.datasets})), "datasets": sources,
            **provenance(ctx.device, ctx.cfg.precision), "command": _command(),
            "git_commit": ctx.commit, "started": previous.get("started", time.strftime("%Y-%m-%d %H:%M:%S")),
            "cells_total": expected_rows(ctx), "seeds": list(ctx.seeds), "train_config": dataclasses.asdict(ctx.cfg),
            "profile_description": ctx.profile_spec.describe(), "proxy": ctx.profile_spec.proxy,
            "profile_overrides": list(ctx.profile_spec.overrides), "equivalence_margin": ctx.spec.equivalence_margin,
            "variants": {v.label: _variant_summary(ctx.resolved(v.label)) for v in ctx.variants} if ctx.spec.kind != "search" else {},
-           "spec_file": ctx.spec.path, **extra}
+           "tuned": ctx.tuned, "spec_file": ctx.spec.path, **extra}
     write_text_atomic(path, json.dumps(doc, indent=2, default=str))
 
 

@@ -72,6 +72,24 @@ class SearchSpace:
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """A grid study's per-model tuning stage (`[tuning]`): before the grid, every variant gets the same
+    budget, an Optuna study over this grid of learning rate × weight decay at the profile's training
+    budget, selected on validation accuracy (the test split is never touched); the grid then trains
+    each variant with its chosen values (`study.tuning`)."""
+
+    lr: tuple[float, ...] = (5e-4, 1.5e-3, 4.5e-3)
+    weight_decay: tuple[float, ...] = (0.0,)
+    seed: int = 1000  # the tuning runs' seed: apart from the grid's seeds 0, 1, …
+    dataset: str = ""  # "" = the profile's first dataset
+
+    @property
+    def points(self) -> list[dict[str, float]]:
+        """The grid, lr-major: every trial of one variant's tuning study."""
+        return [{"lr": lr, "weight_decay": wd} for lr in self.lr for wd in self.weight_decay]
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """A whole study as loaded from `ablations/<name>.toml`."""
 
@@ -90,6 +108,11 @@ class StudySpec:
     equivalence_margin: float = 3.0  # ±points within which a contrast counts as "equivalent"
     run_order: int = 50  # position in a multi-study run (`order` in the file; lower runs first)
     resolved: Mapping[str, Mapping[str, ResolvedVariant]] = dataclasses.field(default_factory=dict)  # profile → label →
+    tuning: Tuning | None = None  # the per-model tuning stage of a grid study (`[tuning]`)
+
+    def datasets_for(self, profile: str) -> tuple[str, ...]:
+        """The datasets a profile runs: its own `datasets` (a subset of the study's), else the study's."""
+        return self.profiles[profile].datasets or self.datasets
 
     def reference(self) -> Variant | None:
         """The variant flagged as the paper configuration."""
@@ -129,7 +152,7 @@ def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
         from study.overrides import apply_overrides
 
         doc = apply_overrides(doc, overrides)
-    _check_keys(doc, {"study", "variants", "search", "profiles"}, where)
+    _check_keys(doc, {"study", "variants", "search", "profiles", "tuning"}, where)
     table = _table(doc.get("study", {}), where, "study")
     _check_keys(table, _STUDY_KEYS - {"variants", "search", "profiles"}, where, "study.")
     kind = table.get("kind", "grid")
@@ -142,12 +165,18 @@ def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
     variants = _variants(doc.get("variants", []), kind, where)
     search = _search_space(doc.get("search", {}), where)
     profiles = _profiles(doc.get("profiles", {}), where)
+    for profile in profiles.values():
+        extra = [d for d in profile.datasets if d not in datasets]
+        if extra:
+            raise SpecError.at(where, f"profiles.{profile.name}.datasets", f"{extra[0]!r} is not one of the study's datasets",
+                               ", ".join(datasets))
     degradations = _degradations(table.get("degradations", ["none"]), where)
     spec = StudySpec(name=name, axis=axis, kind=kind, description=description,
                      base=base, datasets=datasets, variants=variants, degradations=degradations, search=search,
                      profiles=profiles, path=where, default_run=bool(table.get("default_run", True)),
                      equivalence_margin=_margin(table.get("equivalence_margin", 3.0), where),
-                     run_order=_order(table.get("order", 50), where))
+                     run_order=_order(table.get("order", 50), where),
+                     tuning=_tuning(doc["tuning"], kind, datasets, where) if "tuning" in doc else None)
     networks = {v.label: variant_network(spec, v) for v in spec.variants}  # built and validated once
     resolved = {name: _resolve_variants(spec, profile, networks) for name, profile in profiles.items()}
     return dataclasses.replace(spec, resolved=resolved)
@@ -232,6 +261,25 @@ def _search_space(table: Any, where: str) -> SearchSpace:
         raise SpecError.at(where, "search.pruner/objectives", f"got {space.pruner!r} / {list(space.objectives)}",
                            f"pruner one of {', '.join(_PRUNERS)}; objectives from {', '.join(_OBJECTIVES)}")
     return space
+
+
+def _tuning(table: Any, kind: str, datasets: tuple[str, ...], where: str) -> Tuning:
+    """The `[tuning]` table of a grid study: non-empty lists of positive rates / non-negative decays."""
+    table = _table(table, where, "tuning")
+    if kind != "grid":
+        raise SpecError.at(where, "tuning", f"a {kind} study has no tuning stage", "[tuning] in a grid study only")
+    _check_keys(table, {f.name for f in dataclasses.fields(Tuning)}, where, "tuning.")
+    for key in ("lr", "weight_decay"):
+        value = table.get(key, [])
+        if key in table and (not isinstance(value, list) or not value or len(set(value)) != len(value) or not all(
+                _fits(v, 1.0) and (v > 0 if key == "lr" else v >= 0) and v < 1 for v in value)):
+            raise SpecError.at(where, f"tuning.{key}", f"got {json.dumps(value, default=str)}",
+                               f"a list of distinct numbers in {'(0' if key == 'lr' else '[0'}, 1)")
+    if not isinstance(table.get("seed", 0), int) or isinstance(table.get("seed"), bool) or table.get("seed", 0) < 0:
+        raise SpecError.at(where, "tuning.seed", f"got {json.dumps(table.get('seed'), default=str)}", "an integer ≥ 0")
+    if table.get("dataset", datasets[0]) not in datasets:
+        raise SpecError.at(where, "tuning.dataset", f"got {json.dumps(table.get('dataset'), default=str)}", ", ".join(datasets))
+    return Tuning(**{k: tuple(float(x) for x in v) if isinstance(v, list) else v for k, v in table.items()})
 
 
 def _fits(value: Any, default: Any) -> bool:

@@ -144,6 +144,7 @@ class Task:
     degrade: str | None = None  # applied to train, val and test (e.g. "blur:1.0")
     extra_tests: tuple[str, ...] = ()  # further degradations of the test split only, results in `extra_tests`
     data_root: str | None = None  # explicit data folder (else `$STUDY_DATA_ROOT`, the cache, system folders)
+    test: bool = True  # False: select on validation only and never touch the test split (hyperparameter tuning)
 
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -185,7 +186,7 @@ def train(model: str | Path | NetworkSpec | ResolvedModel, task: Task | str, *, 
         net.model.load_state_dict(fit.best_state)
         if checkpoint_path:
             save_checkpoint(net.model, checkpoint_path)
-        result.update(_final_evaluation(net, data, fit, task, cfg, seed, device))
+        result.update(_final_evaluation(net, data, fit, task, cfg, seed, device) if task.test else _best_val(fit))
     result["peak_mem_mb"] = peak_memory_mb(device)
     result["wall_s"] = time.perf_counter() - wall_begin
     if str(device).startswith("cuda"):
@@ -386,9 +387,14 @@ def _row(resolved: ResolvedModel, task: Task, data: _Data, net: _Net, fit: _Fit,
     }
 
 
+def _best_val(fit: _Fit) -> dict[str, float]:
+    """Validation metrics of the best epoch."""
+    best = fit.epoch_ends[fit.best_epoch - 1]
+    return {"val_accuracy": best["val_acc"], "val_loss": best["val_loss"]}
+
+
 def _final_evaluation(net: _Net, data: _Data, fit: _Fit, task: Task, cfg: TrainConfig, seed: int, device: str) -> dict[str, Any]:
     """Validation metrics of the best epoch, and the one test evaluation (plus degraded test copies) on its weights."""
-    best_val = fit.epoch_ends[fit.best_epoch - 1]
     evaluator = _evaluator(net.model, net.runner, cfg)
     test_x, test_y = data.test
     test = evaluate(evaluator, datasets.DeviceLoader(test_x, test_y, batch_size=cfg.eval_batch_size, shuffle=False,
@@ -398,8 +404,8 @@ def _final_evaluation(net: _Net, data: _Data, fit: _Fit, task: Task, cfg: TrainC
         degraded = datasets.apply_degradation(test_x, text, datasets.derive_seed(seed, f"degrade:test:{text}"))
         loader = datasets.DeviceLoader(degraded, test_y, batch_size=cfg.eval_batch_size, shuffle=False, seed=seed, device=device)
         extra[text] = evaluate(evaluator, loader, cfg, device)
-    return {"val_accuracy": best_val["val_acc"], "val_loss": best_val["val_loss"], "test_accuracy": test["accuracy"],
-            "test_loss": test["loss"], "infer_img_per_s": test["img_per_s"], "extra_tests": extra}
+    return {**_best_val(fit), "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+            "infer_img_per_s": test["img_per_s"], "extra_tests": extra}
 
 
 def _write_history(path: str | Path | None, history: list[dict[str, float]]) -> None:

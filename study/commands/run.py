@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     tracking.enable(args.track)  # a missing package is one line before any training
     overrides = parse_overrides(args.overrides)
     specs = select_studies(args.only, args.all, overrides)  # a bad spec (or --set) fails before any training
-    for dataset in sorted({d for s in specs for d in s.datasets}):
+    for dataset in sorted({d for s in specs for d in s.datasets_for(args.profile)}):
         cells.resolve_protocol(dataset)
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
     device = _device(args.device)
@@ -135,12 +135,14 @@ def _refuse_changed_networks(contexts) -> None:
 def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress, deadline: float, overrides,
                errors: list[str]) -> None:
     """Run one study to its end (adaptive seeds included); a KitError is kept in `errors`, not raised."""
-    from study import search
+    from study import search, tuning
     from study.overrides import as_arguments, describe
 
     search.write_study_json(ctx, cli_overrides=describe(overrides))
     while True:
         try:
+            if not tuning.tune(ctx, args.storage, deadline):
+                return  # the guard stopped the tuning stage: no cell may train without its tuned values
             workers = args.workers or ctx.profile_spec.workers  # the study's profile, its overrides included
             if workers > 1:
                 _run_workers(ctx, args, progress, deadline, workers, as_arguments(overrides))

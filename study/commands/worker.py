@@ -53,5 +53,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else tuple(range(spec.profiles[args.profile].seeds))
     ctx = cells.Context(spec, args.profile, args.runs, args.device, seeds)
     with study_log(args.runs, spec.name):
-        search.run_worker(ctx, args.storage, deadline=args.deadline)
+        from study import tuning
+
+        if tuning.tune(ctx, args.storage, args.deadline):  # reads the tuned values (or helps finish the tuning)
+            search.run_worker(ctx, args.storage, deadline=args.deadline)
     return 0
