@@ -124,7 +124,7 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     _summary(book, study, table_one, claims, ablations)
     sections.run_section(book.section("Run"), study)
     if baselines:
-        sections.table_one_section(book.section("Table I — accuracy vs the paper"), out, table_one, versus, main)
+        sections.table_one_section(book.section("Table I — accuracy vs the paper"), out, table_one, versus, main, study)
         sections.table_two_section(book.section("Table II — cost"), out, table_two)
     if ablations:
         sections.ablation_section(book.section("Ablations"), out, study, ablations)

@@ -24,6 +24,7 @@ class StudyRun:
     problems: list[str] = field(default_factory=list)
     costs: pd.DataFrame = field(default_factory=pd.DataFrame)  # Table II's measurements (`study.costs`), if any
     storage_url: str | None = None  # an Optuna RDB (e.g. PostgreSQL) that may hold the study instead of the journal
+    tuning: dict = field(default_factory=dict)  # tuning.json: the tuning stage's budget, points and choices per profile
 
     @property
     def profile(self) -> str:
@@ -65,5 +66,11 @@ def load_run(run_dir: Path, storage: str | None = None) -> StudyRun:
             provenance = {}
     journal = run_dir / "optuna.journal"
     costs = pd.DataFrame(load_rows(run_dir / "costs.jsonl"))
+    tuning = {}
+    if (run_dir / "tuning.json").exists():
+        try:
+            tuning = json.loads((run_dir / "tuning.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            problems.append(f"tuning.json could not be read ({err}); Table I's lr column still shows what each row used.")
     return StudyRun(run_dir.name, run_dir, load_table(run_dir / "results.jsonl"), provenance,
-                    journal if journal.exists() else None, problems, costs, storage)
+                    journal if journal.exists() else None, problems, costs, storage, tuning)

@@ -171,6 +171,7 @@ def table_one_columns() -> dict:
         "accuracy %": ("mean", display.pts),
         "95% CI": lambda r: display.accuracy_interval(r["ci_low"], r["ci_high"], r["ci_clipped"]),
         "one run, 95% PI": lambda r: display.accuracy_interval(r["pi_low"], r["pi_high"], r["pi_clipped"]),
+        "lr": ("lr", display.text),
         "paper": ("paper", display.pts), "Δ vs paper": lambda r: display.pts(r["diff_vs_paper"], signed=True),
         "MDE (one run)": ("mde_one_run", display.pts),
         "paper within one run's range": paper_in_range_cell,
@@ -190,7 +191,7 @@ def table_two_columns() -> dict:
 
 
 def table_one_section(section: Section, out: Outputs, table_one: pd.DataFrame, versus: pd.DataFrame,
-                       main: pd.DataFrame) -> None:
+                       main: pd.DataFrame, study: StudyRun) -> None:
     source = "the study's “paper” axis" if (main["axis"] == "paper").any() else "all axes (each run once)"
     section.add(Note(
         f"Test accuracy (%) on clean data from {source}: mean and 95% t-interval over seeds (n seeds; k-fold "
@@ -220,8 +221,24 @@ def table_one_section(section: Section, out: Outputs, table_one: pd.DataFrame, v
     section.add(out.figure(figures.to_svg(figures.ablation_figure(points, "model", xlabel="model (LR-Net in vermillion)")),
                            "table_i_models", "Test accuracy per model: dots are seeds, bars the mean with its 95% "
                            "t-interval (cut to [0, 100]).", csv=out.csv(points, "table_i_points")))
+    tuned = tables.tuning_table(study.tuning, study.profile)
+    if len(tuned):
+        tuning_subsection(section.subsection("Tuning: the same budget for every model"), out, tuned,
+                          study.tuning[study.profile]["budget"])
     if not versus.empty:
         versus_subsection(section.subsection("LR-Net vs each baseline"), out, versus)
+
+
+def tuning_subsection(sub: Section, out: Outputs, tuned: pd.DataFrame, budget: dict) -> None:
+    sub.add(Note(
+        f"Before Table I each model ran the same {budget['points']} tuning runs: learning rate "
+        f"{', '.join(f'{v:g}' for v in budget['lr'])} × weight decay {', '.join(f'{v:g}' for v in budget['weight_decay'])} "
+        f"on {budget['dataset']} (seed {budget['seed']}), each at the Table I budget ({budget['per_point']}), selected on "
+        "validation accuracy; the test split was not touched. Table I trains each model with its choice (its lr column)."))
+    sub.add(frame_table(tuned, {
+        "model": ("model", display.text), "lr": ("lr", lambda v: f"{v:g}"), "weight decay": ("weight_decay", lambda v: f"{v:g}"),
+        "val accuracy % (chosen)": ("val_accuracy", display.pts), "every point: lr → val %": ("points", display.text),
+    }, caption="Tuned learning rate (and weight decay) per model.", csv=out.csv(tuned, "tuning")))
 
 
 def versus_subsection(sub: Section, out: Outputs, versus: pd.DataFrame) -> None:

@@ -5,6 +5,8 @@ Accuracies come out in percentage points (fraction × 100) so they read like the
 
 from __future__ import annotations
 
+import json
+
 import re
 
 import numpy as np
@@ -170,12 +172,42 @@ def table_one(table: pd.DataFrame) -> pd.DataFrame:
         for m, d, low in zip(out["model"], out["dataset"], out["low_data"], strict=True)
     ]
     out["diff_vs_paper"] = out["mean"] - out["paper"]
+    out["lr"] = [_trained_with(main_rows(table), dict(zip(by, key, strict=True)))
+                 for key in zip(out["model"], out["dataset"], out["protocol"], strict=True)]
     inside = (out["paper"] >= out["pi_low"]) & (out["paper"] <= out["pi_high"])
     testable = out["paper"].notna() & out["pi_low"].notna()
     out["paper_in_range"] = inside.where(testable).astype("boolean")
     # Agreement is only claimed for a gap this design could have detected: inside the range and within the MDE.
     out["paper_agrees"] = (out["paper_in_range"].fillna(False) & (out["diff_vs_paper"].abs() <= out["mde_one_run"]))
     return sort_like(out, dataset=dataset_order(out["dataset"]), model=model_order(out["model"]))
+
+
+def _trained_with(rows: pd.DataFrame, group: dict) -> str:
+    """The learning rate (and weight decay, when any) a group's rows trained with, from their `config`:
+    a tuned value where the study had a tuning stage, else the profile's."""
+    for key, value in group.items():
+        rows = rows[rows[key].astype(str) == str(value)]
+    configs = [json.loads(c) for c in rows.get("config", pd.Series(dtype=object)).dropna() if isinstance(c, str)]
+    values = sorted({(c.get("lr"), c.get("weight_decay") or 0.0) for c in configs}, key=str)
+    return ", ".join(f"{lr:g}" + (f" (wd {wd:g})" if wd else "") for lr, wd in values if lr is not None)
+
+
+def tuning_table(tuning: dict, profile: str) -> pd.DataFrame:
+    """One row per tuned model of a study's `tuning.json` under `profile`: its choice and every point's
+    validation accuracy (%), in the grid's order."""
+    models = tuning.get(profile, {}).get("models", {})
+    records = []
+    for label, entry in models.items():
+        points = entry.get("points", [])
+        chosen = next((p for p in points if p["lr"] == entry["lr"] and p["weight_decay"] == entry["weight_decay"]), {})
+        records.append({"model": label, "lr": entry["lr"], "weight_decay": entry["weight_decay"],
+                        "val_accuracy": SCALE * chosen["val_accuracy"] if chosen.get("val_accuracy") is not None else np.nan,
+                        "points": "; ".join(
+                            f"{p['lr']:g}" + (f"/wd {p['weight_decay']:g}" if p["weight_decay"] else "") + " → "
+                            + (f"{SCALE * p['val_accuracy']:.1f}" if p.get("status") == "ok" else str(p.get("status")))
+                            for p in points)})
+    frame = pd.DataFrame(records, columns=["model", "lr", "weight_decay", "val_accuracy", "points"])
+    return sort_like(frame, model=model_order(frame["model"]))
 
 
 def is_paper_baseline(model: str) -> bool:
