@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     check_device(device)  # a bad or absent device is one line before any study starts
     if args.workers is not None and args.workers < 1:
         raise KitError("--workers must be ≥ 1")
-    budget_min = args.budget_min if args.budget_min is not None else profile.guard_min
+    budget_min = args.budget_min if args.budget_min is not None else _guard_min(specs, profile.name)
     deadline = time.time() + 60 * budget_min if budget_min else 0.0
     contexts = []
     for spec in specs:
@@ -118,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         raise KitError(errors[0] + (f" (and {len(errors) - 1} more studies failed)" if len(errors) > 1 else ""))
     return EXIT_INCOMPLETE if any(missing.values()) else 0
+
+
+def _guard_min(specs, profile: str) -> float:
+    """The run's time guard: the longest of the selected studies' guards under this profile (a study file may
+    set its own, e.g. the Table I proxy's), none when any of them has none."""
+    guards = [spec.profiles[profile].guard_min for spec in specs]
+    return 0.0 if not guards or 0.0 in guards else max(guards)
 
 
 def _refuse_changed_networks(contexts) -> None:
