@@ -6,7 +6,6 @@ Accuracies come out in percentage points (fraction × 100) so they read like the
 from __future__ import annotations
 
 import json
-
 import re
 
 import numpy as np
