@@ -63,6 +63,7 @@ class StudyPlan:
     band_rejected: int = 0
     band_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     changed: dict[str, int] = dataclasses.field(default_factory=dict)  # variant → finished rows of another network
+    tuning: dict[str, int] = dataclasses.field(default_factory=dict)  # variant → tuning runs still to train first
 
     @property
     def missing(self) -> int:
@@ -76,7 +77,8 @@ class StudyPlan:
         """Estimated seconds of the missing work (one process; workers divide it roughly)."""
         if self.kind == "search":
             return self.missing * self.seconds.get("trial", (0.0, ""))[0]
-        return sum(self.seconds.get(c.variant, (0.0, ""))[0] for c in self.cells if not c.done)
+        cells = [c.variant for c in self.cells if not c.done] + [v for v, n in self.tuning.items() for _ in range(n)]
+        return sum(self.seconds.get(v, (0.0, ""))[0] for v in cells)  # a tuning run costs what a cell of its variant does
 
 
 def select_studies(only: str | None, every: bool, overrides: Sequence = ()) -> list:
@@ -240,9 +242,11 @@ def study_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
     """The plan of one study run context (`cells.Context`): cells, done/missing, estimated time."""
     if ctx.spec.kind == "search":
         return search_plan(ctx, samples, profile)
+    from study.tuning import missing_points
+
     cells = grid_cells(ctx)
     return StudyPlan(ctx.spec.name, ctx.spec.kind, ctx.profile, cells, grid_seconds(ctx, cells, profile),
-                     changed=changed_networks(ctx))
+                     changed=changed_networks(ctx), tuning=missing_points(ctx))
 
 
 def as_json(plans: Sequence[StudyPlan]) -> dict[str, Any]:

@@ -166,6 +166,25 @@ def _record(ctx: Context, label: str, study: optuna.Study) -> None:
         write_text_atomic(path, json.dumps(doc, indent=2, default=str))
 
 
+def missing_points(ctx: Context, storage_url: str | None = None) -> dict[str, int]:
+    """Tuning runs still to train per variant (`study plan`); nothing is created where nothing ran yet."""
+    tuning = ctx.spec.tuning
+    if tuning is None:
+        return {}
+    journal = ctx.run_dir / ctx.spec.name / "optuna.journal"
+    opened = storage.open_storage(ctx.run_dir, ctx.spec.name, storage_url) if storage_url or journal.exists() else None
+    missing = {}
+    for variant in ctx.variants:
+        done: list[dict[str, float]] = []
+        if opened is not None:
+            try:
+                done = [_point(t) for t in _done(optuna.load_study(study_name=tuning_name(ctx, variant.label), storage=opened))]
+            except KeyError:  # no tuning study of this variant yet
+                pass
+        missing[variant.label] = sum(point not in done for point in tuning.points)
+    return missing
+
+
 def load_tuning(run_dir: Path, study: str) -> dict[str, Any]:
     """A study's tuning record ({} when it has no tuning stage or none ran yet)."""
     path = tuning_path(run_dir, study)

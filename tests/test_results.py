@@ -131,3 +131,46 @@ def test_reuse_skips_degraded_only_rows_and_looks_in_every_sibling(tmp_path):
     row = table.reusable("abc", config, base)
     assert row is not None and row["reused_from"] == "b_width"
     assert row["history_path"] == str((tmp_path / "b_width" / "x").resolve())  # beside the table it came from
+
+
+def test_load_table_reads_several_files_keeps_the_last_row_of_a_key_and_adds_missing_columns(tmp_path):
+    first, second = tmp_path / "a" / "results.jsonl", tmp_path / "b" / "results.jsonl"
+    results.append_row(first, ok_row(seed=0, val_accuracy=0.1))
+    results.append_row(first, {"study": "s", "variant": "v", "status": "failed", "seed": 1, "profile": "quick"})
+    results.append_row(second, ok_row(seed=0, val_accuracy=0.7))  # same key as the first row: the later one wins
+    results.append_row(second, ok_row(seed=0, val_accuracy=0.8, dataset="other"))  # another key
+    frame = results.load_table([first, second])
+    assert len(frame) == 3 and list(frame.index) == [0, 1, 2]
+    assert sorted(frame["val_accuracy"].dropna().tolist()) == [0.7, 0.8]
+    assert frame.loc[frame["status"] == "failed", "test_accuracy"].isna().all()  # column filled for partial rows
+    assert set(results.COLUMNS) <= set(frame.columns)
+    single = results.load_table(first)  # one path, not a list
+    assert sorted(single["seed"].tolist()) == [0, 1]
+    empty = results.load_table(tmp_path / "none.jsonl")
+    assert len(empty) == 0 and set(results.COLUMNS) <= set(empty.columns)
+
+
+def test_a_key_with_missing_fields_is_still_one_key(tmp_path):
+    path = tmp_path / "results.jsonl"
+    results.append_row(path, {"study": "s", "variant": "v", "status": "pruned", "seed": 0})
+    results.append_row(path, {"study": "s", "variant": "v", "status": "pruned", "seed": 0, "val_accuracy": 0.3})
+    results.append_row(path, {"study": "s", "variant": "w", "status": "pruned", "seed": 0})
+    frame = results.load_table(path)
+    assert frame["variant"].tolist() == ["v", "w"] and frame["val_accuracy"].tolist()[0] == 0.3
+    assert results.row_key({"study": "s", "seed": 0}) == ("s", "", "", "", "", "", "", "0", "")
+
+
+def test_reuse_drops_columns_an_older_kit_wrote_and_needs_the_same_profile_and_fold(tmp_path):
+    config = json.dumps({"lr": 0.001})
+    keys = {"spec_hash": "abc", "config": config, "dataset": "d", "degradation": "none", "protocol": "val-split"}
+    results.append_row(tmp_path / "old" / "results.jsonl", {**ok_row(study="old", history_path="", **keys), "budget_s": 60})
+    table = results.ResultsTable(tmp_path / "links" / "results.jsonl")
+    base = {"study": "links", "variant": "paper", "dataset": "d", "degradation": "none", "protocol": "val-split",
+            "fold": 0, "seed": 0, "profile": "quick"}
+    row = table.reusable("abc", config, base)
+    assert "budget_s" not in row and row["history_path"] == "" and row["variant"] == "paper"
+    results.check_row(row)
+    for changed in ({"profile": "paper"}, {"fold": 1}, {"seed": 1}, {"dataset": "e"}, {"protocol": "kfold-test:5"}):
+        assert table.reusable("abc", config, {**base, **changed}) is None
+    assert table.reusable("abd", config, base) is None
+    assert table.reusable("abc", json.dumps({"lr": 0.002}), base) is None

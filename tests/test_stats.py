@@ -627,3 +627,32 @@ def test_tost_without_spread_is_decided_by_the_margin_alone(diff, expected):
 
 def test_tost_of_an_unknown_difference_or_spread_is_nan():
     assert math.isnan(stats._tost_p(math.nan, 1.0, 5, 3.0)) and math.isnan(stats._tost_p(1.0, math.inf, 5, 3.0))
+
+
+@pytest.mark.parametrize("paired", [True, False])
+@pytest.mark.parametrize("n, ratio, alpha, d", [(3, 1.0, 0.05, 1.5), (5, 1.0, 0.025, 0.8), (10, 2.0, 0.01, 0.5),
+                                                (20, 0.5, 0.05, 0.3), (4, 1.0, 0.2, 0.0)])
+def test_power_is_statsmodels_noncentral_t_power(paired, n, ratio, alpha, d):
+    theirs = (TTestPower().power(d, nobs=n, alpha=alpha) if paired
+              else TTestIndPower().power(d, nobs1=n, alpha=alpha, ratio=ratio))
+    assert stats._power(d, n, ratio, alpha, paired) == pytest.approx(float(theirs), abs=1e-9)
+
+
+@pytest.mark.parametrize("paired", [True, False])
+@pytest.mark.parametrize("n, alpha", [(2, 0.05 / 3), (3, 0.01), (5, 0.05), (12, 0.025)])
+def test_effect_size_gives_the_asked_power_even_where_statsmodels_gives_up(paired, n, alpha):
+    d = stats._effect_size(n, 1.0, alpha, 0.8, paired)
+    assert stats._power(d, n, 1.0, alpha, paired) == pytest.approx(0.8, abs=1e-6)
+    assert stats._solve_effect_size(n, 1.0, alpha, 0.8, paired) == pytest.approx(d, rel=1e-6)
+    assert stats._effect_size(n + 1, 1.0, alpha, 0.8, paired) < d  # more seeds detect smaller effects
+    assert stats._effect_size(n, 1.0, alpha / 2, 0.8, paired) > d  # a stricter level needs larger ones
+    assert stats._mde(2.5, n, 1.0, alpha, 0.8, paired=paired) == pytest.approx(2.5 * d, rel=1e-12)
+
+
+def test_solve_effect_size_is_nan_when_no_effect_reaches_the_power():
+    assert math.isnan(stats._solve_effect_size(2, 1.0, 1e-12, 0.999999, True))
+
+
+@pytest.mark.parametrize("sd, n", [(0.0, 5), (-1.0, 5), (math.inf, 5), (math.nan, 5), (1.0, 1), (1.0, 0)])
+def test_mde_is_nan_outside_its_domain(sd, n):
+    assert math.isnan(stats._mde(sd, n, 1.0, 0.05, 0.8, paired=True))

@@ -83,9 +83,16 @@ def test_each_model_trains_with_the_point_its_tuning_chose_on_validation(study_f
         assert table_one.loc[table_one["model"].str.startswith(label), "lr"].astype(str).tolist() == [text]
 
 
-def test_a_rerun_neither_tunes_nor_trains_again(study_file, tmp_path, monkeypatch):
+def test_a_rerun_neither_tunes_nor_trains_again(study_file, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(costs, "measure", lambda *a, **k: 0)
+    plan = ["plan", "--only", str(study_file), "--runs", str(tmp_path / "runs"), "--no-profiling", "--set",
+            "tuning.weight_decay=[0.0]"]
+    assert main(plan) == 0
+    assert "+ first 4 tuning runs (lrnet_paper 2, resnet18_scratch 2)" in capsys.readouterr().out
     assert _run(study_file, tmp_path, "--no-report", "--set", "tuning.weight_decay=[0.0]") == 0
+    capsys.readouterr()
+    assert main(plan) == 0
+    assert "tuning runs" not in capsys.readouterr().out
     before = results.results_path(tmp_path / "runs", "tiny_paper").read_bytes()
     record = tuning.tuning_path(tmp_path / "runs", "tiny_paper").read_text()
 

@@ -94,6 +94,9 @@ def format_plans(plans) -> str:
             lines += _search_lines(p)
         else:
             lines += _grid_lines(p)
+        if sum(p.tuning.values()):
+            lines.append(f"  + first {sum(p.tuning.values())} tuning runs ({', '.join(f'{v} {n}' for v, n in p.tuning.items() if n)}), "
+                         "each costing about one cell of its variant (counted in the time left)")
         for label, rows in p.changed.items():
             lines.append(f"  ! {label}: {rows} finished rows trained another network than this spec resolves to "
                          "(edited or --set under the same label); they count as done")
