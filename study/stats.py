@@ -557,9 +557,12 @@ def _solve_effect_size(n1: int, ratio: float, alpha: float, power: float, paired
 
 
 def _mde(sd: float, n1: int, ratio: float, alpha: float, power: float, *, paired: bool) -> float:
-    """Smallest true difference detected with `power` at `alpha`, in the units of `sd`."""
-    if n1 < 2 or not np.isfinite(sd) or sd <= 0:
+    """Smallest true difference detected with `power` at `alpha`, in the units of `sd`: nan for n1 < 2
+    or an unusable SD, 0 for sd == 0 (identical values leave nothing hidden, as in `mde_paired`)."""
+    if n1 < 2 or not np.isfinite(sd) or sd < 0:
         return math.nan
+    if sd == 0:
+        return 0.0
     return _effect_size(int(n1), float(ratio), float(alpha), float(power), paired) * sd
 
 

@@ -223,7 +223,7 @@ def test_zero_spread_and_insufficient_verdicts():
     seeds = [0, 1, 2]
     same = compare([75.0, 76.0, 77.0], [75.0, 76.0, 77.0], variant_seeds=seeds, reference_seeds=seeds)
     assert same.verdict == "equivalent within ±3 pts" and same.p_equivalence == 0.0  # known exactly
-    assert math.isnan(same.mde)
+    assert same.mde == 0.0  # identical differences hide nothing (as `mde_paired` says for sd 0)
     shifted = compare([79.0, 80.0, 81.0], [75.0, 76.0, 77.0], variant_seeds=seeds, reference_seeds=seeds)
     assert shifted.verdict == "better"
     family = compare_family({"paper": [74.0, 75.0, 76.0], "one": [75.0], "b": [80.0, 81.0, 79.5]}, "paper")
@@ -252,7 +252,7 @@ def test_mde_matches_statsmodels_and_shrinks_with_n():
     c = compare(v, r, variant_seeds=seeds, reference_seeds=seeds)
     d = TTestPower().solve_power(nobs=5, alpha=0.05, power=0.8)
     assert c.mde == pytest.approx(d * (v - r).std(ddof=1), rel=1e-6)
-    assert math.isnan(compare([1.0, 1.0], [1.0, 1.0]).mde)  # zero spread: no MDE, no crash
+    assert compare([1.0, 1.0], [1.0, 1.0]).mde == 0.0  # zero spread: nothing hidden, no crash
 
 
 def test_typical_mde_pools_within_cell_sd():
@@ -653,6 +653,8 @@ def test_solve_effect_size_is_nan_when_no_effect_reaches_the_power():
     assert math.isnan(stats._solve_effect_size(2, 1.0, 1e-12, 0.999999, True))
 
 
-@pytest.mark.parametrize("sd, n", [(0.0, 5), (-1.0, 5), (math.inf, 5), (math.nan, 5), (1.0, 1), (1.0, 0)])
+@pytest.mark.parametrize("sd, n", [(-1.0, 5), (math.inf, 5), (math.nan, 5), (1.0, 1), (1.0, 0), (0.0, 1)])
 def test_mde_is_nan_outside_its_domain(sd, n):
     assert math.isnan(stats._mde(sd, n, 1.0, 0.05, 0.8, paired=True))
+
+    assert stats._mde(0.0, 5, 1.0, 0.05, 0.8, paired=False) == 0.0

@@ -68,8 +68,9 @@ def quick_mde_sentence(study: StudyRun) -> str | None:
         return ("Quick profile: too few seeds per cell to estimate the minimum detectable difference; "
                 "treat every difference as undetectable.")
     return (f"Quick profile (CPU-budgeted): with this study's seeds and seed-to-seed spread the typical minimum "
-            f"detectable difference is {mde:.1f} points (two-sided, α = 0.05, power 0.8); differences smaller "
-            f"than that are not detectable here.")
+            f"detectable difference between two unpaired cells is {mde:.1f} points (two-sided, α = 0.05, power 0.8); "
+            f"differences smaller than that are not detectable here. Paired contrasts have their own MDE (their "
+            f"table's MDE column), usually smaller: pairing by seed removes the seed-to-seed spread they share.")
 
 
 def missing_note(study: StudyRun) -> Note | None:
@@ -126,7 +127,8 @@ def run_section(section: Section, study: StudyRun) -> None:
          or str(prov.get("protocol", "–"))),
         ("baselines", describe_baselines(baselines)),
         ("data", "; ".join(f"{k}: {v}" for k, v in datasets.items()) or "not recorded"),
-        ("device", str(prov.get("device") or unique(table["device"]))),
+        ("device", str(prov.get("device") or unique(table["device"]))
+         + (f" ({prov['device_name']}, {prov.get('threads', '?')} threads)" if prov.get("device_name") else "")),
         ("versions", f"torch {prov.get('torch_version') or unique(table['torch_version'])} · "
                      f"python {prov.get('python', '–')} · precision {unique(table['precision'])}"),
         ("git commit", str(prov.get("git_commit") or unique(table["git_commit"]))),
