@@ -4,6 +4,9 @@ imports rows it lacks once, and reuses only an identical run."""
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +177,35 @@ def test_reuse_drops_columns_an_older_kit_wrote_and_needs_the_same_profile_and_f
         assert table.reusable("abc", config, {**base, **changed}) is None
     assert table.reusable("abd", config, base) is None
     assert table.reusable("abc", json.dumps({"lr": 0.002}), base) is None
+
+
+def test_rows_files_are_readable_by_all_and_writable_by_the_owner_only(tmp_path):
+    old = os.umask(0)  # the mode asked for, unmasked
+    try:
+        results.append_row(tmp_path / "results.jsonl", ok_row())
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "results.jsonl").stat().st_mode) == 0o644
+    assert results.results_path("runs", "kernels") == Path("runs") / "kernels" / "results.jsonl"
+
+
+def test_reuse_looks_past_its_own_table_and_takes_rows_without_a_history(tmp_path):
+    config = json.dumps({"lr": 0.001})
+    keys = {"spec_hash": "abc", "config": config, "dataset": "d", "degradation": "none", "protocol": "val-split"}
+    sibling = {k: v for k, v in ok_row(study="b_kernels", **keys).items() if k != "history_path"}
+    results.append_row(tmp_path / "b_kernels" / "results.jsonl", sibling)
+    table = results.ResultsTable(tmp_path / "a_links" / "results.jsonl")  # sorts before its sibling
+    table.write(ok_row(study="a_links", seed=7, **keys))
+    base = {"study": "a_links", "variant": "paper", "dataset": "d", "degradation": "none", "protocol": "val-split",
+            "fold": 0, "seed": 0, "profile": "quick"}
+    row = table.reusable("abc", config, base)
+    assert row is not None and row["reused_from"] == "b_kernels" and row["history_path"] == ""
+
+
+def test_load_table_has_a_plain_index_and_no_extra_columns(tmp_path):
+    path = tmp_path / "results.jsonl"
+    for seed in (0, 1, 0):
+        results.append_row(path, ok_row(seed=seed))
+    frame = results.load_table(path)
+    assert "index" not in frame.columns and list(frame.index) == [0, 1]
+    assert set(frame.columns) == set(ok_row()) | set(results.COLUMNS)
