@@ -7,6 +7,7 @@ changes (a stamp file records its hash).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import shutil
@@ -124,6 +125,17 @@ MUTATION_TESTS = {
     "study/report/claims.py": ["tests/test_claims.py"],
     "study/results.py": ["tests/test_results.py", "tests/test_claims.py"],
     "study/cells.py": ["tests/test_cells.py"],
+    "study/train.py": ["tests/test_train_selection.py"],
+    "study/spec.py": ["tests/test_specs.py"],
+}
+#: Where only part of a module is in scope: the mutants (fnmatch on mutmut's names) of those functions.
+MUTATION_SCOPE = {
+    # the training loop's selection (best epoch, patience, divergence) and restoration of the best weights
+    "study/train.py": ["study.train.x__fit__mutmut_*", "study.train.x__restored__mutmut_*", "study.train.x__best_val__mutmut_*"],
+    # the spec validator: types and coercion, graph checks, pooling depth, node tables
+    "study/spec.py": [f"study.spec.x_{name}__mutmut_*" for name in (
+        "validate_network", "_validate_graph", "_max_pooled_blocks", "_coerce", "from_mapping", "network_from_mapping",
+        "_node_table", "unknown_key")],
 }
 
 
@@ -155,8 +167,9 @@ def _toml_value(value) -> str:
 def mutation(session: nox.Session) -> None:
     """Mutation testing (mutmut 3, one worker, not in CI) of the statistics and bookkeeping modules.
 
-    One module at a time against its fast tests (`MUTATION_TESTS`): `nox -s mutation -- study/stats.py`;
-    no argument runs all four in turn. Needs the `mutation` extra (`pip install -e .[mutation]`). A re-run
+    One module at a time against its fast tests (`MUTATION_TESTS`), only the functions in `MUTATION_SCOPE` where
+    it names them: `nox -s mutation -- study/stats.py`;
+    no argument runs every module in turn; the last line gives the killed share. Needs the `mutation` extra (`pip install -e .[mutation]`). A re-run
     resumes and re-tests changed functions only: after changing tests, delete .nox/mutation/<module>/mutants.
     `cd .nox/mutation/<module> && mutmut results` lists the survivors, `mutmut show NAME` one diff.
     """
@@ -164,7 +177,20 @@ def mutation(session: nox.Session) -> None:
     for module in session.posargs or list(MUTATION_TESTS):
         if module not in MUTATION_TESTS:
             session.error(f"{module}: not a mutation-tested module; use one of {', '.join(MUTATION_TESTS)}")
+        scope = MUTATION_SCOPE.get(module, [])
         with session.chdir(mutation_workdir(module)):
-            session.run(python, "-m", "mutmut", "run", "--max-children", "1", external=True,
-                        env={"PYTHONPATH": ""})
-            session.run(python, "-m", "mutmut", "results", external=True)
+            # one OpenMP thread: mutmut forks a child per mutant, and a forked torch with a thread pool hangs
+            session.run(python, "-m", "mutmut", "run", "--max-children", "1", *scope, external=True,
+                        env={"PYTHONPATH": "", "OMP_NUM_THREADS": "1"})
+            listing = subprocess.run([python, "-m", "mutmut", "results", "--all", "true"], capture_output=True,
+                                     text=True, env={**os.environ, "PYTHONPATH": ""}).stdout
+        outcomes = [line.rsplit(":", 1) for line in listing.splitlines() if ":" in line]
+        outcomes = [(name.strip(), outcome.strip()) for name, outcome in outcomes
+                    if not scope or any(fnmatch.fnmatch(name.strip(), pattern) for pattern in scope)]
+        # a mutant whose tests time out (e.g. a loop that no longer ends) was detected too
+        killed = sum(outcome in ("killed", "timeout") for _, outcome in outcomes)
+        for name, outcome in outcomes:
+            if outcome not in ("killed", "timeout"):
+                session.log(f"  {outcome}: {name}")
+        session.log(f"{module}: {killed}/{len(outcomes)} mutants killed or timed out "
+                    f"({100 * killed / max(len(outcomes), 1):.0f} %)" + (f" in {', '.join(scope)}" if scope else ""))

@@ -182,11 +182,7 @@ def train(model: str | Path | NetworkSpec | ResolvedModel, task: Task | str, *, 
     fit = _fit(net, data, cfg, seed, device, on_epoch, progress, f"{resolved.name} on {task.dataset}")
     _write_history(history_path, fit.history)
     result = _row(resolved, task, data, net, fit, cfg, seed, device, history_path)
-    if fit.status == "ok" and fit.best_state is not None:
-        net.model.load_state_dict(fit.best_state)
-        if checkpoint_path:
-            save_checkpoint(net.model, checkpoint_path)
-        result.update(_final_evaluation(net, data, fit, task, cfg, seed, device) if task.test else _best_val(fit))
+    result.update(_restored(net, data, fit, task, cfg, seed, device, checkpoint_path))
     result["peak_mem_mb"] = peak_memory_mb(device)
     result["wall_s"] = time.perf_counter() - wall_begin
     if str(device).startswith("cuda"):
@@ -385,6 +381,18 @@ def _row(resolved: ResolvedModel, task: Task, data: _Data, net: _Net, fit: _Fit,
         "test_size": len(data.test[1]), "history_path": str(history_path) if history_path else "",
         "config": dataclasses.asdict(cfg), **provenance(device, cfg.precision),
     }
+
+
+def _restored(net: _Net, data: _Data, fit: _Fit, task: Task, cfg: TrainConfig, seed: int, device: str,
+              checkpoint_path: str | Path | None) -> dict[str, Any]:
+    """Restore (and save) the best epoch's weights, then its metrics: the one test evaluation on them, or
+    validation only (`Task.test` False). A diverged run is neither restored nor tested."""
+    if fit.status != "ok" or fit.best_state is None:
+        return {}
+    net.model.load_state_dict(fit.best_state)
+    if checkpoint_path:
+        save_checkpoint(net.model, checkpoint_path)
+    return _final_evaluation(net, data, fit, task, cfg, seed, device) if task.test else _best_val(fit)
 
 
 def _best_val(fit: _Fit) -> dict[str, float]:

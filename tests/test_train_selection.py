@@ -1,0 +1,149 @@
+"""The training loop's selection and restoration, on a scripted loop (milliseconds, for mutation testing):
+the best-validation-loss epoch is kept (strictly lower loss only), patience stops the run, divergence keeps
+the best weights seen, and the final evaluation runs on the restored best weights, never the last ones."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from study import train
+from study.spec import NetworkSpec, replace_blocks
+from study.train import TrainConfig
+from tests.helpers import write_tiny_dataset
+
+
+class _ScriptedLoop:
+    """Stands in for `train._Loop`: epoch e sets every weight to e and logs the scripted validation loss."""
+
+    script: list[float] = []
+
+    def __init__(self, net, cfg, device, train_loader, val_loader):
+        self.net = net
+
+    def epoch(self, epoch: int, fit, bar) -> dict[str, float]:
+        loss = self.script[epoch - 1]
+        if loss is None:
+            raise train.Diverged(f"loss nan at epoch {epoch}")
+        with torch.no_grad():
+            for p in self.net.model.parameters():
+                p.fill_(float(epoch))
+        row = {"epoch_end": 1, "val_loss": loss, "val_acc": 1.0 - loss / 10, "train_loss": loss}
+        fit.history.append(row)
+        return row
+
+
+def _fit(monkeypatch, script: list[float | None], epochs: int, patience: int):
+    monkeypatch.setattr(train, "_Loop", _ScriptedLoop)
+    monkeypatch.setattr(_ScriptedLoop, "script", script)
+    x, y = torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.long)
+    data = types.SimpleNamespace(splits=types.SimpleNamespace(train=(x, y), val=(x, y)))
+    model = nn.Linear(2, 2)
+    net = train._Net(model, model, {})
+    seen = []
+    fit = train._fit(net, data, TrainConfig(epochs=epochs, patience=patience, batch_size=2), 0, "cpu",
+                     lambda e, row: seen.append((e, row["val_loss"])), False, "scripted")
+    return fit, seen
+
+
+def _weight(state) -> float:
+    values = {float(v.flatten()[0]) for v in state.values()}
+    assert len(values) == 1
+    return values.pop()
+
+
+def test_the_best_epoch_is_kept_and_patience_stops_the_run(monkeypatch):
+    fit, seen = _fit(monkeypatch, [1.0, 0.5, 0.7, 0.4, 0.9, 0.95, 0.3, 0.2], epochs=8, patience=2)
+    assert fit.best_epoch == 4 and fit.best_val_loss == 0.4 and _weight(fit.best_state) == 4.0
+    assert [e for e, _ in seen] == [1, 2, 3, 4, 5, 6]  # epochs 5 and 6 did not improve: stop after 6
+    assert fit.stop_reason == "early stopping: no val-loss improvement for 2 epochs" and fit.status == "ok"
+    assert len(fit.epoch_ends) == 6
+
+
+def test_an_equal_loss_is_no_improvement_and_the_cap_ends_a_run_that_keeps_improving(monkeypatch):
+    fit, _ = _fit(monkeypatch, [1.0, 1.0, 1.0], epochs=3, patience=5)
+    assert fit.best_epoch == 1 and _weight(fit.best_state) == 1.0
+    assert fit.stop_reason == "epoch cap (3)"
+    fit, seen = _fit(monkeypatch, [1.0, 0.9, 0.8], epochs=3, patience=1)
+    assert fit.best_epoch == 3 and len(seen) == 3 and fit.stop_reason == "epoch cap (3)"
+
+
+def test_patience_one_stops_at_the_first_epoch_without_improvement(monkeypatch):
+    fit, seen = _fit(monkeypatch, [1.0, 0.5, 0.6, 0.1], epochs=4, patience=1)
+    assert fit.best_epoch == 2 and [e for e, _ in seen] == [1, 2, 3]
+
+
+def test_divergence_keeps_the_best_weights_seen_before_it(monkeypatch):
+    fit, seen = _fit(monkeypatch, [1.0, 0.5, None, 0.1], epochs=4, patience=3)
+    assert fit.status == "diverged" and fit.stop_reason == "diverged: loss nan at epoch 3"
+    assert fit.best_epoch == 2 and _weight(fit.best_state) == 2.0 and len(seen) == 2
+
+
+def test_the_final_evaluation_runs_on_the_restored_best_weights(monkeypatch, tmp_path):
+    model = nn.Linear(2, 2)
+    best = {k: torch.full_like(v, 7.0) for k, v in model.state_dict().items()}
+
+    def fit(net, *args):
+        with torch.no_grad():
+            for p in net.model.parameters():
+                p.fill_(9.0)  # the last epoch's weights
+        done = train._Fit(best_epoch=2, best_state=best, best_val_loss=0.1)
+        done.history = [{"epoch_end": 1, "val_loss": 0.5, "val_acc": 0.5}, {"epoch_end": 1, "val_loss": 0.1, "val_acc": 0.9}]
+        return done
+
+    evaluated, data, cfg = [], object(), TrainConfig(lr=0.01)
+
+    def final_evaluation(net, data_, fit_, task, cfg_, seed, device):
+        assert (data_, cfg_, seed, device, task.dataset, fit_.best_epoch) == (data, cfg, 3, "cpu", "fashion-mnist", 2)
+        evaluated.append(_weight(net.model.state_dict()))
+        return {"test_accuracy": 1.0}
+
+    monkeypatch.setattr(train, "_prepare_data", lambda *a: data)
+    monkeypatch.setattr(train, "_build", lambda *a: train._Net(model, model, {}))
+    monkeypatch.setattr(train, "_fit", fit)
+    monkeypatch.setattr(train, "_row", lambda *a: {})
+    monkeypatch.setattr(train, "_final_evaluation", final_evaluation)
+    checkpoint = tmp_path / "best.pt"
+    result = train.train("lrnet_half", train.Task("fashion-mnist"), cfg=cfg, seed=3, checkpoint_path=checkpoint)
+    assert evaluated == [7.0] and result["test_accuracy"] == 1.0
+    assert _weight(torch.load(checkpoint, weights_only=True)) == 7.0  # the kept weights are the best ones
+    evaluated.clear()
+    result = train.train("lrnet_half", train.Task("fashion-mnist", test=False), cfg=cfg, seed=3)
+    assert evaluated == [] and result["val_accuracy"] == 0.9 and result["val_loss"] == 0.1  # epoch 2's, not the last
+    assert "test_accuracy" not in result
+
+
+def test_a_run_without_an_ok_fit_is_neither_restored_nor_tested(monkeypatch):
+    status = "diverged"
+    model = nn.Linear(2, 2)
+    monkeypatch.setattr(train, "_prepare_data", lambda *a: None)
+    monkeypatch.setattr(train, "_build", lambda *a: train._Net(model, model, {}))
+    monkeypatch.setattr(train, "_fit", lambda *a: train._Fit(status=status, best_state={"weight": torch.zeros(1)}))
+    monkeypatch.setattr(train, "_row", lambda *a: {"status": status})
+    monkeypatch.setattr(train, "_final_evaluation", lambda *a: pytest.fail("tested a diverged run"))
+    assert train.train("lrnet_half", "fashion-mnist", cfg=TrainConfig())["status"] == status
+
+
+def test_a_real_fit_keeps_the_epoch_of_lowest_validation_loss(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDY_DATA_ROOT", str(write_tiny_dataset(tmp_path / "data", train=120, test=40)))
+    spec = replace_blocks(dataclasses.replace(NetworkSpec(), blocks=NetworkSpec().blocks[:1]), width_multiplier=0.1)
+    cfg = TrainConfig(epochs=4, patience=4, batch_size=20, eval_batch_size=16, val_subset=30, precision="fp32",
+                      fast=False, lr=0.01)
+    history = tmp_path / "history.csv"
+    result = train.train(spec, train.Task("fashion-mnist"), cfg=cfg, seed=1, history_path=history)
+    rows = list(csv.DictReader(history.open()))
+    ends = [r for r in rows if r["epoch_end"] == "1"]
+    assert len(ends) == result["epochs"] == 4 and len(rows) > 4  # a few rows within each epoch, one at its end
+    losses = [float(r["val_loss"]) for r in ends]
+    assert result["best_epoch"] == losses.index(min(losses)) + 1
+    assert result["val_loss"] == pytest.approx(min(losses)) and result["val_accuracy"] == float(ends[result["best_epoch"] - 1]["val_acc"])
+    assert int(rows[-1]["step"]) == 4 * (result["train_size"] // 20)  # full batches of 20 only, every epoch
+    again = train.train(spec, train.Task("fashion-mnist"), cfg=dataclasses.replace(cfg, epochs=1), seed=1)
+    other = train.train(spec, train.Task("fashion-mnist"), cfg=dataclasses.replace(cfg, epochs=1), seed=2)
+    assert again["val_loss"] == pytest.approx(float(ends[0]["val_loss"]), rel=1e-6)  # the seed fixes split, init and order
+    assert other["val_loss"] != again["val_loss"]
