@@ -658,3 +658,41 @@ def test_mde_is_nan_outside_its_domain(sd, n):
     assert math.isnan(stats._mde(sd, n, 1.0, 0.05, 0.8, paired=True))
 
     assert stats._mde(0.0, 5, 1.0, 0.05, 0.8, paired=False) == 0.0
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, False), (math.nan, False), (pd.NA, False), ("true", True), (" TRUE ", True), ("1", True), ("yes", True),
+    ("Yes", True), ("no", False), ("false", False), ("0", False), ("", False), ("truthy", False), (1, True), (0, False),
+    (True, True), (False, False), (2.5, True), (0.0, False)])
+def test_truthy_reads_a_results_flag_leniently(value, expected):
+    assert stats.truthy(value) is expected
+
+
+def test_welch_half_width_is_half_scipys_welch_interval():
+    v, r = np.array([76.2, 75.1, 77.4, 76.0]), np.array([75.0, 76.5, 75.2, 75.8, 74.9])
+    ci = sps.ttest_ind(v, r, equal_var=False).confidence_interval(0.95)
+    assert stats._welch_half_width(v, r) == pytest.approx((ci.high - ci.low) / 2, rel=1e-12)
+    wide = sps.ttest_ind(v, r, equal_var=False).confidence_interval(0.99)
+    assert stats._welch_half_width(v, r, 0.99) == pytest.approx((wide.high - wide.low) / 2, rel=1e-12)
+    assert stats._welch_half_width(np.array([1.0, 1.0]), np.array([2.0, 2.0])) == 0.0
+    assert stats._welch_half_width(np.array([1.0, 1.0]), np.array([2.0, 3.0])) > 0
+    assert math.isnan(stats._welch_half_width(np.array([1.0]), r)) and math.isnan(stats._welch_half_width(v, np.array([2.0])))
+
+
+def test_interval_edges_are_not_clipped_and_open_or_missing_bounds_pass_through():
+    assert stats.clip_interval(0.0, 100.0) == (0.0, 100.0, False)  # touching the scale is inside it
+    assert stats.clip_interval(50.0, math.inf) == (50.0, math.inf, False)
+    assert stats.clip_interval(-math.inf, 50.0) == (-math.inf, 50.0, False)
+    low, high, clipped = stats.clip_interval(math.nan, 150.0)
+    assert math.isnan(low) and high == 150.0 and clipped is False
+    low, high, clipped = stats.clip_interval(-5.0, None)
+    assert low == -5.0 and high is None and clipped is False
+
+
+def test_prediction_and_confidence_intervals_at_their_smallest_and_other_levels():
+    x = np.array([70.0, 72.0, 75.0])
+    low, high = stats.prediction_interval(x)
+    half = sps.t.ppf(0.975, 2) * x.std(ddof=1) * math.sqrt(1 + 1 / 3)
+    assert (low, high) == (pytest.approx(x.mean() - half), pytest.approx(x.mean() + half))  # n = 3 is enough
+    _, ci_low, ci_high, _ = stats.mean_ci(x, 0.99)
+    assert stats.ci_half_width(x, 0.99) == pytest.approx((ci_high - ci_low) / 2)
