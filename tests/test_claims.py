@@ -15,7 +15,7 @@ import pytest
 from scipy import stats as sps
 
 from study import stats
-from study.report import tables
+from study.report import claims, tables
 from study.report.claims import INCONCLUSIVE, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, check_claims
 
 MODELS = {"lrnet_paper", "vgg16_scratch", "inception_v3_scratch"}
@@ -273,3 +273,13 @@ def test_speed_lists_each_device_once():
     costs = _costs(lrnet_paper={"train_img_per_s": 2, "devices": "H200"}, vgg16_scratch={"train_img_per_s": 1, "devices": "cpu"},
                    resnet18_scratch={"train_img_per_s": 1, "devices": "H200"})
     assert "measured on: H200; cpu" in check_claims(pd.DataFrame(), costs, MODELS)[2].evidence
+
+
+def test_the_noise_margin_is_the_larger_spread_of_the_two_measurements():
+    costs = pd.DataFrame({"model": ["lrnet_paper", "lrnet_paper", "vgg16_paper", "resnet50_paper", "alexnet_paper"],
+                          "spread_pct": [3.0, 12.0, 5.0, 20.0, np.nan]})
+    baselines = costs[costs["model"] != "lrnet_paper"]
+    assert claims._noise(costs, baselines) == pytest.approx([0.12, 0.20, 0.12])  # LR-Net's worst spread counts
+    unknown = costs.assign(spread_pct=[np.nan, np.nan, "7.5", np.nan, 1.0])
+    assert claims._noise(unknown, unknown[unknown["model"] != "lrnet_paper"]) == pytest.approx([0.075, 0.0, 0.01])
+    assert claims._noise(costs.drop(columns="spread_pct"), baselines.drop(columns="spread_pct")) == [0.0, 0.0, 0.0]
