@@ -101,6 +101,12 @@ def _done(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
+def _done_in_grid_order(study: optuna.Study, tuning: Tuning) -> list[optuna.trial.FrozenTrial]:
+    """One finished trial per grid point that has one, in the grid's order."""
+    by_point = {json.dumps(_point(t)): t for t in _done(study)}
+    return [by_point[json.dumps(p)] for p in tuning.points if json.dumps(p) in by_point]
+
+
 def _point(trial: optuna.trial.FrozenTrial) -> dict[str, float]:
     params = trial.system_attrs.get("fixed_params") or trial.params
     return {"lr": params.get("lr"), "weight_decay": params.get("weight_decay")}
@@ -138,8 +144,7 @@ def _objective(ctx: Context, label: str, tuning: Tuning):
 
 def _choice(study: optuna.Study, tuning: Tuning, label: str) -> dict[str, float]:
     """The best point (the first in grid order on a tie); a variant whose every point failed is an error."""
-    by_point = {json.dumps(_point(t)): t for t in _done(study)}
-    trials = [by_point[json.dumps(p)] for p in tuning.points if json.dumps(p) in by_point]
+    trials = _done_in_grid_order(study, tuning)
     if not any(t.user_attrs.get("status") == "ok" for t in trials):
         reason = trials[-1].user_attrs.get("stop_reason", "") if trials else "no trial finished"
         raise KitError(f"tuning of {label}: no learning rate in {list(tuning.lr)} trained ({reason}); "
@@ -158,7 +163,7 @@ def _record(ctx: Context, label: str, study: optuna.Study) -> None:
         entry["budget"] = {"points": len(tuning.points), "lr": list(tuning.lr), "weight_decay": list(tuning.weight_decay),
                            "dataset": tuning_dataset(ctx), "seed": tuning.seed, "selected_on": "best validation accuracy",
                            "per_point": ctx.profile_spec.describe()}
-        trials = sorted(_done(study), key=lambda t: tuning.points.index(_point(t)) if _point(t) in tuning.points else 99)
+        trials = _done_in_grid_order(study, tuning)
         entry.setdefault("models", {})[label] = {
             **ctx.tuned[label], "optuna_study": study.study_name,
             "points": [{**_point(t), **{k: t.user_attrs.get(k) for k in ("status", "val_accuracy", "val_loss", "wall_s")}}
