@@ -131,8 +131,9 @@ MUTATION_TESTS = {
 }
 #: Where only part of a module is in scope: the mutants (fnmatch on mutmut's names) of those functions.
 MUTATION_SCOPE = {
-    # the training loop's selection (best epoch, patience, divergence) and restoration of the best weights
-    "study/train.py": ["study.train.x__fit__mutmut_*", "study.train.x__restored__mutmut_*", "study.train.x__best_val__mutmut_*"],
+    # the training loop's selection (best epoch, patience, divergence), its loaders (shuffle, seed, augmentation)
+    # and restoration of the best weights; `_progress_bar` (tqdm's display arguments) is out of scope
+    "study/train.py": [f"study.train.x_{name}__mutmut_*" for name in ("_fit", "_loaders", "_restored", "_best_val")],
     # the spec validator: types and coercion, graph checks, pooling depth, node tables
     "study/spec.py": [f"study.spec.x_{name}__mutmut_*" for name in (
         "validate_network", "_validate_graph", "_max_pooled_blocks", "_coerce", "from_mapping", "network_from_mapping",

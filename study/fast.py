@@ -201,7 +201,7 @@ class FastMKBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """N x C x H x W -> the block's output (channels_last), the same values as `MKBlock.forward`."""
         block = self.block
-        x = x.contiguous(memory_format=_FORMAT)
+        x = _channels_last(x)
         # env holds (base tensor, start, stop) channel ranges, so slices of one fused output can be merged
         env: dict[str, tuple[torch.Tensor, int, int]] = {"x": (x, 0, x.shape[1])}
         computed: dict[str, torch.Tensor] = {}
@@ -226,6 +226,17 @@ class FastMKBlock(nn.Module):
         merged = _value(_cat([env[name] for name in block.output]))
         merged = self.merge_fused(merged) if self.merge_fused is not None else block.merge(merged)
         return block.pool(block.merge_norm(merged))
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """`x` in channels_last strides. A one-channel tensor is both layouts at once and keeps NCHW strides under
+    `.contiguous(memory_format=channels_last)`, so convolutions on it would answer NCHW and the whole first
+    block would run oneDNN's slower NCHW kernels: give it explicit NHWC strides (a view of the same memory)."""
+    x = x.contiguous(memory_format=_FORMAT)
+    if x.shape[1] == 1 and x.stride(1) != 1:
+        n, c, h, w = x.shape
+        x = x.as_strided(x.shape, (h * w, 1, w, 1))
+    return x
 
 
 def _value(ref: tuple[torch.Tensor, int, int]) -> torch.Tensor:
@@ -260,8 +271,7 @@ class FastMKNet(nn.Module):
         self.head = net.head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """N x in_channels x S x S -> N x num_classes logits (fp32)."""
-        if self.dtype is not None:
-            x = x.to(self.dtype)
-        out = self.head(self.blocks(x))
-        return out.float()
+        """N x in_channels x S x S -> N x num_classes logits (fp32 from a pre-cast inference copy, else the head's dtype)."""
+        if self.dtype is None:
+            return self.head(self.blocks(x))
+        return self.head(self.blocks(x.to(self.dtype))).float()

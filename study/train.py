@@ -267,13 +267,10 @@ class _Fit:
 def _fit(net: _Net, data: _Data, cfg: TrainConfig, seed: int, device: str, on_epoch: EpochCallback | None,
          progress: bool, label: str) -> _Fit:
     """Epochs until the cap, early stopping or divergence; keeps the best-val-loss weights."""
-    train_loader = datasets.DeviceLoader(*data.splits.train, batch_size=cfg.batch_size, shuffle=True, seed=seed,
-                                         device=device, augment=cfg.augment or None,
-                                         drop_last=len(data.splits.train[1]) > cfg.batch_size)
-    val_loader = datasets.DeviceLoader(*data.splits.val, batch_size=cfg.eval_batch_size, shuffle=False, seed=seed, device=device)
+    train_loader, val_loader = _loaders(data, cfg, seed, device)
     loop = _Loop(net, cfg, device, train_loader, val_loader)
     fit = _Fit(stop_reason=f"epoch cap ({cfg.epochs})")
-    bar = tqdm(total=cfg.epochs * len(train_loader), disable=not progress, file=sys.stderr, unit="batch", desc=label, leave=False)
+    bar = _progress_bar(cfg.epochs * len(train_loader), label, progress)
     try:
         for epoch in range(1, cfg.epochs + 1):
             row = loop.epoch(epoch, fit, bar)
@@ -290,6 +287,21 @@ def _fit(net: _Net, data: _Data, cfg: TrainConfig, seed: int, device: str, on_ep
     finally:
         bar.close()
     return fit
+
+
+def _loaders(data: _Data, cfg: TrainConfig, seed: int, device: str) -> tuple[datasets.DeviceLoader, datasets.DeviceLoader]:
+    """The training loader (a new seeded order every epoch, augmented as the config says, no short last batch
+    unless the split is a single batch) and the validation loader (fixed order)."""
+    train_x, train_y = data.splits.train
+    train_loader = datasets.DeviceLoader(train_x, train_y, batch_size=cfg.batch_size, shuffle=True, seed=seed,
+                                         device=device, augment=cfg.augment or None, drop_last=len(train_y) > cfg.batch_size)
+    val_loader = datasets.DeviceLoader(*data.splits.val, batch_size=cfg.eval_batch_size, shuffle=False, seed=seed, device=device)
+    return train_loader, val_loader
+
+
+def _progress_bar(total: int, label: str, progress: bool) -> tqdm:
+    """A progress bar of `total` batches on stderr (a silent one unless `progress`)."""
+    return tqdm(total=total, disable=not progress, file=sys.stderr, unit="batch", desc=label, leave=False)
 
 
 class _Loop:

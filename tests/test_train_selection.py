@@ -147,3 +147,36 @@ def test_a_real_fit_keeps_the_epoch_of_lowest_validation_loss(tmp_path, monkeypa
     other = train.train(spec, train.Task("fashion-mnist"), cfg=dataclasses.replace(cfg, epochs=1), seed=2)
     assert again["val_loss"] == pytest.approx(float(ends[0]["val_loss"]), rel=1e-6)  # the seed fixes split, init and order
     assert other["val_loss"] != again["val_loss"]
+
+
+def _loader_data(n_train: int) -> types.SimpleNamespace:
+    x = torch.arange(n_train, dtype=torch.uint8).reshape(n_train, 1, 1, 1).expand(n_train, 1, 4, 4).contiguous()
+    y = torch.arange(n_train) % 2
+    return types.SimpleNamespace(splits=types.SimpleNamespace(train=(x, y), val=(x[:6], y[:6])))
+
+
+def _order(loader) -> list[int]:
+    """The sample ids of one epoch, in the order the loader gives them (each image is filled with its id)."""
+    return [int(v) for x, _ in loader for v in (x[:, 0, 0, 0] * 255).round()]
+
+
+def test_the_training_loader_reshuffles_every_epoch_by_seed_and_validation_keeps_its_order():
+    data, cfg = _loader_data(12), TrainConfig(batch_size=4, eval_batch_size=4)
+    train_loader, val_loader = train._loaders(data, cfg, seed=5, device="cpu")
+    first, second = _order(train_loader), _order(train_loader)
+    assert sorted(first) == sorted(second) == list(range(12)) and first != second  # a new permutation each epoch
+    assert first != list(range(12))
+    assert _order(train._loaders(data, cfg, seed=5, device="cpu")[0]) == first  # the seed fixes the order
+    assert _order(train._loaders(data, cfg, seed=6, device="cpu")[0]) != first  # ... and another seed changes it
+    assert _order(val_loader) == _order(val_loader) == list(range(6))
+    assert len(val_loader) == 2 and [len(y) for _, y in val_loader] == [4, 2]  # validation keeps its short batch
+
+
+def test_the_training_loader_drops_a_short_last_batch_and_augments_as_configured():
+    cfg = TrainConfig(batch_size=5)
+    assert [len(y) for _, y in train._loaders(_loader_data(12), cfg, 0, "cpu")[0]] == [5, 5]
+    assert [len(y) for _, y in train._loaders(_loader_data(3), cfg, 0, "cpu")[0]] == [3]  # a split smaller than a batch
+    plain = next(iter(train._loaders(_loader_data(12), cfg, 0, "cpu")[0]))[0]
+    cropped = next(iter(train._loaders(_loader_data(12), dataclasses.replace(cfg, augment="crop:2"), 0, "cpu")[0]))[0]
+    assert (plain == 0).sum() <= 16  # unaugmented: only image 0 (one 4×4 image of zeros) is zero
+    assert (cropped == 0).sum() > (plain == 0).sum()  # random crops after zero padding bring zero borders in
