@@ -86,9 +86,10 @@ PROFILES: dict[str, Profile] = {
     # The authors' protocol (val carved from train): GPU-scale.
     "paper": Profile("paper", TrainConfig(optimizer="adam", lr=1e-3, batch_size=128, epochs=1000, patience=30,
                                           profile="paper"), seeds=5, n_trials=100),
-    # A powered proxy for 2 CPU cores, sized from measured paired spread (docs/calibration.md).
+    # A powered proxy for 2 CPU cores, sized from measured paired spread (docs/calibration.md). It trains the
+    # `study.fast` rewrite (the same function as plain bf16 autocast, tests/test_fast.py; faster, docs/performance.md).
     "quick": Profile("quick", TrainConfig(optimizer="adam", lr=2e-3, schedule="onecycle", batch_size=32, epochs=1,
-                                          patience=1, precision="bf16", fast_eval=True, train_subset=14_400, val_subset=500,
+                                          patience=1, precision="bf16", fast=True, train_subset=14_400, val_subset=500,
                                           eval_batch_size=500, profile="quick"),
                      seeds=5, n_trials=4, width=0.25, guard_min=13.0, workers=2, cost_batch=32),
 }

@@ -237,11 +237,11 @@ def _build(resolved: ResolvedModel, data: _Data, cfg: TrainConfig, seed: int, de
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     runner = model
-    if cfg.fast:
+    if cfg.fast or cfg.fast_eval:
         from study.fast import optimize, tune_allocator
 
-        tune_allocator()
-        runner = optimize(model, "train")
+        tune_allocator()  # process-wide: speed only
+        runner = optimize(model, "train") if cfg.fast else model
     if cfg.compile:
         runner = torch.compile(runner)
     return _Net(model, runner, counts)

@@ -156,7 +156,7 @@ def test_cli_unknown_dataset_is_one_line(tiny_root):
 def test_same_seed_is_identical_under_the_quick_profiles_fast_bf16_path(tiny_root):
     cfg = dataclasses.replace(PROFILES["quick"].train, train_subset=0, val_subset=0, epochs=1, batch_size=32)
     first, second = run(tiny_root, cfg, seed=5), run(tiny_root, cfg, seed=5)
-    assert first["precision"] == "bf16" and first["config"]["fast_eval"] is True
+    assert first["precision"] == "bf16" and first["config"]["fast"] is True
     keys = ("val_accuracy", "val_loss", "test_accuracy", "test_loss")
     assert {k: first[k] for k in keys} == {k: second[k] for k in keys}
 

@@ -180,3 +180,20 @@ def test_the_training_loader_drops_a_short_last_batch_and_augments_as_configured
     cropped = next(iter(train._loaders(_loader_data(12), dataclasses.replace(cfg, augment="crop:2"), 0, "cpu")[0]))[0]
     assert (plain == 0).sum() <= 16  # unaugmented: only image 0 (one 4×4 image of zeros) is zero
     assert (cropped == 0).sum() > (plain == 0).sum()  # random crops after zero padding bring zero borders in
+
+
+def test_the_fit_draws_its_batch_order_from_the_run_seed(monkeypatch):
+    orders = []
+
+    class Recording(_ScriptedLoop):
+        def __init__(self, net, cfg, device, train_loader, val_loader):
+            super().__init__(net, cfg, device, train_loader, val_loader)
+            orders.append(_order(train_loader))
+
+    monkeypatch.setattr(train, "_Loop", Recording)
+    monkeypatch.setattr(Recording, "script", [1.0])
+    data, cfg = _loader_data(12), TrainConfig(epochs=1, batch_size=4)
+    model = nn.Linear(2, 2)
+    for seed in (3, 4):
+        train._fit(train._Net(model, model, {}), data, cfg, seed, "cpu", None, False, "recorded")
+    assert orders[0] == _order(train._loaders(data, cfg, 3, "cpu")[0]) != orders[1]

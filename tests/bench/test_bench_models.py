@@ -1,6 +1,6 @@
 """Training and inference img/s of `lrnet_paper` (batch 128) and of the default study's proxy (the paper
-network at the quick profile's width ×0.25, at its batch 32): the plain fp32 eager build against the kit's
-fast setting (`study.fast`), in the same process, on the CPU. Run with `nox -s bench`.
+network at the quick profile's width ×0.25, at its batch 32): the plain fp32 eager build and plain bf16
+autocast against the kit's fast setting (`study.fast`), in the same process, on the CPU. Run with `nox -s bench`.
 
 Each benchmark records both settings' img/s (medians of several timed repeats, measured
 alternately so a burst of load on a shared machine hits both) in `benchmark.extra_info`.
@@ -27,7 +27,8 @@ def _settings(mode: str, spec) -> dict[str, tuple[torch.nn.Module, str]]:
     torch.manual_seed(0)
     plain = build_model(spec)
     precision, _, _ = fast.fast_setting("cpu")
-    return {"plain_fp32": (plain, "fp32"), "fast": (fast.optimize(build_model(spec), mode), precision)}
+    # plain_bf16 is bf16 autocast on the plain build: what the quick profile trained until the proxy took the fast path
+    return {"plain_fp32": (plain, "fp32"), "plain_bf16": (plain, "bf16"), "fast": (fast.optimize(build_model(spec), mode), precision)}
 
 
 def _compare(benchmark, mode: str, network: str) -> dict[str, float]:
@@ -45,6 +46,7 @@ def _compare(benchmark, mode: str, network: str) -> dict[str, float]:
     medians = {name: statistics.median(r) for name, r in rates.items()}
     benchmark.extra_info.update({f"{mode}_img_per_s_{name}": round(v, 1) for name, v in medians.items()})
     benchmark.extra_info[f"{mode}_speedup"] = round(medians["fast"] / medians["plain_fp32"], 2)
+    benchmark.extra_info[f"{mode}_speedup_over_plain_bf16"] = round(medians["fast"] / medians["plain_bf16"], 2)
     benchmark.extra_info.update(threads=torch.get_num_threads(), network=network, batch=batch)
     return medians
 
