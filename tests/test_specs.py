@@ -24,9 +24,11 @@ from study.spec import (
     NetworkSpec,
     NodeSpec,
     block_graph,
+    from_mapping,
     load_network,
     network_from_mapping,
     replace_blocks,
+    unknown_key,
     validate_network,
 )
 from study.studies import ABLATIONS, load_study, variant_network
@@ -165,6 +167,133 @@ def test_node_input_shorthand():
     spec = network_from_mapping({"blocks": 1, "block": {"output": ["a"], "nodes": [
         {"name": "a", "op": "conv", "input": "x", "kernel": 3, "width": 4}]}})
     assert spec.blocks[0].nodes == (NodeSpec("a", "conv", ("x",), 3, 4),)
+
+
+# --------------------------------------------------------------------------- the whole error line
+
+#: A one-input conv node table as a spec file writes it.
+A = {"name": "a", "op": "conv", "input": "x", "kernel": 3, "width": 4}
+ALLOWED_NODE = "allowed: a table {name, op, inputs, kernel, width}"
+
+
+def _graph(*nodes, output=("a",)) -> dict:
+    return {"blocks": 1, "block": {"nodes": list(nodes), "output": list(output)}}
+
+
+@pytest.mark.parametrize("document, line", [
+    # top level: the count, the positive integers, the `block` and `blocks` shapes, unknown keys
+    ({"blocks": 6}, "blocks: 6 blocks; allowed: 1 to 5 MK blocks"),
+    ({"blocks": [{}] * 6}, "blocks: 6 blocks; allowed: 1 to 5 MK blocks"),
+    ({"in_channels": 0}, "in_channels: 0 is not positive; allowed: an integer ≥ 1"),
+    ({"num_classes": -1}, "num_classes: -1 is not positive; allowed: an integer ≥ 1"),
+    ({"input_size": 0}, "input_size: 0 is not positive; allowed: an integer ≥ 1"),
+    ({"name": 5}, "name: got 5; allowed: a string"),
+    ({"block": 3}, "block: got 3; allowed: a table of MK-block settings"),
+    ({"block": [3]}, "block: got [3]; allowed: a table of MK-block settings"),
+    ({"blocks": [{}, 3]}, "blocks[1]: got 3; allowed: a table of MK-block settings"),
+    ({"blocks": [{}, "gap"]}, 'blocks[1]: got "gap"; allowed: a table of MK-block settings'),
+    ({"zzzz": 1}, "zzzz: unknown key; allowed: name, blocks, block, head, in_channels, input_size, num_classes, defaults"),
+    ({"head": {"zzzz": 1}}, "head.zzzz: unknown key; allowed: kind, hidden, dropout"),
+    # a per-block override names its position, a shared [block] setting names `block`
+    ({"blocks": [{}, {"kernels": "3"}]}, 'blocks[1].kernels: got "3"; allowed: a list of integers'),
+    ({"block": {"kernels": "3"}, "blocks": [{}]}, 'block.kernels: got "3"; allowed: a list of integers'),
+    # block knobs
+    ({"block": {"kernels": []}}, "blocks[0].kernels: empty kernel set; allowed: one or more odd kernel sizes, e.g. [3, 5, 7]"),
+    ({"block": {"kernels": [3, 4]}}, "blocks[0].kernels: kernel 4 is even; allowed: odd sizes ≥ 1 (1, 3, 5, 7, 9, …)"),
+    ({"block": {"kernels": [-1, 3]}}, "blocks[0].kernels: kernel -1 is not positive; allowed: odd sizes ≥ 1 (1, 3, 5, 7, 9, …)"),
+    ({"block": {"kernels": [7, 3, 5]}}, "blocks[0].kernels: [7, 3, 5] is not ascending without repeats; allowed: e.g. [3, 5, 7]"),
+    ({"block": {"stage2_self_widths": [0]}},
+     "blocks[0].stage2_self_widths: [0] has a zero or negative width; allowed: a list of integers ≥ 1"),
+    ({"block": {"stage2_cross_widths": [36, -2]}},
+     "blocks[0].stage2_cross_widths: [36, -2] has a zero or negative width; allowed: a list of integers ≥ 1"),
+    ({"block": {"stages": 0}}, "blocks[0].stages: 0 is not positive; allowed: an integer ≥ 1"),
+    ({"blocks": [{}, {"out_channels": -4}]}, "blocks[1].out_channels: -4 is not positive; allowed: an integer ≥ 1"),
+    ({"block": {"width_multiplier": 0}},
+     "blocks[0].width_multiplier: 0.0 is not positive and finite; allowed: a number > 0, e.g. 0.5, 1, 2"),
+    # pooling depth: 28 → 14 → 7 → 3 → 1 allows 4 pooling blocks, 2 → 1 one, 1 none
+    ({"blocks": 5}, "blocks[4].pool: the 28×28 input is pooled to nothing by block 5; "
+                    "allowed: at most 4 pooling blocks for this input size"),
+    ({"blocks": 2, "input_size": 2}, "blocks[1].pool: the 2×2 input is pooled to nothing by block 2; "
+                                     "allowed: at most 1 pooling blocks for this input size"),
+    ({"blocks": 1, "input_size": 1}, "blocks[0].pool: the 1×1 input is pooled to nothing by block 1; "
+                                     "allowed: at most 0 pooling blocks for this input size"),
+    ({"blocks": [{"pool": "none"}, {}, {}], "input_size": 3},
+     "blocks[2].pool: the 3×3 input is pooled to nothing by block 3; allowed: at most 1 pooling blocks for this input size"),
+    # head
+    ({"head": {"hidden": [64, 0]}}, "head.hidden: [64, 0] has a zero width; allowed: a list of integers ≥ 1"),
+    ({"head": {"dropout": 1}}, "head.dropout: 1.0 is outside [0, 1); allowed: a probability in [0, 1)"),
+    # explicit graphs
+    ({"blocks": 1, "block": {"nodes": [A]}},
+     'blocks[0].output: an explicit graph needs output tensors; allowed: names of nodes (or "x") to merge'),
+    (_graph(A | {"name": "3a"}), "blocks[0].nodes[0].name: '3a' is not a plain name; "
+                                 "allowed: letters, digits and _ (not starting with a digit)"),
+    (_graph(A, A), 'blocks[0].nodes[1].name: tensor \'a\' is defined twice; allowed: unique names other than "x"'),
+    (_graph(A, {"name": "n", "op": "norm", "inputs": ["x", "a"]}),
+     "blocks[0].nodes[1].inputs: norm takes 1 input(s), got 2; allowed: exactly 1"),
+    (_graph(A, {"name": "r", "op": "add", "input": "a"}), "blocks[0].nodes[1].inputs: add takes 2 input(s), got 1; allowed: exactly 2"),
+    (_graph({"name": "c", "op": "cat", "inputs": []}), "blocks[0].nodes[0].inputs: cat of nothing; allowed: one or more tensor names"),
+    (_graph(A, {"name": "c", "op": "cat", "inputs": ["a", "b"]}),
+     "blocks[0].nodes[1].inputs: tensor 'b' does not exist (yet); allowed: one of a, x"),
+    (_graph(A | {"kernel": 4}), "blocks[0].nodes[0].kernel: kernel 4 is even or not positive; allowed: odd sizes ≥ 1"),
+    (_graph(A | {"width": 0}), "blocks[0].nodes[0].width: width 0; allowed: an integer ≥ 1"),
+    (_graph(A, output=("x", "zz")), "blocks[0].output: tensor 'zz' does not exist; allowed: one of a, x"),
+    # node tables
+    (_graph("a"), f'blocks[0].nodes[0]: got "a"; {ALLOWED_NODE}'),
+    (_graph({"name": "a"}), f"blocks[0].nodes[0]: missing op, inputs; {ALLOWED_NODE}"),
+    (_graph({"op": "conv"}), f"blocks[0].nodes[0]: missing name, inputs; {ALLOWED_NODE}"),
+])
+def test_a_bad_value_is_one_line_naming_file_key_problem_and_what_is_allowed(document: dict, line: str):
+    with pytest.raises(SpecError) as info:
+        network_from_mapping(document, "net.toml")
+    assert str(info.value) == f"net.toml: {line}"
+
+
+def test_the_location_defaults_to_spec():
+    for build in (lambda: network_from_mapping({"num_classes": 0}), lambda: validate_network(NetworkSpec(num_classes=0))):
+        with pytest.raises(SpecError) as info:
+            build()
+        assert str(info.value) == "spec: num_classes: 0 is not positive; allowed: an integer ≥ 1"
+    with pytest.raises(SpecError) as info:
+        from_mapping(HeadSpec, {"dropuot": 0.5})
+    assert str(info.value) == "spec: dropuot: unknown key (did you mean 'dropout'?); allowed: kind, hidden, dropout"
+
+
+def test_unknown_key_lists_a_set_sorted_and_a_sequence_in_order():
+    keys = {"variants", "axis", "name", "kind", "base", "datasets", "search", "profiles", "order"}
+    error = unknown_key("s.toml", "profiles.fast.serach", keys)
+    assert str(error) == ("s.toml: profiles.fast.serach: unknown key (did you mean 'search'?); "
+                          "allowed: axis, base, datasets, kind, name, order, profiles, search, variants")
+    error = unknown_key("s.toml", "qqq", ("zeta", "alpha"))
+    assert str(error) == "s.toml: qqq: unknown key; allowed: zeta, alpha"
+
+
+def test_boundary_values_are_accepted():
+    ones = {"stage1_widths": [1], "stage2_self_widths": [1], "stage2_cross_widths": [1], "stage3_width": 1,
+            "out_channels": 1, "stages": 1, "groups": 1, "kernels": [1, 3], "width_multiplier": 1e-3}
+    spec = network_from_mapping({"blocks": 1, "block": ones, "in_channels": 1, "num_classes": 1, "input_size": 2,
+                                 "head": {"hidden": [1], "dropout": 0.0}})
+    block = spec.blocks[0]
+    assert (block.stage1_widths, block.stage2_self_widths, block.stage2_cross_widths) == ((1,), (1,), (1,))
+    assert (block.stage3_width, block.out_channels, block.stages, block.groups) == (1, 1, 1, 1)
+    assert (block.kernels, block.width_multiplier) == ((1, 3), 1e-3)
+    assert (spec.in_channels, spec.num_classes, spec.input_size) == (1, 1, 2)
+    assert spec.head == HeadSpec(hidden=(1,), dropout=0.0)
+    # five blocks (the most) that do not pool fit any input; a count or a list of tables
+    for document in ({"blocks": 5, "block": {"pool": "none"}}, {"blocks": [{"pool": "none"}] * 5}):
+        assert network_from_mapping(document).blocks == (MKBlockSpec(pool="none"),) * 5
+    # 32 → 16 → 8 → 4 → 2 → 1: five pooling blocks
+    assert len(network_from_mapping({"blocks": 5, "input_size": 32}).blocks) == 5
+    # a dense head with no hidden layers is a flatten + linear classifier
+    assert network_from_mapping({"head": {"hidden": []}}).head == HeadSpec(hidden=())
+    # no `blocks`: three paper blocks
+    assert network_from_mapping({}).blocks == (MKBlockSpec(),) * 3
+
+
+def test_node_inputs_may_be_one_name():
+    spec = network_from_mapping(_graph({"name": "a", "op": "conv", "inputs": "x", "kernel": 5, "width": 2},
+                                       {"name": "n", "op": "norm", "inputs": "a"}, output=("x", "n")))
+    assert spec.blocks[0].nodes == (NodeSpec("a", "conv", ("x",), 5, 2), NodeSpec("n", "norm", ("a",)))
+    assert spec.blocks[0].output == ("x", "n")
 
 
 def test_file_name_is_the_default_model_name(tmp_path: Path):
