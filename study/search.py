@@ -93,6 +93,10 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
             on_trial()
         if deadline and time.time() > deadline:
             study.stop()
+        if ctx.spec.kind != "search" and not _queued(study):
+            # the queue holds every cell left: past it the grid sampler would only draw cells already done
+            # (each a pruned, empty trial); the loop below waits for other workers or queues retries instead
+            study.stop()
 
     stalled, before = 0, None
     while True:
