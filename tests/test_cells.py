@@ -124,3 +124,12 @@ def test_context_reads_its_profile_and_files(tmp_path):
     assert ctx.table.path == ctx.results_path and ctx.levels == ("none",)
     assert [v.label for v in ctx.variants] == ["paper", "none"]
     assert ctx.resolved("none").model.spec.blocks[0].links == "none"
+
+
+def test_a_tuned_variant_trains_with_its_own_values_and_the_others_with_the_profiles(tmp_path):
+    ctx = _context(tmp_path, tiny_grid_study(profile="seeds = 2\nwidth = 1.0\ntrain = { lr = 0.002, epochs = 3 }"))
+    ctx.tuned = {"none": {"lr": 0.03, "weight_decay": 1e-4}}
+    tuned, untouched = ctx.cfg_for("none"), ctx.cfg_for("paper")
+    assert (tuned.lr, tuned.weight_decay, tuned.epochs) == (0.03, 1e-4, 3)  # the tuned values, the profile's rest
+    assert untouched == ctx.cfg and untouched.lr == 0.002
+    assert ctx.cfg.lr == 0.002  # tuning one variant leaves the profile's config unchanged

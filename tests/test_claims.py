@@ -88,8 +88,10 @@ def test_accuracy_counts_comparisons_with_too_few_seeds_apart():
 ])
 def test_accuracy_not_testable_says_why(comparisons, models, reason):
     claim = _accuracy(comparisons, models)
-    assert claim.kind == NOT_TESTABLE
+    assert claim.kind == NOT_TESTABLE and claim.statement == "(a) LR-Net is more accurate than the baselines"
     assert claim.verdict.startswith(f"{NOT_TESTABLE}: {reason}")
+    # the comparisons it could not judge stay listed as evidence (one line each); none when nothing was compared
+    assert isinstance(claim.evidence, tuple) and len(claim.evidence) == (reason == "fewer than 2 seeds per model")
 
 
 # --- (b) parameters -------------------------------------------------------------------------------
@@ -154,6 +156,7 @@ def test_speed_not_testable_when_nothing_was_timed():
     claim = check_claims(pd.DataFrame(), costs, MODELS)[2]
     assert claim.verdict == (f"{NOT_TESTABLE}: no train_img_per_s measured for lrnet_paper; "
                              "no infer_img_per_s measured for lrnet_paper")
+    assert claim.evidence == ("measured on: cpu",)  # where it was (not) timed is still said
 
 
 # --- the LR-Net vs baseline table against a hand-computed paired t interval ------------------------
@@ -283,3 +286,27 @@ def test_the_noise_margin_is_the_larger_spread_of_the_two_measurements():
     unknown = costs.assign(spread_pct=[np.nan, np.nan, "7.5", np.nan, 1.0])
     assert claims._noise(unknown, unknown[unknown["model"] != "lrnet_paper"]) == pytest.approx([0.075, 0.0, 0.01])
     assert claims._noise(costs.drop(columns="spread_pct"), baselines.drop(columns="spread_pct")) == [0.0, 0.0, 0.0]
+
+
+def test_a_missing_or_unreadable_spread_counts_as_zero_beside_a_small_one():
+    costs = pd.DataFrame({"model": ["lrnet_paper", "vgg16_paper", "resnet50_paper"], "spread_pct": [0.5, np.nan, "n/a"]})
+    baselines = costs[costs["model"] != "lrnet_paper"]
+    assert claims._noise(costs, baselines) == pytest.approx([0.005, 0.005])  # not 1 % for the missing ones
+    theirs = costs.assign(spread_pct=["n/a", 0.5, 0.25])  # LR-Net's own spread unreadable: theirs alone
+    assert claims._noise(theirs, theirs[theirs["model"] != "lrnet_paper"]) == pytest.approx([0.005, 0.0025])
+
+
+def test_the_speed_evidence_names_the_ratio_the_noise_and_a_gap_exactly_at_the_noise_is_within_it():
+    costs = pd.DataFrame({"model": ["lrnet_paper", "vgg16_paper"], "params": [1e6, 1.5e7],
+                          "train_img_per_s": [75.0, 100.0], "infer_img_per_s": [400.0, 100.0], "spread_pct": [25.0, 5.0]})
+    speed = next(c for c in claims.check_claims(pd.DataFrame(), costs, {"lrnet_paper", "vgg16_paper"}) if c.key == "speed")
+    assert speed.evidence[:2] == ("training: LR-Net 75 img/s vs vgg16_paper 100 img/s (0.75×, noise ±25 %: within noise)",
+                                  "inference: LR-Net 400 img/s vs vgg16_paper 100 img/s (4.00×, noise ±25 %: faster)")
+    assert speed.verdict == claims.INCONCLUSIVE
+    wide = costs.assign(spread_pct=[60.0, 5.0])
+    speed = next(c for c in claims.check_claims(pd.DataFrame(), wide, {"lrnet_paper", "vgg16_paper"}) if c.key == "speed")
+    assert speed.evidence[0] == "training: LR-Net 75 img/s vs vgg16_paper 100 img/s (0.75×, noise ±60 %: within noise)"
+    quiet = costs.assign(spread_pct=[0.0, 0.0])
+    speed = next(c for c in claims.check_claims(pd.DataFrame(), quiet, {"lrnet_paper", "vgg16_paper"}) if c.key == "speed")
+    assert speed.evidence[0] == "training: LR-Net 75 img/s vs vgg16_paper 100 img/s (0.75×: not faster)"
+
