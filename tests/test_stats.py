@@ -696,3 +696,328 @@ def test_prediction_and_confidence_intervals_at_their_smallest_and_other_levels(
     assert (low, high) == (pytest.approx(x.mean() - half), pytest.approx(x.mean() + half))  # n = 3 is enough
     _, ci_low, ci_high, _ = stats.mean_ci(x, 0.99)
     assert stats.ci_half_width(x, 0.99) == pytest.approx((ci_high - ci_low) / 2)
+
+
+# --- edges pinned for mutation testing: each assertion checked against scipy/statsmodels or by hand ---------------
+
+
+def test_default_side_names_and_a_missing_reference_is_named_in_the_error():
+    c = compare([77.0, 78.0, 79.0], [74.0, 75.0, 76.0])
+    assert (c.variant, c.reference) == ("variant", "reference")
+    with pytest.raises(KeyError, match=r"reference group 'paper' not in \['a', 'b'\]"):
+        compare_family({"a": [1.0, 2.0], "b": [2.0, 3.0]}, "paper")
+    with pytest.raises(KeyError, match=r"reference group 'paper' not in \['a'\]"):
+        seeds_decision({"a": [1.0, 2.0, 3.0]}, "paper")
+    with pytest.raises(ValueError, match="3 values but 2 seeds"):
+        compare([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], variant_seeds=[0, 1], reference_seeds=[0, 1, 2])
+
+
+def test_none_is_a_missing_run_like_nan():
+    """A run without a value (None, as a JSON null reads) drops out wherever a nan does."""
+    assert stats.mean_ci([70.0, None, 72.0])[::3] == (71.0, 2)
+    v, r = [77.0, None, 78.5, 79.0], [74.0, 75.0, 76.5]
+    c = compare(v, r)
+    res = sps.ttest_ind([77.0, 78.5, 79.0], r, equal_var=False)
+    assert c.n_variant == 3 and c.p_value == pytest.approx(res.pvalue)
+    out = stats.holm([0.01, None, 0.03])
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.03)
+    d = seeds_decision({"paper": [75.0, 72.0, 78.0, None, 74.0], "a": [76.0, None, 79.1, 75.2, 75.5]}, "paper")
+    diffs = np.array([1.0, 1.1, 1.5])  # the seeds with a value on both sides
+    low, high = sps.t.interval(0.95, 2, loc=diffs.mean(), scale=sps.sem(diffs))
+    assert d.half_widths["a"] == pytest.approx((high - low) / 2)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy, on the constant side
+def test_welch_with_one_side_without_spread_uses_scipys_interval_and_statsmodels_tost():
+    # var / n is exactly 1 on the varying side ([74, 76]: sample variance 2, two runs).
+    for v, r in (([74.0, 76.0], [75.0, 75.0, 75.0]), ([75.0, 75.0, 75.0], [74.0, 76.0]),
+                 ([72.0, 73.0, 75.0], [74.0, 74.0])):
+        c = compare(v, r)
+        res = sps.ttest_ind(v, r, equal_var=False)
+        ci = res.confidence_interval(0.95)
+        assert (c.ci_low, c.ci_high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+        assert c.ci_high - c.ci_low > 1  # the spread of one side still widens the interval
+        assert c.p_equivalence == pytest.approx(ttost_ind(np.array(v), np.array(r), -3.0, 3.0, usevar="unequal")[0])
+
+
+def test_welch_without_any_spread_knows_the_difference_exactly():
+    c = compare([75.0, 75.0, 75.0], [74.0, 74.0, 74.0])
+    assert c.paired is False and (c.ci_low, c.ci_high) == (1.0, 1.0)
+    assert c.p_equivalence == 0.0 and c.mde == 0.0  # 1 point, known exactly, inside ±3
+    assert stats.compare([70.0], [60.0, 62.0]).paired is False
+
+
+def test_an_empty_side_gives_nan_means_without_warnings():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" on the way to nan
+        c = compare([], [74.0, 75.0])
+        d = compare([74.0, 75.0], [])
+    assert math.isnan(c.mean_variant) and math.isnan(d.mean_reference) and c.verdict == stats.INSUFFICIENT
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy, on the constant side
+def test_welch_half_width_with_one_side_without_spread_is_scipys():
+    for v, r in (([74.0, 76.0], [75.0, 75.0]), ([75.0, 75.0], [74.0, 76.0]), ([70.0, 73.0, 71.0], [72.0, 72.0])):
+        ci = sps.ttest_ind(v, r, equal_var=False).confidence_interval(0.95)
+        assert stats._welch_half_width(np.array(v), np.array(r)) == pytest.approx((ci.high - ci.low) / 2)
+        assert (ci.high - ci.low) / 2 > 1
+
+
+def test_seeds_for_mde_edges():
+    assert seeds_for_mde(1.0, math.inf, 0.05) is None  # an unusable target
+    assert seeds_for_mde(math.inf, 1.0, 0.05) is None
+    assert seeds_for_mde(0.0, 0.0, 0.05) == 2  # identical differences: an MDE of 0 meets a target of 0
+    # sd 0.1, target 0.5: a standardised effect of 5, checked with the noncentral t directly.
+    n = seeds_for_mde(0.1, 0.5, 0.05)
+    assert _paired_power(5.0, n, 0.05) >= 0.8 > _paired_power(5.0, n - 1, 0.05)
+    n = seeds_for_mde(2.0, 3.0, 0.025)
+    assert seeds_for_mde(2.0, 3.0, 0.025, max_seeds=n) == n  # max_seeds itself is allowed
+    n90 = seeds_for_mde(2.0, 3.0, 0.05, power=0.9)
+    assert _paired_power(1.5, n90, 0.05) >= 0.9 > _paired_power(1.5, n90 - 1, 0.05)
+    # An effect of 0.4002 SD needs 51 pairs: one more than the default cap of 50.
+    assert _paired_power(0.4002, 51, 0.05) >= 0.8 > _paired_power(0.4002, 50, 0.05)
+    assert seeds_for_mde(1.0, 0.4002, 0.05) is None
+    assert seeds_for_mde(1.0, 0.4002, 0.05, max_seeds=51) == 51
+
+
+def test_equivalence_power_domain():
+    for alpha in (0.0, 0.5, -0.1):
+        with pytest.raises(ValueError, match="alpha must be in"):
+            equivalence_power(1.0, 5, 1.0, alpha)
+    for sd, margin, true_diff in ((-1.0, 1.0, 0.0), (math.inf, 1.0, 0.0), (math.nan, 1.0, 0.0),
+                                  (1.0, 1.0, math.inf), (1.0, math.nan, 0.0)):
+        assert math.isnan(equivalence_power(sd, 5, margin, 0.05, true_diff)), (sd, margin, true_diff)
+    assert equivalence_power(1.0, 5, 0.0, 0.05) == 0.0  # no difference is inside ±0
+    assert equivalence_power(1.0, 5, -1.0, 0.05) == 0.0
+    # Without spread the TOST is decided by the margin alone, which is open: a difference at it is not inside.
+    assert equivalence_power(0.0, 5, 1.0, 0.05, true_diff=1.0) == 0.0
+    assert equivalence_power(0.0, 5, 1.0, 0.05, true_diff=0.99) == 1.0
+
+
+def test_equivalence_power_of_two_pairs_matches_monte_carlo():
+    """Two pairs (one degree of freedom) are enough for a TOST: 4,000 simulated designs judged by scipy."""
+    rng = np.random.default_rng(12)
+    d = rng.normal(0.0, 1.0, (4000, 2))
+    p_low = sps.ttest_1samp(d, -3.0, axis=1, alternative="greater").pvalue
+    p_high = sps.ttest_1samp(d, 3.0, axis=1, alternative="less").pvalue
+    rate = (np.maximum(p_low, p_high) < 0.05).mean()
+    power = equivalence_power(1.0, 2, 3.0, 0.05)
+    assert 0.05 < power < 0.95
+    assert abs(rate - power) <= 3 * math.sqrt(power * (1 - power) / 4000)
+
+
+def test_verdict_needs_p_strictly_below_alpha():
+    assert stats._verdict(1.0, 0.05, math.nan, 3.0, 0.05, False) == stats.INCONCLUSIVE
+    assert stats._verdict(1.0, 0.0499, math.nan, 3.0, 0.05, False) == "better"
+    assert stats._verdict(1.0, 0.5, 0.05, 3.0, 0.05, False) == stats.INCONCLUSIVE
+    assert stats._verdict(1.0, 0.5, 0.0499, 3.0, 0.05, False) == "equivalent within ±3 pts"
+
+
+def test_a_zero_margin_is_allowed_and_never_shows_equivalence():
+    v, r = np.array([76.2, 75.1, 77.4, 76.0]), np.array([75.0, 76.5, 75.2, 75.8, 74.9])
+    c = compare(v, r, margin=0.0)
+    assert c.margin == 0.0 and c.p_equivalence >= 0.5
+    assert c.p_equivalence == pytest.approx(ttost_ind(v, r, 0.0, 0.0, usevar="unequal")[0])
+    assert not c.verdict.startswith("equivalent")
+
+
+def test_a_tuple_of_two_values_is_a_group_of_values_not_values_and_seeds():
+    family = compare_family({"paper": (74.0, 75.0, 76.0), "a": (77.0, 78.5)}, "paper")
+    res = sps.ttest_ind([77.0, 78.5], [74.0, 75.0, 76.0], equal_var=False)
+    assert (family[0].n_variant, family[0].paired) == (2, False) and family[0].p_value == pytest.approx(res.pvalue)
+
+
+def test_mde_one_run_at_a_unit_sd():
+    x = np.array([1.0, 2.0, 3.0])  # sample SD exactly 1
+    mde = stats.mde_one_run(x)
+    nc = mde / math.sqrt(1 + 1 / 3)
+    crit = sps.t.ppf(0.975, 2)
+    assert sps.nct.sf(crit, 2, nc) + sps.nct.cdf(-crit, 2, nc) == pytest.approx(0.8, abs=1e-4)
+
+
+def test_solved_effect_size_below_one():
+    """The bracket starts at 0: a design that detects less than one SD is solved too (statsmodels agrees here)."""
+    for paired in (True, False):
+        theirs = (TTestPower().solve_power(nobs=20, alpha=0.05, power=0.8) if paired
+                  else TTestIndPower().solve_power(nobs1=40, ratio=1.0, alpha=0.05, power=0.8))
+        assert theirs < 1
+        n = 20 if paired else 40
+        assert stats._solve_effect_size(n, 1.0, 0.05, 0.8, paired) == pytest.approx(float(theirs), rel=1e-6)
+
+
+# --- seeds_decision: each stop rule at its boundary ----------------------------------------------------------------
+
+
+def _paired_half_width(d):
+    d = np.asarray(d, dtype=float)
+    low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+    return (high - low) / 2
+
+
+def test_seeds_decision_at_exactly_min_seeds():
+    ref = np.array([75.0, 72.0, 78.0])
+    tight = {"paper": ref, "a": ref + [1.0, 1.1, 0.9]}
+    d = seeds_decision(tight, "paper")  # default min_seeds = 3: three seeds are enough
+    assert d.more_seeds is False and d.reason.startswith("ci-target")
+    assert d.half_widths == {"a": pytest.approx(_paired_half_width([1.0, 1.1, 0.9]))} and d.half_widths["a"] < 1
+    wide = {"paper": ref, "a": ref + [3.0, -2.0, 1.0]}
+    d = seeds_decision(wide, "paper")
+    assert d.more_seeds is True and d.reason == (
+        f"ci-wide: widest CI half-width {_paired_half_width([3.0, -2.0, 1.0]):.1f} pts > 1.0 pts")
+    d = seeds_decision({"paper": ref[:2], "a": ref[:2] + 1}, "paper")
+    assert d.reason == "min-seeds: have 2, need 3" and d.half_widths == {"a": 0.0}  # identical differences
+    clear = {"paper": ref, "a": ref + [6.1, 5.9, 6.0]}
+    assert compare(clear["a"], ref, variant_seeds=[0, 1, 2], reference_seeds=[0, 1, 2]).verdict == "better"
+    d = seeds_decision(clear, "paper", target_half_width=0.01, mde_target=0.5)
+    assert d.more_seeds is False and d.reason == "decided: every comparison decided or MDE ≤ 0.5 pts"
+
+
+def test_seeds_decision_half_width_target_is_inclusive():
+    ref = np.array([75.0, 72.0, 78.0, 74.0])
+    d = seeds_decision({"paper": ref, "a": ref + 2.0}, "paper", target_half_width=0.0)  # identical differences
+    assert d.half_widths == {"a": 0.0} and d.more_seeds is False and d.reason.startswith("ci-target")
+
+
+def test_seeds_decision_budget_and_max_seeds_keep_the_half_widths():
+    ref = np.array([75.0, 72.0, 78.0, 74.0, 76.0])
+    diffs = [3.0, -2.0, 1.0, 4.0, -1.5]
+    groups = {"paper": ref, "a": ref + diffs}
+    expected = {"a": pytest.approx(_paired_half_width(diffs))}
+    d = seeds_decision(groups, "paper", budget_exhausted=True)
+    assert (d.more_seeds, d.reason, d.half_widths) == (False, "budget", expected) and d.more_seeds is False
+    d = seeds_decision(groups, "paper", max_seeds=5)
+    assert (d.more_seeds, d.reason, d.half_widths) == (False, "max-seeds: reached 5", expected)
+
+
+def test_seeds_decision_default_margin_is_three_points():
+    ref = np.array([75.0, 72.0, 78.0, 74.0, 76.0])
+    d = np.array([-4.5, 4.5, -1.0, 1.0, 0.0])
+    # statsmodels' TOST: not equivalent within ±3 (p 0.054), equivalent within ±4 (p 0.026).
+    assert ttost_paired(ref + d, ref, -3, 3)[0] > 0.05 > ttost_paired(ref + d, ref, -4, 4)[0]
+    groups = {"paper": ref, "a": ref + d}
+    kw = dict(target_half_width=0.01, mde_target=1.0)
+    assert seeds_decision(groups, "paper", **kw).reason.startswith("ci-wide")
+    assert seeds_decision(groups, "paper", margin=4.0, **kw).reason.startswith("decided:")
+
+
+def test_seeds_decision_with_only_the_reference_or_an_unknown_width():
+    d = seeds_decision({"paper": [75.0, 72.0, 78.0]}, "paper")
+    assert d.more_seeds is True and d.reason.startswith("ci-wide") and d.half_widths == {}
+    # "b" has one seed with a value on both sides, so its half-width is unknown (nan): that counts as widest.
+    nan = math.nan
+    groups = {"paper": [70.0, 71.0, 72.0, nan, nan, nan], "a": [75.0, 71.0, 74.0, nan, nan, nan],
+              "b": [nan, nan, 73.0, 74.0, 75.0, 76.0]}
+    d = seeds_decision(groups, "paper")
+    assert d.half_widths["a"] == pytest.approx(_paired_half_width([5.0, 0.0, 2.0])) and math.isnan(d.half_widths["b"])
+    assert d.reason == "ci-wide: widest CI half-width nan pts > 1.0 pts" and d.more_seeds is True
+
+
+def test_seeds_decision_pairs_by_position_only_for_equal_lengths():
+    ref = np.array([75.0, 70.0, 80.0, 73.0, 77.0])
+    a = ref[:4] + [1.0, 1.05, 0.95, 1.0]  # one seed short: Welch, not pairs by position
+    assert sps.ttest_ind(a, ref, equal_var=False).pvalue > 0.5  # Welch cannot see the 1-point shift
+    d = seeds_decision({"paper": ref, "a": a}, "paper", target_half_width=0.01, mde_target=1.0)
+    assert d.more_seeds is True and d.reason.startswith("ci-wide")
+
+
+def test_an_mde_of_exactly_the_target_is_decided():
+    # Identical runs with a zero margin: TOST cannot show ±0, the test has nothing to reject, but the MDE is 0.
+    ref = [75.0, 72.0, 78.0]
+    (c,) = compare_family({"paper": (ref, [0, 1, 2]), "a": (ref, [0, 1, 2])}, "paper", margin=0.0)
+    assert c.verdict == stats.INCONCLUSIVE and c.mde == 0.0
+    assert stats._all_decided({"paper": ref, "a": ref}, "paper", 0.0, 0.0)
+
+
+# --- compare_axis and typical_mde: table handling ------------------------------------------------------------------
+
+
+def _run(variant, value, *, seed=0, axis="k", dataset="fm", degradation="none", **extra):
+    return dict(axis=axis, variant=variant, dataset=dataset, degradation=degradation, seed=seed, status="ok",
+                test_accuracy=value, **extra)
+
+
+COLUMNS = ["axis", "dataset", "degradation", *(f.name for f in stats.dataclasses.fields(Comparison))]
+
+
+def test_compare_axis_without_a_comparison_is_an_empty_table_with_all_columns():
+    no_ref = pd.DataFrame([_run(v, 0.7 + 0.01 * s, seed=s) for v in ("a", "b") for s in range(3)])
+    out = compare_axis(no_ref, "k")
+    assert out.empty and list(out.columns) == COLUMNS
+    only_ref = pd.DataFrame([_run("paper", 0.7 + 0.01 * s, seed=s) for s in range(3)])
+    out = compare_axis(only_ref, "k")
+    assert out.empty and list(out.columns) == COLUMNS
+
+
+def test_compare_axis_rows_name_their_axis_and_skip_text_values():
+    rows = [_run(v, 0.7 + shift + 0.01 * s, seed=s) for v, shift in (("paper", 0.0), ("a", 0.02)) for s in range(3)]
+    rows.append(_run("a", "n/a", seed=3))  # a value that is not a number is no run
+    out = compare_axis(pd.DataFrame(rows), "k")
+    assert list(out["axis"]) == ["k"] and list(out["n_variant"]) == [3]
+    assert out["diff"].iloc[0] == pytest.approx(2.0)
+
+
+def test_compare_axis_reference_flag_wins_over_the_paper_name():
+    rows = [_run(v, 0.7 + shift + 0.01 * s, seed=s, is_reference=v == "base")
+            for v, shift in (("base", 0.0), ("paper", 0.03), ("a", 0.01)) for s in range(3)]
+    out = compare_axis(pd.DataFrame(rows), "k")
+    assert set(out["reference"]) == {"base"} and set(out["variant"]) == {"paper", "a"}
+    two = [dict(r, is_reference=r["variant"] != "a") for r in rows]
+    with pytest.raises(ValueError, match=r"several reference variants flagged on one axis: \['base', 'paper'\]"):
+        compare_axis(pd.DataFrame(two), "k")
+
+
+def test_compare_axis_pairs_by_protocol_fold_and_seed():
+    rng = np.random.default_rng(13)
+    keys = [(p, f, s) for p in ("val-split", "cv") for f in (0, 1) for s in (0, 1)]
+    base = {k: 0.75 + rng.normal(0, 0.03) for k in keys}  # each (protocol, fold, seed) its own split and init
+    shift = {k: 0.01 + rng.normal(0, 0.002) for k in keys}
+    rows = [_run(v, base[k] + (shift[k] if v == "a" else 0.0), seed=k[2], protocol=k[0], fold=k[1],
+                 is_reference=v == "paper") for v in ("paper", "a") for k in keys]
+    (row,) = compare_axis(pd.DataFrame(rows), "k").to_dict("records")
+    ref = np.array([base[k] for k in keys]) * 100
+    res = sps.ttest_rel(ref + np.array([shift[k] for k in keys]) * 100, ref)
+    assert row["paired"] and row["n_variant"] == 8 and row["p_value"] == pytest.approx(res.pvalue)
+
+
+def test_compare_axis_runs_without_a_seed_do_not_pair():
+    rows = [_run(v, 0.7 + shift + 0.01 * i, seed=math.nan, fold=f)
+            for v, shift in (("paper", 0.0), ("a", 0.02)) for f in (0, 1) for i in range(2)]
+    (row,) = compare_axis(pd.DataFrame(rows), "k").to_dict("records")
+    x = 70 + np.array([0.0, 1.0, 0.0, 1.0])
+    res = sps.ttest_ind(x + 2, x, equal_var=False)
+    assert row["paired"] is False and row["n_variant"] == 4 and row["p_value"] == pytest.approx(res.pvalue)
+
+
+def test_compare_axis_keeps_a_missing_degradation_as_a_group_in_sorted_order():
+    rows = [_run(v, 0.7 + shift + 0.01 * s, seed=s, dataset=ds, degradation=None)
+            for ds in ("kmnist", "fashion-mnist") for v, shift in (("paper", 0.0), ("a", 0.02)) for s in range(3)]
+    out = compare_axis(pd.DataFrame(rows), "k")
+    assert list(out["dataset"]) == ["fashion-mnist", "kmnist"] and out["degradation"].isna().all()
+
+
+def test_typical_mde_cells_are_axis_variant_dataset_degradation():
+    rows = []
+    for i, (axis, ds, deg) in enumerate((a, d, g) for a in ("k", "l") for d in ("fm", "km") for g in ("none", "blur")):
+        for dv in (-1.0, 1.0):  # two runs per cell, 1 point either side of the cell's own mean
+            rows.append(_run("v", (70.0 + 5 * i + dv) / 100, axis=axis, dataset=ds, degradation=deg))
+    rows.append(_run("v", "n/a"))  # not a number: no run
+    table = pd.DataFrame(rows)
+    mde = stats.typical_mde(table)  # within-cell SD sqrt(2), 2 runs per cell
+    effect = mde / math.sqrt(2)
+    assert TTestIndPower().power(effect, nobs1=2, alpha=0.05, ratio=1.0) == pytest.approx(0.8, abs=1e-6)
+    assert stats.typical_mde(table, n=2) == pytest.approx(mde)
+
+
+def test_typical_mde_keeps_cells_without_a_degradation_and_needs_within_cell_spread():
+    rows = [_run("v", x / 100, degradation=None) for x in (70.0, 72.0, 74.0)]  # variance 4
+    rows += [_run("v", x / 100, degradation="blur") for x in (70.0, 71.0, 72.0)]  # variance 1
+    mde = stats.typical_mde(pd.DataFrame(rows))
+    d3 = TTestIndPower().solve_power(nobs1=3, ratio=1.0, alpha=0.05, power=0.8)
+    assert mde == pytest.approx(d3 * math.sqrt((2 * 4 + 2 * 1) / 4), rel=1e-6)
+    singles = pd.DataFrame([_run(v, 0.7) for v in ("a", "b", "c")])  # no cell with two runs: no SD
+    assert math.isnan(stats.typical_mde(singles, n=3))
+    one_pair = pd.DataFrame([_run("a", 0.70), _run("a", 0.72), _run("b", 0.7), _run("c", 0.8)])  # one dof
+    d3 = TTestIndPower().solve_power(nobs1=3, ratio=1.0, alpha=0.05, power=0.8)
+    assert stats.typical_mde(one_pair, n=3) == pytest.approx(d3 * math.sqrt(2), rel=1e-6)
