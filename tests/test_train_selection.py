@@ -182,13 +182,14 @@ def test_the_training_loader_drops_a_short_last_batch_and_augments_as_configured
     assert (cropped == 0).sum() > (plain == 0).sum()  # random crops after zero padding bring zero borders in
 
 
-def test_the_fit_draws_its_batch_order_from_the_run_seed(monkeypatch):
-    orders = []
+def test_the_fit_draws_its_batch_order_from_the_run_seed_and_runs_on_its_device(monkeypatch):
+    orders, devices = [], []
 
     class Recording(_ScriptedLoop):
         def __init__(self, net, cfg, device, train_loader, val_loader):
             super().__init__(net, cfg, device, train_loader, val_loader)
             orders.append(_order(train_loader))
+            devices.append(device)  # the loop's autocast and fp16 scaler follow the run's device
 
     monkeypatch.setattr(train, "_Loop", Recording)
     monkeypatch.setattr(Recording, "script", [1.0])
@@ -197,3 +198,4 @@ def test_the_fit_draws_its_batch_order_from_the_run_seed(monkeypatch):
     for seed in (3, 4):
         train._fit(train._Net(model, model, {}), data, cfg, seed, "cpu", None, False, "recorded")
     assert orders[0] == _order(train._loaders(data, cfg, 3, "cpu")[0]) != orders[1]
+    assert devices == ["cpu", "cpu"]
