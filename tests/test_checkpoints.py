@@ -4,6 +4,7 @@ re-test to their rows' exact accuracies (`study test`), and `study prune` keeps 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -86,7 +87,11 @@ def test_retest_notices_weights_that_are_not_the_rows(tiny_run, monkeypatch):
     state = torch.load(weights, weights_only=True)
     try:
         torch.save({k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in state.items()}, weights)
-        assert checkpoints.retest(tiny_run, row)["accuracy"] != row["test_accuracy"]
+        # all-zero weights give equal logits, so a loss of exactly ln 10 whatever the data: the re-test read them
+        # (accuracy would not tell: a tiny run that learned little can sit at chance, as zero weights do)
+        zeroed = checkpoints.retest(tiny_run, row)
+        assert zeroed["loss"] == pytest.approx(math.log(10), rel=1e-6) and zeroed["accuracy"] <= 0.5
+        assert row["test_loss"] != pytest.approx(math.log(10), rel=1e-6)
     finally:
         weights.write_bytes(original)
 
