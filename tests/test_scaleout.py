@@ -22,12 +22,19 @@ from optuna.trial import TrialState
 from study import cli, results
 from study import storage as kit_storage
 from study.errors import KitError
+from tests.helpers import write_tiny_dataset
 from tests.pg import postgres_server, postgres_url  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 HEARTBEAT_S = 2  # the workers' heartbeat here: a dead worker's trial is failed after 3 × 2 s
 VARIANTS = (("paper", "paper", (3, 5, 7)), ("none", "none", (3, 5, 7)), ("residual", "residual", (3, 5, 7)),
             ("dense", "dense", (3, 5, 7)), ("paper-k35", "paper", (3, 5)), ("none-k35", "none", (3, 5)))
+
+
+@pytest.fixture
+def tiny_data(tmp_path, monkeypatch):
+    """A tiny written Fashion-MNIST stand-in (the workers inherit STUDY_DATA_ROOT): no real data needed."""
+    monkeypatch.setenv("STUDY_DATA_ROOT", str(write_tiny_dataset(tmp_path / "data", train=300, test=100)))
 
 
 def write_study(folder: Path, name: str, variants: int = 6, epochs: int = 1, train_subset: int = 64) -> Path:
@@ -153,7 +160,7 @@ def test_heartbeat_is_overridable_by_env(monkeypatch):
 
 
 @pytest.mark.slow
-def test_three_workers_run_every_cell_exactly_once(tmp_path, postgres_url, fashion_root):  # noqa: F811
+def test_three_workers_run_every_cell_exactly_once(tmp_path, postgres_url, tiny_data):  # noqa: F811
     study_file = write_study(tmp_path, "scaleout3")
     url = postgres_url.replace("postgresql+psycopg://", "postgresql://")  # the plain URL a user types
     runs = tmp_path / "runs"
@@ -180,7 +187,7 @@ def test_three_workers_run_every_cell_exactly_once(tmp_path, postgres_url, fashi
 
 
 @pytest.mark.slow
-def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path, postgres_url, fashion_root):  # noqa: F811
+def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(tmp_path, postgres_url, tiny_data):  # noqa: F811
     # 3 epochs so a trial is caught after its first epoch was reported, with training still to do
     study_file = write_study(tmp_path, "scaleoutkill", variants=3, epochs=3, train_subset=96)
     runs = tmp_path / "runs"

@@ -1,4 +1,5 @@
-"""Studies end to end on real data: a tiny grid study, a tiny multi-objective search, kill and resume."""
+"""Studies end to end on a tiny written dataset: a grid study, a multi-objective search, kill and resume, adaptive
+seeds, failing cells, a busy machine, two workers."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from study import cells, objectives, results, storage
 from study.cli import main
 from study.studies import load_study
-from tests.helpers import tiny_search_study
+from tests.helpers import tiny_search_study, write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,10 @@ PARETO = tiny_search_study('objectives = ["accuracy", "flops"]\npruner = "none"'
 
 
 @pytest.fixture
-def study_file(tmp_path, fashion_root):
+def study_file(tmp_path, monkeypatch):
+    """Study files over a tiny written Fashion-MNIST stand-in, so these end-to-end runs need no real data."""
+    monkeypatch.setenv("STUDY_DATA_ROOT", str(write_tiny_dataset(tmp_path / "data", train=300, test=100)))
+
     def write(name: str, text: str) -> Path:
         path = tmp_path / f"{name}.toml"
         path.write_text(text)
@@ -69,7 +73,7 @@ def keys(path: Path) -> Counter:
     return Counter(results.row_key(r) for r in results.load_rows(path))
 
 
-def test_tiny_grid_study_end_to_end_on_real_data(study_file, tmp_path):
+def test_tiny_grid_study_end_to_end(study_file, tmp_path):
     path = study_file("tinygrid", GRID)
     runs = tmp_path / "runs"
     assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report"]) == 0
@@ -78,7 +82,7 @@ def test_tiny_grid_study_end_to_end_on_real_data(study_file, tmp_path):
     assert len(rows) == 6 and max(keys(table).values()) == 1  # 3 variants × 2 seeds, each exactly once
     assert {r["variant"] for r in rows} == {"paper", "none", "dense"}
     assert all(r["status"] == "ok" and r["protocol"] == "val-split" and r["test_size"] == 60 for r in rows)
-    assert all(r["dataset"] == "fashion-mnist" and "system:/usr/share/datasets/fashion-mnist" in r["data_source"] for r in rows)
+    assert all(r["dataset"] == "fashion-mnist" and str(tmp_path / "data" / "fashion-mnist") in r["data_source"] for r in rows)
     assert {r["is_reference"] for r in rows if r["variant"] == "paper"} == {True}
     opened = storage.open_storage(runs, "tinygrid", None)
     trials = optuna.load_study(study_name="tinygrid", storage=opened).get_trials()
