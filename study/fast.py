@@ -19,7 +19,9 @@ The rewrites (`FastMKBlock`):
 2. A fused output is kept whole and its members are channel slices of it, so a concatenation of
    consecutive members is a slice (no copy) and other concatenations copy each run of them once.
 3. Every block tensor is channels_last: oneDNN's convolutions on these odd channel counts (85→18
-   7×7, 455→24 1×1, ...) are 1.2–2.5× faster in that format on the CPU, forward and backward.
+   7×7, 455→24 1×1, ...) are 1.2–2.5× faster in that format on the CPU, forward and backward. The
+   one-channel image needs explicit NHWC strides for this (`_channels_last`), else the whole first
+   block runs NCHW kernels (docs/performance.md).
 4. Inference (`optimize(model, "infer")`): an eval-mode copy whose convolution and linear weights
    are pre-cast to bf16 once (what autocast would recast on every call), with the input cast at the
    entry and the logits returned in fp32, so it runs with or without an autocast context.
@@ -30,8 +32,9 @@ fusing 3×3 with 5×5 kernels on a 48-channel input (1.7× the FLOPs: 121 ms fus
 `.to(channels_last)` on the whole model (slower than NCHW bf16 in whole-model runs); torch.compile
 on the CPU (slowed training here). Folding BN into the next convolution is not exact at "same"
 borders, and every BN of the block follows a ReLU, so no BN can be folded into a preceding conv.
-Measured on lrnet_paper (bf16, batch 128, lightly loaded machine): inference 267 → 312 img/s over
-plain bf16 autocast; training unchanged within noise (95 vs 93 img/s) — see the issue #2 report.
+Measured (docs/performance.md): the ×0.25 proxy trains 1.2× faster than plain bf16 autocast on one thread
+and evaluates 1.2× faster than before the first block ran channels_last; at full width inference gains
+(465 → 496 img/s at batch 128 on 2 cores) and training does not (no faster than plain bf16).
 """
 
 from __future__ import annotations
