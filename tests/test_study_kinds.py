@@ -1,8 +1,8 @@
-"""One tiny run per study kind, report included, on IDX files the test writes: robustness, a
+"""One tiny run per study kind, report included, on IDX files the test writes: a grid, robustness, a
 single-objective search with a pruner and a FLOPs band, and a multi-objective search.
 
-(The grid kind runs end to end in tests/test_search.py.) Each study trains networks of one MK block
-on 60 images for an epoch or two, so a run takes seconds.
+(tests/test_search.py runs grids further: resume, failures, workers.) Each study trains networks of one
+MK block on 60 images for an epoch or two, so a run takes seconds.
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import optuna
+import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from study import results, storage
 from study.cli import main
@@ -20,6 +23,29 @@ from tests.helpers import tiny_search_study, write_tiny_dataset
 
 TRAIN = ('seeds = {seeds}\nworkers = 1\nwidth = 1.0\ntrain = {{ train_subset = 60, val_subset = 60, test_subset = 60, '
          'epochs = {epochs}, batch_size = 30, precision = "fp32", fast = false }}')
+
+GRID = """
+[study]
+axis = "links"
+kind = "grid"
+base = "lrnet_paper"
+datasets = ["fashion-mnist"]
+
+[[variants]]
+label = "paper"
+reference = true
+blocks = 1
+block = { width_multiplier = 0.25 }
+head = { hidden = [32] }
+
+[[variants]]
+label = "none"
+blocks = 1
+block = { links = "none", width_multiplier = 0.25 }
+head = { hidden = [32] }
+
+[profiles.quick]
+""" + TRAIN.format(seeds=3, epochs=2)
 
 ROBUSTNESS = """
 [study]
@@ -69,6 +95,27 @@ def run_study(tmp_path, monkeypatch):
 
 def _page(out: Path, name: str) -> str:
     return (out / name / "index.html").read_text(encoding="utf-8")
+
+
+def test_grid_study_reports_the_paired_contrast_its_rows_give(run_study):
+    runs, out = run_study("tinygridreport", GRID)
+    rows = results.load_rows(results.results_path(runs, "tinygridreport"))
+    assert len(rows) == 6 and {r["status"] for r in rows} == {"ok"}
+    accuracy = {(r["variant"], r["seed"]): 100 * r["test_accuracy"] for r in rows}
+    diffs = np.array([accuracy["none", s] - accuracy["paper", s] for s in (0, 1, 2)])
+    contrast = pd.read_csv(out / "contrasts.csv")
+    contrast = contrast[contrast["study"] == "tinygridreport"]
+    assert contrast["contrast"].tolist() == ["none − paper"] and contrast["n"].tolist() == [3]
+    row = contrast.iloc[0]
+    assert row["delta"] == pytest.approx(diffs.mean(), abs=1e-3)  # Δ is the mean paired difference, in points
+    if diffs.std(ddof=1) > 0:  # the paired t interval (one comparison: Holm changes nothing)
+        low, high = scipy_stats.t.interval(0.95, 2, loc=diffs.mean(), scale=diffs.std(ddof=1) / np.sqrt(3))
+        assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low, abs=1e-3), pytest.approx(high, abs=1e-3))
+    assert row["verdict"].split()[0] in ("better", "worse", "equivalent", "inconclusive")
+    page = _page(out, "tinygridreport")
+    assert f"{row['delta']:.2f}" in page and "(of 1 comparison)" in page  # the study page's axis table and summary
+    assert f"1 {row['verdict'].split()[0]}" in page
+    assert "tinygridreport" in (out / "index.html").read_text(encoding="utf-8")
 
 
 def test_robustness_study_tests_every_model_at_every_level_and_reports_it(run_study):
