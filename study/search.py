@@ -116,6 +116,8 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         before = missing
         if ctx.spec.kind != "search":
             _enqueue_missing(ctx, study)
+            if not _queued(study) and _others_hold_the_rest(study, shared):
+                continue  # every cell left runs on another worker: wait, never ask the sampler past the queue
         # a failed trial is caught (recorded by Optuna) so one bad cell cannot end the study
         study.optimize(objective, n_trials=missing, callbacks=[after_trial], catch=(RuntimeError, ValueError))
 

@@ -228,7 +228,8 @@ def test_two_local_workers_on_the_journal_run_every_cell_once_seed_major(study_f
     study = optuna.load_study(study_name="tinytwo", storage=storage.open_storage(runs, "tinytwo", None))
     started = [t.params["seed"] for t in sorted(study.trials, key=lambda t: t.datetime_start)]
     assert started[:3] == [0, 0, 0]  # the queue is seed-major: every variant of seed 0 starts before seed 1
-    # a worker stops asking the sampler once the queue is empty: at most one stray (pruned) trial per worker
+    # a worker never asks the sampler past the queue (measured: exactly 6 trials); a race between two workers
+    # popping the last queued cell could still leave one stray (pruned) trial per worker
     assert len(study.trials) <= 6 + 2, [(t.number, t.state.name, t.params) for t in study.trials]
 
 
