@@ -19,33 +19,12 @@ from scipy import stats as scipy_stats
 
 from study import results, storage
 from study.cli import main
-from tests.helpers import tiny_search_study, write_tiny_dataset
+from tests.helpers import tiny_grid_study, tiny_search_study, write_tiny_dataset
 
 TRAIN = ('seeds = {seeds}\nworkers = 1\nwidth = 1.0\ntrain = {{ train_subset = 60, val_subset = 60, test_subset = 60, '
          'epochs = {epochs}, batch_size = 30, precision = "fp32", fast = false }}')
 
-GRID = """
-[study]
-axis = "links"
-kind = "grid"
-base = "lrnet_paper"
-datasets = ["fashion-mnist"]
-
-[[variants]]
-label = "paper"
-reference = true
-blocks = 1
-block = { width_multiplier = 0.25 }
-head = { hidden = [32] }
-
-[[variants]]
-label = "none"
-blocks = 1
-block = { links = "none", width_multiplier = 0.25 }
-head = { hidden = [32] }
-
-[profiles.quick]
-""" + TRAIN.format(seeds=3, epochs=2)
+GRID = tiny_grid_study(profile=TRAIN.format(seeds=3, epochs=2))
 
 ROBUSTNESS = """
 [study]
