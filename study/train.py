@@ -319,35 +319,35 @@ class _Loop:
         self.eval_seconds = 0.0  # validation inside an epoch, kept out of the training throughput
 
     def epoch(self, epoch: int, fit: _Fit, bar) -> dict[str, float]:
-        """One pass over the training split; returns the epoch-end history row (also appended to `fit.history`)."""
+        """One pass over the training split; returns the epoch-end history row (also appended to `fit.history`).
+
+        The steps never wait for the device: their losses and correct counts are summed where they were
+        computed and read back once per history row (on a GPU a per-step `.item()` stalls the queue of kernels
+        every step). A non-finite loss is therefore found at the next row, not at its step."""
         self.net.runner.train()
         begin, eval_before = time.perf_counter(), self.eval_seconds
-        window = [0.0, 0, 0, begin]  # loss sum, correct, count, start of the logged interval
+        window = _Window(self.device, begin)
         count = 0
         for i, (x, y) in enumerate(self.train_loader, 1):
-            loss, correct = self._step(x, y, epoch)
-            window[0] += loss * len(y)
-            window[1] += correct
-            window[2] += len(y)
+            window.add(*self._step(x, y), len(y))
             count += len(y)
             bar.update()
             last = i == len(self.train_loader)
             if last or (self.log_every and self.step % self.log_every == 0):
                 fit.history.append(self._log(epoch, i, window, end=last))
                 bar.set_postfix(epoch=epoch, loss=f"{fit.history[-1]['train_loss']:.3f}", val_acc=f"{fit.history[-1]['val_acc']:.3f}")
-                window = [0.0, 0, 0, time.perf_counter()]
+                window = _Window(self.device, time.perf_counter())
         fit.train_seconds += time.perf_counter() - begin - (self.eval_seconds - eval_before)
         fit.train_images += count
         return fit.history[-1]
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> tuple[float, int]:
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step; returns its (loss, correct count) as device tensors, without a host sync."""
         cfg, optimizer = self.cfg, self.optimizer
         optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, cfg.precision):
             logits = self.net.runner(_layout(x, cfg))
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-        if not torch.isfinite(loss):
-            raise Diverged(f"loss {loss.item()} at epoch {epoch}")
         if self.scaler:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(optimizer)
@@ -363,21 +363,44 @@ class _Loop:
         if self.scheduler:
             self.scheduler.step()
         self.step += 1
-        return loss.item(), int((logits.argmax(1) == y).sum().item())
+        return loss.detach(), (logits.argmax(1) == y).sum()
 
-    def _log(self, epoch: int, batch: int, window: list, end: bool) -> dict[str, float]:
-        """A history row: the training loss and accuracy since the last row, and the validation metrics now."""
+    def _log(self, epoch: int, batch: int, window: _Window, end: bool) -> dict[str, float]:
+        """A history row: the training loss and accuracy since the last row, and the validation metrics now.
+        Raises `Diverged` when a training loss since the last row was not finite."""
         now = time.perf_counter()
+        train_loss, train_acc = window.means()  # the one host sync of the interval
+        if not math.isfinite(train_loss):
+            raise Diverged(f"loss {train_loss} at epoch {epoch}")
         val = evaluate(_evaluator(self.net.model, self.net.runner, self.cfg), self.val_loader, self.cfg, self.device)
         self.eval_seconds += time.perf_counter() - now
         self.net.runner.train()  # evaluation switched the runner (or the model it shares) to eval mode
         if not math.isfinite(val["loss"]):
             raise Diverged(f"validation loss {val['loss']} at epoch {epoch}")
-        count = max(window[2], 1)
         return {"step": self.step, "epoch": round(epoch - 1 + batch / len(self.train_loader), 4), "epoch_end": int(end),
-                "train_loss": window[0] / count, "train_acc": window[1] / count, "val_loss": val["loss"],
+                "train_loss": train_loss, "train_acc": train_acc, "val_loss": val["loss"],
                 "val_acc": val["accuracy"], "lr": self.optimizer.param_groups[0]["lr"],
-                "img_per_s": count / max(now - window[3], 1e-9)}
+                "img_per_s": window.count / max(now - window.start, 1e-9)}
+
+
+class _Window:
+    """Training loss and correct counts summed on the device between two history rows (float64: the same
+    sums as adding each step's `.item()` in Python)."""
+
+    def __init__(self, device: str, start: float):
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.count, self.start = 0, start
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        self.loss += loss.double() * count
+        self.correct += correct
+        self.count += count
+
+    def means(self) -> tuple[float, float]:
+        """(mean loss, accuracy) over the window: reads the device once."""
+        count = max(self.count, 1)
+        return self.loss.item() / count, self.correct.item() / count
 
 
 def _row(resolved: ResolvedModel, task: Task, data: _Data, net: _Net, fit: _Fit, cfg: TrainConfig, seed: int,

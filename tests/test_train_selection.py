@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import sys
 import types
 
 import pytest
@@ -199,3 +200,50 @@ def test_the_fit_draws_its_batch_order_from_the_run_seed_and_runs_on_its_device(
         train._fit(train._Net(model, model, {}), data, cfg, seed, "cpu", None, False, "recorded")
     assert orders[0] == _order(train._loaders(data, cfg, 3, "cpu")[0]) != orders[1]
     assert devices == ["cpu", "cpu"]
+
+
+def test_the_steps_never_wait_for_the_device_and_a_row_holds_their_exact_sums(monkeypatch):
+    # On a GPU every `.item()` or `bool(tensor)` stalls the kernel queue: a step must not read the device back.
+    # The row's training loss is still the float64 sum of every step's loss, as adding each `.item()` would be.
+    data, cfg = _loader_data(40), TrainConfig(epochs=1, batch_size=4, lr=0.1, precision="fp32", fast=False)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    loop = train._Loop(train._Net(model, model, {}), cfg, "cpu", *train._loaders(data, cfg, 0, "cpu"))
+    loop.log_every = 5  # two rows in the epoch's ten steps
+    monkeypatch.setattr(train, "evaluate", lambda *a: {"loss": 0.5, "accuracy": 0.5})
+    steps, reads, step = [], [], loop._step
+
+    def recorded(x, y):
+        loss, correct = step(x, y)
+        steps.append((loss.clone(), correct.clone(), len(y)))
+        return loss, correct
+
+    def item(self):
+        if sys._getframe(1).f_code.co_filename == train.__file__:  # the loop's reads (torch's own CPU counters aside)
+            reads.append(len(steps))
+        return real_item(self)
+
+    real_item = torch.Tensor.item
+    monkeypatch.setattr(loop, "_step", recorded)
+    monkeypatch.setattr(torch.Tensor, "item", item)
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda self: pytest.fail("a step branched on a tensor"))
+    fit = train._Fit()
+    loop.epoch(1, fit, train._progress_bar(10, "sync-free", False))
+    monkeypatch.undo()
+    assert reads == [5, 5, 10, 10]  # loss and correct, read once per row
+    for row, window in zip(fit.history, (steps[:5], steps[5:]), strict=True):
+        expected = 0.0
+        for loss, _, n in window:
+            expected += loss.item() * n
+        assert row["train_loss"] == expected / 20  # exactly: the same float64 sums
+        assert row["train_acc"] == sum(int(c) for _, c, _ in window) / 20
+
+
+def test_a_non_finite_training_loss_ends_the_epoch_as_diverged_at_the_next_row(monkeypatch):
+    data, cfg = _loader_data(40), TrainConfig(epochs=1, batch_size=4, lr=0.1, precision="fp32", fast=False)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    loop = train._Loop(train._Net(model, model, {}), cfg, "cpu", *train._loaders(data, cfg, 0, "cpu"))
+    monkeypatch.setattr(train, "evaluate", lambda *a: pytest.fail("validated weights after a non-finite loss"))
+    step = loop._step
+    monkeypatch.setattr(loop, "_step", lambda x, y: (step(x, y)[0] * float("inf"), torch.tensor(0)))
+    with pytest.raises(train.Diverged, match="^loss inf at epoch 2$"):
+        loop.epoch(2, train._Fit(), train._progress_bar(10, "diverging", False))
