@@ -106,16 +106,13 @@ def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -
 def evaluate(model: nn.Module, loader: datasets.DeviceLoader, cfg: TrainConfig, device: str) -> dict[str, float]:
     """Mean loss, accuracy and img/s of `model` over a loader (eval mode)."""
     model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
-    begin = time.perf_counter()
+    window = _Window(device, time.perf_counter())  # summed on the device, read once at the end
     for x, y in loader:
         with autocast(device, cfg.precision):
             logits = model(_layout(x, cfg))
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
-        correct += (logits.argmax(1) == y).sum().item()
-        count += len(y)
-    seconds = time.perf_counter() - begin
-    return {"loss": loss_sum / max(count, 1), "accuracy": correct / max(count, 1), "img_per_s": count / max(seconds, 1e-9)}
+        window.add(F.cross_entropy(logits.float(), y, reduction="sum").double(), (logits.argmax(1) == y).sum(), len(y))
+    loss, accuracy = window.means()
+    return {"loss": loss, "accuracy": accuracy, "img_per_s": window.count / max(time.perf_counter() - window.start, 1e-9)}
 
 
 _FLOPS: dict[tuple, int] = {}
@@ -329,7 +326,8 @@ class _Loop:
         window = _Window(self.device, begin)
         count = 0
         for i, (x, y) in enumerate(self.train_loader, 1):
-            window.add(*self._step(x, y), len(y))
+            loss, correct = self._step(x, y)
+            window.add(loss.double() * len(y), correct, len(y))
             count += len(y)
             bar.update()
             last = i == len(self.train_loader)
@@ -384,21 +382,21 @@ class _Loop:
 
 
 class _Window:
-    """Training loss and correct counts summed on the device between two history rows (float64: the same
-    sums as adding each step's `.item()` in Python)."""
+    """Losses and correct counts summed on the device (float64: the same sums as adding each batch's `.item()`
+    in Python), read back once: between two history rows of training, or over one evaluation."""
 
     def __init__(self, device: str, start: float):
         self.loss = torch.zeros((), dtype=torch.float64, device=device)
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
         self.count, self.start = 0, start
 
-    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
-        self.loss += loss.double() * count
+    def add(self, loss_sum: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        self.loss += loss_sum
         self.correct += correct
         self.count += count
 
     def means(self) -> tuple[float, float]:
-        """(mean loss, accuracy) over the window: reads the device once."""
+        """(mean loss, accuracy): reads the device once (and so waits for its queued work)."""
         count = max(self.count, 1)
         return self.loss.item() / count, self.correct.item() / count
 
