@@ -12,20 +12,30 @@ It measures three things and saves them as one JSON file with provenance (`runs/
    protocol takes `ASSUMED_EPOCHS` epochs, at the measured batch-128 training rate plus one
    validation pass per epoch at the inference rate.
 
+The measurements run most wanted first (`plan`: LR-Net's throughput, its time to accuracy, the baselines,
+then the other batches), and the JSON is rewritten after each one, so a check killed at its command's time
+limit keeps what it measured. `--budget-min` (default 6) starts no measurement after that many minutes;
+the JSON lists what was skipped. The clock decides what is measured, never a measured number.
+
 `--tiny` runs the same code on the CPU in seconds (two models, batch 4, one seed of a 256-image
 subset), so a broken GPU check is found before a GPU is lent. A tiny run's numbers mean nothing.
+`--bundle .gpu` writes what a lent machine needs beside the repo (docs/gpu.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from study.errors import KitError
 from study.files import write_text_atomic
 from study.measure import git_commit, profile_model, provenance
 from study.profiles import PROFILES
@@ -39,6 +49,9 @@ ASSUMED_EPOCHS = 60
 PAPER_DATA = (("mnist", 54_000, 6_000), ("fashion-mnist", 54_000, 6_000), ("oracle-mnist", 24_300, 2_700))
 PAPER_SEEDS = 5
 TARGET = 0.95
+#: What `study gpu` imports that the lent machines' image lacks (it has PyTorch, torchvision, numpy, pandas,
+#: tqdm, PyYAML, portalocker and tabulate; optuna is never imported by the check): carried as wheels.
+CARRIED = ("fvcore", "iopath", "yacs", "termcolor")
 
 
 @dataclass(frozen=True)
@@ -59,16 +72,22 @@ TINY = CheckSettings(models=("lrnet_paper", "resnet18_scratch"), batches=(4,), r
                                      precision="fp32", eval_batch_size=100, profile="gpu-check-tiny"))
 
 
-def throughput(settings: CheckSettings, device: str) -> list[dict[str, Any]]:
-    """Train and inference img/s of each model at each batch (the kit's fast setting for the device)."""
-    rows = []
-    for model in settings.models:
-        for batch in settings.batches:
-            r = profile_model(model, batch=batch, device=device, fast=True, repeats=settings.repeats)
-            rows.append({"model": model, "batch": r["train"]["batch"], "params": r["params"], "flops": r["flops"],
-                         "train_img_per_s": r["train_img_per_s"], "infer_img_per_s": r["infer_img_per_s"],
-                         "peak_mem_mb": r["peak_mem_mb"], "setting": r["setting"]})
-    return rows
+def measure_throughput(model: str, batch: int, settings: CheckSettings, device: str) -> dict[str, Any]:
+    """Train and inference img/s of one model at one batch (the kit's fast setting for the device)."""
+    r = profile_model(model, batch=batch, device=device, fast=True, repeats=settings.repeats)
+    return {"model": model, "batch": r["train"]["batch"], "params": r["params"], "flops": r["flops"],
+            "train_img_per_s": r["train_img_per_s"], "infer_img_per_s": r["infer_img_per_s"],
+            "peak_mem_mb": r["peak_mem_mb"], "setting": r["setting"]}
+
+
+def plan(settings: CheckSettings) -> list[tuple[str, str, int]]:
+    """The check's measurements, most wanted first: LR-Net at the first batch, its time to accuracy, the
+    baselines at that batch, then every other batch. ("throughput", model, batch) or ("time to accuracy", model, 0)."""
+    first, *rest = settings.batches
+    lrnet, *baselines = settings.models
+    jobs = [("throughput", lrnet, first), ("time to accuracy", lrnet, 0)]
+    jobs += [("throughput", m, first) for m in baselines]
+    return jobs + [("throughput", m, b) for b in rest for m in settings.models]
 
 
 def time_to_accuracy(settings: CheckSettings, device: str, data_root: str | None) -> dict[str, Any]:
@@ -101,16 +120,32 @@ def paper_study_estimate(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     "at the measured training rate (batch 128 where measured) plus one validation pass per epoch"}
 
 
-def run_check(settings: CheckSettings, device: str, out_dir: Path, data_root: str | None = None) -> Path:
-    """Measure everything, print a summary, and save the JSON; returns its path."""
+def run_check(settings: CheckSettings, device: str, out_dir: Path, data_root: str | None = None,
+              deadline: float | None = None, say=print) -> Path:
+    """Measure everything `plan` lists, saving the JSON after each measurement (a killed check keeps what it
+    measured); returns its path. Past `deadline` (a `time.time()`) no further measurement starts: the clock
+    decides what is measured, never a measured number. `say` reports each measurement as it ends."""
     begin = time.time()
-    rows = throughput(settings, device)
-    tta = time_to_accuracy(settings, device, data_root)
-    doc = {"tiny": settings is TINY, "device": device, "provenance": {**provenance(device, "bf16"), "git_commit": git_commit()},
-           "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(begin)), "throughput": rows,
-           "time_to_accuracy": tta, "paper_study": paper_study_estimate(rows), "wall_s": time.time() - begin,
-           "quick_profile": PROFILES["quick"].describe()}
     path = out_dir / f"gpu-check-{time.strftime('%Y%m%d-%H%M%S', time.localtime(begin))}.json"
+    doc = {"tiny": settings is TINY, "device": device, "provenance": {**provenance(device, "bf16"), "git_commit": git_commit()},
+           "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(begin)), "throughput": [],
+           "time_to_accuracy": None, "paper_study": paper_study_estimate([]), "skipped": [], "complete": False,
+           "wall_s": 0.0, "quick_profile": PROFILES["quick"].describe()}
+    for kind, model, batch in plan(settings):
+        label = f"{kind} {model}" + (f" batch {batch}" if batch else "")
+        if deadline is not None and time.time() > deadline:
+            doc["skipped"].append(label)
+            continue
+        if kind == "throughput":
+            doc["throughput"].append(measure_throughput(model, batch, settings, device))
+            doc["paper_study"] = paper_study_estimate(doc["throughput"])
+        else:
+            doc["time_to_accuracy"] = time_to_accuracy(settings, device, data_root)
+        doc["wall_s"] = time.time() - begin
+        write_text_atomic(path, json.dumps(doc, indent=2, default=str))
+        say(f"[{doc['wall_s']:6.0f} s] measured {label}")
+    doc["complete"] = not doc["skipped"]
+    doc["wall_s"] = time.time() - begin
     write_text_atomic(path, json.dumps(doc, indent=2, default=str))
     return path
 
@@ -122,10 +157,37 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(f"  {r['model']:<20} batch {r['batch']:>5}: train {r['train_img_per_s']:>9.0f} img/s, "
                      f"infer {r['infer_img_per_s']:>9.0f} img/s, peak {r['peak_mem_mb']:.0f} MiB")
     t = doc["time_to_accuracy"]
-    lines.append(f"  time to accuracy: {t['model']} mean test {100 * t['mean_test_accuracy']:.2f}% over {t['seeds']} "
-                 f"seeds, {t['mean_train_seconds']:.1f} s of training per seed ({'reached' if t['reached'] else 'missed'} "
-                 f"{100 * t['target']:.1f}%)")
+    if t:
+        lines.append(f"  time to accuracy: {t['model']} mean test {100 * t['mean_test_accuracy']:.2f}% over {t['seeds']} "
+                     f"seeds, {t['mean_train_seconds']:.1f} s of training per seed ({'reached' if t['reached'] else 'missed'} "
+                     f"{100 * t['target']:.1f}%)")
     p = doc["paper_study"]
     if p["hours_per_model"]:
         lines.append(f"  paper study here: ~{p['hours_total']:.1f} h ({p['note']})")
+    if doc["skipped"]:
+        lines.append(f"  not measured (the budget ran out first): {', '.join(doc['skipped'])}")
     return lines
+
+
+def bundle(dest: Path, data_root: str | None = None) -> str:
+    """Write what a lent GPU machine needs beside the repo into `dest` (git-ignored when it is `.gpu`):
+    `wheels/` (CARRIED, at this environment's versions, as pure-Python wheels) and `data/fashion-mnist/` (the
+    IDX files the kit reads here). Returns the command to run there from the repo root, `dest` carried."""
+    from importlib import metadata
+
+    from study.data.sources import locate
+
+    pins = [f"{name}=={metadata.version(name)}" for name in CARRIED]
+    wheels, data = dest / "wheels", dest / "data" / "fashion-mnist"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), *pins],
+                           capture_output=True, text=True)
+    if built.returncode:
+        raise KitError(f"--bundle: pip could not build wheels of {' '.join(pins)} (it needs the package index once): "
+                       f"{(built.stderr.strip().splitlines() or ['no message'])[-1]}")
+    data.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        files = locate("fashion-mnist", split, data_root)
+        for path in (files.images_path, files.labels_path):
+            shutil.copyfile(path, data / path.name)
+    return (f"python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site {dest}/wheels/*.whl && "
+            f"PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 python3 -m study gpu --data-root {dest}/data --out $OUT")

@@ -42,7 +42,7 @@ def test_the_gpu_check_rehearses_on_the_cpu_and_saves_its_json(tmp_path, capsys)
     saved = list((tmp_path / "out").glob("gpu-check-*.json"))
     assert len(saved) == 1 and f"saved {saved[0]}" in capsys.readouterr().out
     doc = json.loads(saved[0].read_text())
-    assert doc["tiny"] is True and doc["device"] == "cpu"
+    assert doc["tiny"] is True and doc["device"] == "cpu" and doc["complete"] is True and doc["skipped"] == []
     assert {r["model"] for r in doc["throughput"]} == {"lrnet_paper", "resnet18_scratch"}
     assert all(r["train_img_per_s"] > 0 and r["infer_img_per_s"] > 0 and r["batch"] == 4 for r in doc["throughput"])
     tta = doc["time_to_accuracy"]

@@ -19,16 +19,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="DIR", help="folder holding fashion-mnist/*-ubyte.gz")
     parser.add_argument("--seeds", type=int, help="seeds of the time-to-accuracy runs (default 5; --tiny 1)")
     parser.add_argument("--epochs", type=int, help="epochs of the time-to-accuracy schedule (default 10)")
+    parser.add_argument("--budget-min", type=float, default=6.0, metavar="M",
+                        help="start no measurement after M minutes (default 6: a 15-minute lease keeps room for a rerun; "
+                             "0 = no limit); the JSON lists what was skipped")
+    parser.add_argument("--bundle", type=Path, metavar="DIR",
+                        help="instead of measuring: write into DIR what a lent GPU machine needs beside the repo "
+                             "(wheels of the check's imports its image lacks, Fashion-MNIST) and print the command to run there")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the check, print its summary and where the JSON went."""
     import dataclasses
+    import functools
+    import time
 
     import torch
 
     from study import gpu_check
 
+    if args.bundle:
+        print(gpu_check.bundle(args.bundle, args.data_root))
+        return 0
     settings = gpu_check.TINY if args.tiny else gpu_check.CheckSettings()
     if args.seeds is not None or args.epochs is not None:
         if (args.seeds or 1) < 1 or (args.epochs or 1) < 1:
@@ -42,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
         raise KitError("no CUDA device is visible: the full check is for a GPU machine; `--tiny` rehearses it on the CPU")
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    path = gpu_check.run_check(settings, device, args.out, args.data_root)
+    if args.budget_min < 0:
+        raise KitError(f"--budget-min {args.budget_min}: must be ≥ 0 (0 = no limit)")
+    deadline = time.time() + 60 * args.budget_min if args.budget_min else None
+    path = gpu_check.run_check(settings, device, args.out, args.data_root, deadline, functools.partial(print, flush=True))
     print("\n".join(gpu_check.summary_lines(json.loads(path.read_text()))))
     print(f"saved {path}")
     return 0
