@@ -780,3 +780,67 @@ def test_the_keras_defaults_build_sits_beside_the_papers_lrnet_number():
 
     assert paper_model("lrnet_paper") == paper_model("lrnet_paper_keras") == "LR-Net"
     assert paper_model("lrnet_half") is None and paper_model("vgg16_paper") == "VGG-16"
+
+
+
+# --- reference measurements from a GPU (results/gpu/*.json) -----------------------------------------
+
+
+def _gpu_check(folder: Path, name: str, monkeypatch, *, tiny: bool = False, deadline: float | None = None) -> Path:
+    """`folder/name`: a check file written by the kit's own `run_check`, its measurements stubbed
+    (training 9 img/s and inference 40 img/s per image of batch)."""
+    from study import gpu_check
+
+    monkeypatch.setattr(gpu_check, "measure_throughput", lambda model, batch, settings, device: {
+        "model": model, "batch": batch, "train_img_per_s": 9.0 * batch, "infer_img_per_s": 40.0 * batch, "peak_mem_mb": 1.0})
+    monkeypatch.setattr(gpu_check, "time_to_accuracy", lambda settings, device, data_root: {
+        "model": "lrnet_paper", "seeds": 5, "mean_test_accuracy": 0.9512, "mean_train_seconds": 41.3, "target": 0.95,
+        "reached": True})
+    settings = gpu_check.TINY if tiny else gpu_check.CheckSettings(models=("lrnet_paper", "vgg16_paper"), batches=(128, 512))
+    written = gpu_check.run_check(settings, "cpu", folder / name, deadline=deadline, say=lambda line: None)
+    return written.rename(folder / f"{name}.json")
+
+
+def test_the_index_shows_committed_gpu_checks_and_names_what_it_leaves_out(built, tmp_path, monkeypatch):
+    runs, _ = built
+    results, out = tmp_path / "results" / "gpu", tmp_path / "reports"
+    assert main(["--runs", str(runs), "--out", str(out), "--gpu-results", str(results)]) == 0
+    html = (out / "index.html").read_text(encoding="utf-8")
+    section = html[html.index('<h2 id="gpu">'):html.index('<h2 id="not-run">')]
+    assert "No GPU measurement is committed yet" in section and "docs/gpu.md" in section and "<table" not in section
+
+    _gpu_check(results, "a-full", monkeypatch)
+    _gpu_check(results, "b-late", monkeypatch, deadline=0.0)  # its budget was over before it began
+    _gpu_check(results, "c-rehearsal", monkeypatch, tiny=True)
+    (results / "d-broken.json").write_text("{not json")
+    (results / "e-other.json").write_text('{"throughput": 3}')
+    assert main(["--runs", str(runs), "--out", str(out), "--gpu-results", str(results)]) == 0
+    html = (out / "index.html").read_text(encoding="utf-8")
+    section = html[html.index('<h2 id="gpu">'):html.index('<h2 id="not-run">')]
+    [(headers, rows)] = _html_tables(section)
+    assert headers[:7] == ["model", "batch", "train img/s", "inference img/s", "CPU train img/s, fast",
+                           "CPU inference img/s, fast", "train GPU/CPU"]
+    assert [r[:7] for r in rows] == [["lrnet_paper", "128", "1,152", "5,120", "–", "–", "–"], ["vgg16_paper", "128", "1,152", "5,120", "–", "–", "–"],
+                    ["lrnet_paper", "512", "4,608", "20,480", "–", "–", "–"], ["vgg16_paper", "512", "4,608", "20,480", "–", "–", "–"]]
+    text = htmllib.unescape(section)
+    assert ("a-full.json: lrnet_paper on Fashion-MNIST, mean test accuracy 95.12 % over 5 seeds, 41.3 s of training "
+            "per seed: reached the 95.0 % target.") in text
+    assert ("b-late.json: not measured (its budget ran out first): throughput lrnet_paper batch 128, time to accuracy "
+            "lrnet_paper, throughput vgg16_paper batch 128, throughput lrnet_paper batch 512, throughput vgg16_paper batch 512.") in text
+    assert "c-rehearsal.json: a --tiny rehearsal on cpu, its numbers mean nothing" in text
+    assert "d-broken.json: unreadable (" in text and "e-other.json: not a GPU check (no throughput rows or no provenance)" in text
+
+
+def test_gpu_rows_sit_beside_the_cpu_fast_rates_of_the_same_model():
+    from study.report.reference import gpu_frame
+
+    check = {"started": "2026-12-01 10:00:00", "provenance": {"device_name": "NVIDIA H200", "torch_version": "2.11.0",
+             "git_commit": "abc1234"}, "throughput": [
+        {"model": "lrnet_paper", "batch": 128, "train_img_per_s": 30_000.0, "infer_img_per_s": 90_000.0},
+        {"model": "vgg16_paper", "batch": 128, "train_img_per_s": 8_000.0, "infer_img_per_s": 20_000.0}]}
+    cpu = pd.DataFrame({"model": ["lrnet_paper"], "train_img_per_s_fast": [100.0], "infer_img_per_s_fast": [450.0]})
+    frame = gpu_frame([check], cpu)
+    assert frame["cpu_train_img_per_s"].tolist()[0] == 100.0 and frame["cpu_infer_img_per_s"].tolist()[0] == 450.0
+    assert frame["train_ratio"].tolist()[0] == 300.0 and pd.isna(frame["train_ratio"].tolist()[1])  # no CPU rate for VGG
+    assert frame["measured"].tolist()[0] == "2026-12-01 10:00:00, torch 2.11.0, commit abc1234"
+    assert frame["device"].tolist() == ["NVIDIA H200"] * 2

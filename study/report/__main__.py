@@ -1,4 +1,4 @@
-"""`python -m study.report [--study NAME] [--runs DIR] [--out DIR] [--storage URL]`: write the HTML report of each study."""
+"""`python -m study.report [--study NAME] [--runs DIR] [--out DIR] [--storage URL] [--gpu-results DIR]`: write the HTML report of each study."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("reports"), help="output directory (default: reports/)")
     parser.add_argument("--storage", help="Optuna storage URL of the run (e.g. postgresql://user@host/db): a search "
                         "study's Optuna section is read from it (default: runs/<study>/optuna.journal)")
+    parser.add_argument("--gpu-results", type=Path, default=Path("results") / "gpu",
+                        help="committed GPU checks shown beside the CPU's numbers (default: results/gpu/)")
     return parser
 
 
@@ -27,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         # Imported here so `--help` answers without loading matplotlib, seaborn and optuna.
         from study.report.build import build_reports
 
-        for page in build_reports(args.runs, args.out, args.study, storage=args.storage):
+        for page in build_reports(args.runs, args.out, args.study, storage=args.storage, gpu_results=args.gpu_results):
             print(page)
     except KitError as err:
         print(f"error: {err}", file=sys.stderr)

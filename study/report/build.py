@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.errors import KitError
-from study.report import display, figures, provenance, sections, summary, tables
+from study.report import display, figures, provenance, reference, sections, summary, tables
 from study.report.claims import check_claims
 from study.report.html import (
     Note,
@@ -26,10 +26,12 @@ from study.report.html import (
 from study.report.load import StudyRun, find_studies, load_run
 
 
-def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None, storage: str | None = None) -> list[Path]:
+def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None, storage: str | None = None,
+                  gpu_results: Path = reference.GPU_RESULTS) -> list[Path]:
     """Write a report per study (or only `study`), then the summary of every study of `runs_dir`
     (index.html and contrasts.csv); returns the files written. `storage` is an Optuna storage URL
-    (`--storage` of the run) read for a search study's Optuna section where no journal holds it."""
+    (`--storage` of the run) read for a search study's Optuna section where no journal holds it.
+    `gpu_results` holds the committed GPU checks the index shows beside the CPU's numbers."""
     selected = [runs_dir / study] if study else find_studies(runs_dir)
     studies = [load_run(p, storage) for p in selected if p.is_dir()]
     with_rows = [s for s in studies if len(s.table)]
@@ -37,19 +39,21 @@ def build_reports(runs_dir: Path, out_dir: Path, study: str | None = None, stora
         raise KitError(f"no results in {runs_dir / study if study else runs_dir} — run nox -s ablations first")
     written = [write_study_report(s, out_dir / s.name) for s in with_rows]
     others = [load_run(p) for p in find_studies(runs_dir) if p.name not in {s.name for s in studies}]
-    written.extend(write_index(studies + others, out_dir))
+    written.extend(write_index(studies + others, out_dir, gpu_results=gpu_results))
     return written
 
 
-def write_index(studies: list[StudyRun], out_dir: Path, available: list[str] | None = None) -> list[Path]:
+def write_index(studies: list[StudyRun], out_dir: Path, available: list[str] | None = None,
+                gpu_results: Path = reference.GPU_RESULTS) -> list[Path]:
     """The summary of the whole run: `<out>/index.html`, `<out>/contrasts.csv` (and `<out>/costs.csv`); returns
     the page and the contrasts CSV.
 
     Per study (the contrasts study first): its question, profile (PROXY flagged), contrasts with verdicts and
     one-line answers, variant costs (matched and raw) and a link to its page; Tables I and II of the studies
     that trained the paper's baselines; then the studies of `available` (default: every ablations/*.toml)
-    that have no run directory, with the command to run them. The footer carries command, commit, profile
-    and machine of every study.
+    that have no run directory, with the command to run them; the GPU reference measurements of
+    `gpu_results` beside the CPU's Table II (`study.report.reference`). The footer carries command, commit,
+    profile and machine of every study.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     summaries = [summary.summarise(s, _page_link(out_dir, s.name)) for s in summary.order(studies)]
@@ -65,10 +69,18 @@ def write_index(studies: list[StudyRun], out_dir: Path, available: list[str] | N
     summary.contrasts_csv(summaries).to_csv(csv, index=False)
     path = out_dir / "index.html"
     paper = [_paper_tables(s, out_dir) for s in summary.order(studies) if len(s.table)]
-    path.write_text(render_index(summaries, missing, _now(), paper_tables=[p for p in paper if p],
+    gpu = reference.gpu_blocks(gpu_results, _cpu_costs(studies))
+    path.write_text(render_index(summaries, missing, _now(), paper_tables=[p for p in paper if p], gpu=gpu,
                                  footer=provenance.run_footer([s for s in studies if len(s.table)])),
                     encoding="utf-8")
     return [path, csv]
+
+
+def _cpu_costs(studies: list[StudyRun]) -> pd.DataFrame:
+    """Table II of every study that trained the paper's baselines, one row per model (the first study's)."""
+    two = [tables.table_two(s.table, s.costs) for s in summary.order(studies) if len(s.table)
+           and tables.main_rows(s.table)["model"].dropna().astype(str).map(tables.is_baseline).any()]
+    return pd.concat(two).drop_duplicates("model") if two else pd.DataFrame()
 
 
 def _page_link(out_dir: Path, name: str) -> str | None:

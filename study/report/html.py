@@ -133,11 +133,13 @@ class ReportBook:
 
 
 def render_index(studies: list[dict], not_run: list[dict], generated: str, *, paper_tables: list | None = None,
-                 footer: list[tuple[str, str]] | None = None) -> str:
+                 gpu: list | None = None, footer: list[tuple[str, str]] | None = None) -> str:
     """The summary of a whole run: every study (`summary.summarise`), Tables I and II of the studies that trained
-    them (`paper_tables`: (title, blocks) pairs), then the studies not run (`summary.not_run`)."""
+    them (`paper_tables`: (title, blocks) pairs), the GPU reference measurements (`gpu`: blocks), then the studies
+    not run (`summary.not_run`)."""
     return _env().get_template("index.html.j2").render(studies=studies, not_run=not_run, generated=generated,
-                                                       paper_tables=paper_tables or [], footer=footer or [])
+                                                       paper_tables=paper_tables or [], gpu=gpu or [],
+                                                       footer=footer or [])
 
 
 def frame_table(frame: pd.DataFrame, formats: dict, *, caption: str = "", csv: str | None = None,
