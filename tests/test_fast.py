@@ -168,3 +168,22 @@ def test_fast_setting_and_bad_mode():
     assert precision == "bf16" and channels_last and compile_
     with pytest.raises(ValueError, match="mode"):
         fast.optimize(_model("lrnet_k35"), "serve")
+
+
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_the_gpu_setting_compiles_the_rewrite_as_one_graph(mode):
+    # On CUDA the fast setting torch.compiles the rewrite (`fast_setting`); a graph break there would split it
+    # into pieces with Python between them. Dynamo's tracing is device-independent: `fullgraph=True` makes any
+    # break an error, and aot_eager checks autograd's trace without generating kernels. Values match eager.
+    model = _model("lrnet_residual")
+    runner = fast.optimize(model, mode) if mode == "train" else fast.optimize(model, "infer", precision="fp32")
+    x = torch.randn(BATCH, 1, 28, 28)
+    compiled = torch.compile(runner, backend="aot_eager", fullgraph=True)
+    torch.manual_seed(1)
+    expected = runner(x)
+    torch.manual_seed(1)
+    actual = compiled(x)
+    _close(actual, expected, expected.abs().max().item())
+    if mode == "train":
+        actual.sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
