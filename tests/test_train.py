@@ -122,7 +122,9 @@ def test_checkpoint_round_trip_uses_weights_only(tmp_path):
 
 def test_profiles_say_what_they_are():
     paper = PROFILES["paper"].train
-    assert paper.optimizer == "adam" and paper.lr == 1e-3 and paper.patience == 30
+    assert paper.optimizer == "adam" and paper.lr == 1e-3 and paper.patience == 30 and paper.batch_size == 128
+    assert (paper.precision, paper.fast, paper.eval_batch_size) == ("bf16", True, 2000)  # the GPU path (issue 17)
+    assert "bf16 fast path" in PROFILES["paper"].describe()
     quick = with_training(get_profile("quick"), epochs=1, lr=None)
     assert quick.train.epochs == 1 and quick.train.lr == PROFILES["quick"].train.lr
     text = quick.describe()
