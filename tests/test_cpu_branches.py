@@ -173,3 +173,14 @@ def test_bad_seeds_are_one_line_exit_1_before_training(tmp_path, tiny_root, caps
     assert code == 1
     assert message in _one_line_error(capsys)
     assert not list((tmp_path / "runs").glob("*/results.jsonl"))
+
+
+def test_workers_share_the_gpus_round_robin_and_split_the_cores(monkeypatch):
+    from study.commands.run import worker_env
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    envs = [worker_env(i, 6, gpus=2, cores=16) for i in range(6)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1", "0", "1", "0", "1"]  # three small trials per GPU
+    assert {e["OMP_NUM_THREADS"] for e in envs} == {e["STUDY_THREADS"] for e in envs} == {"2"}
+    cpu = worker_env(1, 4, gpus=0, cores=2)
+    assert cpu["CUDA_VISIBLE_DEVICES"] == "0,1" and cpu["STUDY_THREADS"] == "1"  # no GPUs: the variable is left alone

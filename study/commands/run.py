@@ -205,6 +205,17 @@ def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: f
                                 budget_exhausted=bool(deadline and time.time() > deadline))
 
 
+def worker_env(index: int, workers: int, gpus: int, cores: int) -> dict[str, str]:
+    """The environment of worker `index` of `workers` on this machine: cores // workers torch threads, and
+    with GPUs the GPU `index % gpus`, so more workers than GPUs share them round-robin (several small trials
+    on one GPU when one trial cannot fill it)."""
+    threads = str(max(1, cores // workers))
+    env = dict(os.environ, OMP_NUM_THREADS=threads, STUDY_THREADS=threads)
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
+    return env
+
+
 def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: float, workers: int,
                  override_args: list[str]) -> None:
     """N worker processes on one study (one GPU each when GPUs exist); wait while showing progress."""
@@ -214,14 +225,11 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
 
     search.enqueue_missing(ctx, args.storage)  # once, here, so the workers find one seed-major queue
     gpus = torch.cuda.device_count() if ctx.device.startswith("cuda") else 0
-    threads = max(1, (os.cpu_count() or 1) // workers)
     procs = []
     for w in range(workers):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), STUDY_THREADS=str(threads))
+        env = worker_env(w, workers, gpus, os.cpu_count() or 1)
         if not progress.bar.disable and env.get("STUDY_VERBOSITY", "0") == "0":
             env["STUDY_VERBOSITY"] = "-1"  # the live bar owns the terminal; trial lines still reach run.log
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(w % gpus)
         cmd = [sys.executable, "-m", "study", "worker", "--study", ctx.spec.path, "--profile", ctx.profile,
                "--runs", str(ctx.run_dir), "--device", ctx.device, "--seeds", ",".join(map(str, ctx.seeds))]
         if args.storage:
