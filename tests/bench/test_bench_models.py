@@ -1,5 +1,6 @@
 """Training and inference img/s of `lrnet_paper` (batch 128) and of the default study's proxy (the paper
-network at the quick profile's width ×0.25, at its batch 32): the plain fp32 eager build and plain bf16
+network at the quick profile's width ×0.25, at its batch 32, with the process's threads and with one thread as
+the study's workers run it): the plain fp32 eager build and plain bf16
 autocast against the kit's fast setting (`study.fast`), in the same process, on the CPU. Run with `nox -s bench`.
 
 Each benchmark records both settings' img/s (medians of several timed repeats, measured
@@ -19,7 +20,11 @@ from study.measure import time_inference, time_training
 from study.models import PAPER, build_model
 from study.profiles import PROFILES
 
-NETWORKS = {"lrnet_paper": (PAPER, 128), "proxy": (scaled(PAPER, PROFILES["quick"].width), PROFILES["quick"].train.batch_size)}
+_PROXY = scaled(PAPER, PROFILES["quick"].width)
+#: name -> (network, batch, torch threads: None = the process's); "proxy_1_thread" is how the default study's two
+#: single-thread workers train it
+NETWORKS = {"lrnet_paper": (PAPER, 128, None), "proxy": (_PROXY, PROFILES["quick"].train.batch_size, None),
+            "proxy_1_thread": (_PROXY, PROFILES["quick"].train.batch_size, 1)}
 ROUNDS = 2  # alternating plain/fast rounds; each round times `repeats` × `steps` batches
 
 
@@ -34,7 +39,7 @@ def _settings(mode: str, spec) -> dict[str, tuple[torch.nn.Module, str]]:
 def _compare(benchmark, mode: str, network: str) -> dict[str, float]:
     timer = time_training if mode == "train" else time_inference
     steps = {"train": dict(steps=1, warmup=1, repeats=3), "infer": dict(steps=2, warmup=1, repeats=3)}[mode]
-    spec, batch = NETWORKS[network]
+    spec, batch, threads = NETWORKS[network]
     settings = _settings(mode, spec)
     rates: dict[str, list[float]] = {name: [] for name in settings}
 
@@ -42,12 +47,18 @@ def _compare(benchmark, mode: str, network: str) -> dict[str, float]:
         for name, (model, precision) in settings.items():
             rates[name].append(timer(model, batch, precision=precision, **steps)["img_per_s"])
 
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
+        benchmark.extra_info["threads"] = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
     medians = {name: statistics.median(r) for name, r in rates.items()}
     benchmark.extra_info.update({f"{mode}_img_per_s_{name}": round(v, 1) for name, v in medians.items()})
     benchmark.extra_info[f"{mode}_speedup"] = round(medians["fast"] / medians["plain_fp32"], 2)
     benchmark.extra_info[f"{mode}_speedup_over_plain_bf16"] = round(medians["fast"] / medians["plain_bf16"], 2)
-    benchmark.extra_info.update(threads=torch.get_num_threads(), network=network, batch=batch)
+    benchmark.extra_info.update(network=network, batch=batch)
     return medians
 
 
