@@ -12,9 +12,10 @@ It measures three things and saves them as one JSON file with provenance (`runs/
    protocol takes `ASSUMED_EPOCHS` epochs, at the measured batch-128 training rate plus one
    validation pass per epoch at the inference rate.
 
-The measurements run most wanted first (`plan`: LR-Net's throughput, its time to accuracy, the baselines,
-then the other batches), and the JSON is rewritten after each one, so a check killed at its command's time
-limit keeps what it measured. `--budget-min` (default 6) starts no measurement after that many minutes;
+The measurements run most wanted first (`plan`: LR-Net's throughput, its first time-to-accuracy seed, the
+baselines, its other seeds, then the other batches), and the JSON is rewritten after each one, so a check
+killed at its command's time limit keeps what it measured. A measurement that fails (a compile error, say)
+is recorded in `errors` and the others still run. `--budget-min` (default 6) starts no measurement after that many minutes;
 the JSON lists what was skipped. The clock decides what is measured, never a measured number.
 
 `--tiny` runs the same code on the CPU in seconds (two models, batch 4, one seed of a 256-image
@@ -81,29 +82,36 @@ def measure_throughput(model: str, batch: int, settings: CheckSettings, device: 
 
 
 def plan(settings: CheckSettings) -> list[tuple[str, str, int]]:
-    """The check's measurements, most wanted first: LR-Net at the first batch, its time to accuracy, the
-    baselines at that batch, then every other batch. ("throughput", model, batch) or ("time to accuracy", model, 0)."""
+    """The check's measurements, most wanted first: LR-Net's throughput at the first batch, its first
+    time-to-accuracy seed, the baselines at that batch, its other seeds, then every other batch.
+    Each is ("throughput", model, batch) or ("time to accuracy", model, seed)."""
     first, *rest = settings.batches
     lrnet, *baselines = settings.models
     jobs = [("throughput", lrnet, first), ("time to accuracy", lrnet, 0)]
     jobs += [("throughput", m, first) for m in baselines]
+    jobs += [("time to accuracy", lrnet, seed) for seed in range(1, settings.seeds)]
     return jobs + [("throughput", m, b) for b in rest for m in settings.models]
 
 
-def time_to_accuracy(settings: CheckSettings, device: str, data_root: str | None) -> dict[str, Any]:
-    """LR-Net on Fashion-MNIST over `settings.seeds` seeds: mean test accuracy and training seconds per seed."""
+def tta_seed(settings: CheckSettings, device: str, data_root: str | None, seed: int) -> dict[str, Any]:
+    """One seed of LR-Net on Fashion-MNIST (validation carved from train): its test accuracy and training seconds."""
     from study.capacity import scaled, width_named
     from study.models import PAPER, resolve_model
 
     model = resolve_model(width_named(scaled(PAPER, settings.width), "lrnet_paper") if settings.width != 1.0 else "lrnet_paper")
-    task = Task("fashion-mnist", protocol="val-split", data_root=data_root)
-    runs = [train(model, task, cfg=settings.tta, seed=seed, device=device) for seed in range(settings.seeds)]
-    accuracies = [r.get("test_accuracy", float("nan")) for r in runs]
-    seconds = [r["train_size"] * r["epochs"] / r["train_img_per_s"] for r in runs]
+    r = train(model, Task("fashion-mnist", protocol="val-split", data_root=data_root), cfg=settings.tta, seed=seed, device=device)
+    return {"model": model.name, "seed": seed, "test_accuracy": r.get("test_accuracy", float("nan")),
+            "train_seconds": r["train_size"] * r["epochs"] / r["train_img_per_s"], "epochs": r["epochs"]}
+
+
+def tta_summary(settings: CheckSettings, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The seeds measured so far: mean test accuracy and training seconds per seed, against the target."""
+    accuracies, seconds = [r["test_accuracy"] for r in runs], [r["train_seconds"] for r in runs]
     mean = statistics.fmean(accuracies)
-    return {"model": model.name, "schedule": dataclasses.asdict(settings.tta), "seeds": settings.seeds,
-            "test_accuracy": accuracies, "mean_test_accuracy": mean, "train_seconds_per_seed": seconds,
-            "mean_train_seconds": statistics.fmean(seconds), "target": TARGET, "reached": mean >= TARGET}
+    return {"model": runs[0]["model"], "schedule": dataclasses.asdict(settings.tta), "seeds": len(runs),
+            "seeds_planned": settings.seeds, "test_accuracy": accuracies, "mean_test_accuracy": mean,
+            "train_seconds_per_seed": seconds, "mean_train_seconds": statistics.fmean(seconds), "target": TARGET,
+            "reached": mean >= TARGET}
 
 
 def paper_study_estimate(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -129,25 +137,38 @@ def run_check(settings: CheckSettings, device: str, out_dir: Path, data_root: st
     path = out_dir / f"gpu-check-{time.strftime('%Y%m%d-%H%M%S', time.localtime(begin))}.json"
     doc = {"tiny": settings is TINY, "device": device, "provenance": {**provenance(device, "bf16"), "git_commit": git_commit()},
            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(begin)), "throughput": [],
-           "time_to_accuracy": None, "paper_study": paper_study_estimate([]), "skipped": [], "complete": False,
+           "time_to_accuracy": None, "paper_study": paper_study_estimate([]), "skipped": [], "errors": [], "complete": False,
            "wall_s": 0.0, "quick_profile": PROFILES["quick"].describe()}
-    for kind, model, batch in plan(settings):
-        label = f"{kind} {model}" + (f" batch {batch}" if batch else "")
+    seeds: list[dict[str, Any]] = []
+    for kind, model, arg in plan(settings):
+        label = f"{kind} {model} " + (f"batch {arg}" if kind == "throughput" else f"seed {arg}")
         if deadline is not None and time.time() > deadline:
             doc["skipped"].append(label)
             continue
-        if kind == "throughput":
-            doc["throughput"].append(measure_throughput(model, batch, settings, device))
-            doc["paper_study"] = paper_study_estimate(doc["throughput"])
-        else:
-            doc["time_to_accuracy"] = time_to_accuracy(settings, device, data_root)
+        try:
+            if kind == "throughput":
+                doc["throughput"].append(measure_throughput(model, arg, settings, device))
+                doc["paper_study"] = paper_study_estimate(doc["throughput"])
+            else:
+                seeds.append(tta_seed(settings, device, data_root, arg))
+                doc["time_to_accuracy"] = tta_summary(settings, seeds)
+        except Exception as err:  # noqa: BLE001 -- one broken measurement must not cost a lease the others
+            doc["errors"].append(_failure(label, err))
+            say(f"[{time.time() - begin:6.0f} s] FAILED {doc['errors'][-1]}")
+            continue
         doc["wall_s"] = time.time() - begin
         write_text_atomic(path, json.dumps(doc, indent=2, default=str))
         say(f"[{doc['wall_s']:6.0f} s] measured {label}")
-    doc["complete"] = not doc["skipped"]
+    doc["complete"] = not doc["skipped"] and not doc["errors"]
     doc["wall_s"] = time.time() - begin
     write_text_atomic(path, json.dumps(doc, indent=2, default=str))
     return path
+
+
+def _failure(label: str, err: Exception) -> str:
+    """One line for a failed measurement: what, the exception's type and the first line of its message."""
+    lines = str(err).strip().splitlines()
+    return f"{label}: {type(err).__name__}" + (f": {lines[0]}" if lines else "")
 
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
@@ -159,13 +180,15 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     t = doc["time_to_accuracy"]
     if t:
         lines.append(f"  time to accuracy: {t['model']} mean test {100 * t['mean_test_accuracy']:.2f}% over {t['seeds']} "
-                     f"seeds, {t['mean_train_seconds']:.1f} s of training per seed ({'reached' if t['reached'] else 'missed'} "
+                     f"of {t['seeds_planned']} seeds, {t['mean_train_seconds']:.1f} s of training per seed ({'reached' if t['reached'] else 'missed'} "
                      f"{100 * t['target']:.1f}%)")
     p = doc["paper_study"]
     if p["hours_per_model"]:
         lines.append(f"  paper study here: ~{p['hours_total']:.1f} h ({p['note']})")
     if doc["skipped"]:
         lines.append(f"  not measured (the budget ran out first): {', '.join(doc['skipped'])}")
+    for error in doc["errors"]:
+        lines.append(f"  FAILED {error}")
     return lines
 
 

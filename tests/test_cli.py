@@ -47,6 +47,7 @@ def test_the_gpu_check_rehearses_on_the_cpu_and_saves_its_json(tmp_path, capsys)
     assert all(r["train_img_per_s"] > 0 and r["infer_img_per_s"] > 0 and r["batch"] == 4 for r in doc["throughput"])
     tta = doc["time_to_accuracy"]
     assert tta["model"] == "lrnet_paper ×0.25" and len(tta["test_accuracy"]) == 1 and 0 <= tta["test_accuracy"][0] <= 1
+    assert tta["seeds"] == tta["seeds_planned"] == 1 and tta["train_seconds_per_seed"][0] > 0
     assert tta["reached"] == (tta["mean_test_accuracy"] >= 0.95)
     hours = doc["paper_study"]["hours_per_model"]
     assert set(hours) == {"lrnet_paper", "resnet18_scratch"} and all(h > 0 for h in hours.values())

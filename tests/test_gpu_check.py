@@ -19,11 +19,12 @@ from tests.helpers import write_tiny_dataset
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_check_measures_lrnet_and_its_time_to_accuracy_before_any_baseline():
-    settings = gpu_check.CheckSettings(models=("lrnet_paper", "vgg", "resnet"), batches=(128, 512))
+def test_the_check_measures_lrnet_and_one_seed_of_its_time_to_accuracy_before_any_baseline():
+    settings = gpu_check.CheckSettings(models=("lrnet_paper", "vgg", "resnet"), batches=(128, 512), seeds=3)
     assert gpu_check.plan(settings) == [
         ("throughput", "lrnet_paper", 128), ("time to accuracy", "lrnet_paper", 0),
         ("throughput", "vgg", 128), ("throughput", "resnet", 128),
+        ("time to accuracy", "lrnet_paper", 1), ("time to accuracy", "lrnet_paper", 2),
         ("throughput", "lrnet_paper", 512), ("throughput", "vgg", 512), ("throughput", "resnet", 512)]
 
 
@@ -33,43 +34,67 @@ def _fake_measurements(monkeypatch, clock: list[float]):
         clock[0] += 60
         return {"model": model, "batch": batch, "train_img_per_s": 1000.0 + batch, "infer_img_per_s": 4000.0, "peak_mem_mb": 9.0}
 
-    def tta(settings, device, data_root):
+    def tta(settings, device, data_root, seed):
         clock[0] += 60
-        return {"model": "lrnet_paper", "seeds": 1, "mean_test_accuracy": 0.9, "mean_train_seconds": 5.0,
-                "target": 0.95, "reached": False}
+        return {"model": "lrnet_paper", "seed": seed, "test_accuracy": 0.9 + seed / 100, "train_seconds": 5.0 + seed, "epochs": 3}
 
     monkeypatch.setattr(gpu_check, "measure_throughput", throughput)
-    monkeypatch.setattr(gpu_check, "time_to_accuracy", tta)
+    monkeypatch.setattr(gpu_check, "tta_seed", tta)
     monkeypatch.setattr(gpu_check.time, "time", lambda: clock[0])
 
 
 def test_past_its_budget_the_check_starts_nothing_and_saves_every_measurement_as_it_ends(tmp_path, monkeypatch):
     clock = [1_000_000.0]
     _fake_measurements(monkeypatch, clock)
-    settings = gpu_check.CheckSettings(models=("lrnet_paper", "vgg", "resnet"), batches=(128, 512))
+    settings = gpu_check.CheckSettings(models=("lrnet_paper", "vgg", "resnet"), batches=(128, 512), seeds=3)
     saved = []
 
     def say(line):  # the file on disk already holds what was just measured
         path = next(tmp_path.glob("gpu-check-*.json"))
         saved.append((line, json.loads(path.read_text())))
 
-    # 150 s of budget: measurements start at 0, 60 and 120 s; the fourth would start at 180 s
-    path = gpu_check.run_check(settings, "cpu", tmp_path, deadline=clock[0] + 150, say=say)
+    # 270 s of budget: measurements start at 0, 60, ..., 240 s; the sixth would start at 300 s
+    path = gpu_check.run_check(settings, "cpu", tmp_path, deadline=clock[0] + 270, say=say)
     assert [line for line, _ in saved] == ["[    60 s] measured throughput lrnet_paper batch 128",
-                                           "[   120 s] measured time to accuracy lrnet_paper",
-                                           "[   180 s] measured throughput vgg batch 128"]
-    assert [len(doc["throughput"]) for _, doc in saved] == [1, 1, 2]
-    assert saved[0][1]["time_to_accuracy"] is None and saved[1][1]["time_to_accuracy"]["mean_test_accuracy"] == 0.9
+                                           "[   120 s] measured time to accuracy lrnet_paper seed 0",
+                                           "[   180 s] measured throughput vgg batch 128",
+                                           "[   240 s] measured throughput resnet batch 128",
+                                           "[   300 s] measured time to accuracy lrnet_paper seed 1"]
+    assert [len(doc["throughput"]) for _, doc in saved] == [1, 1, 2, 3, 3]
+    assert saved[0][1]["time_to_accuracy"] is None
+    assert saved[1][1]["time_to_accuracy"]["test_accuracy"] == [0.9]
     assert saved[0][1]["paper_study"]["hours_per_model"].keys() == {"lrnet_paper"}  # estimated from what was measured
     doc = json.loads(path.read_text())
-    assert doc["complete"] is False and doc["wall_s"] == 180
-    assert doc["skipped"] == ["throughput resnet batch 128", "throughput lrnet_paper batch 512",
+    assert doc["complete"] is False and doc["wall_s"] == 300 and doc["errors"] == []
+    assert doc["skipped"] == ["time to accuracy lrnet_paper seed 2", "throughput lrnet_paper batch 512",
                               "throughput vgg batch 512", "throughput resnet batch 512"]
-    assert [(r["model"], r["train_img_per_s"]) for r in doc["throughput"]] == [("lrnet_paper", 1128.0), ("vgg", 1128.0)]
+    tta = doc["time_to_accuracy"]
+    assert (tta["seeds"], tta["seeds_planned"], tta["test_accuracy"], tta["train_seconds_per_seed"]) == (2, 3, [0.9, 0.91], [5.0, 6.0])
+    assert tta["mean_test_accuracy"] == pytest.approx(0.905) and tta["mean_train_seconds"] == 5.5 and tta["reached"] is False
     lines = gpu_check.summary_lines(doc)
-    assert lines[-1] == ("  not measured (the budget ran out first): throughput resnet batch 128, "
+    assert lines[-1] == ("  not measured (the budget ran out first): time to accuracy lrnet_paper seed 2, "
                          "throughput lrnet_paper batch 512, throughput vgg batch 512, throughput resnet batch 512")
-    assert "  time to accuracy: lrnet_paper mean test 90.00% over 1 seeds, 5.0 s of training per seed (missed 95.0%)" in lines
+    assert "  time to accuracy: lrnet_paper mean test 90.50% over 2 of 3 seeds, 5.5 s of training per seed (missed 95.0%)" in lines
+
+
+def test_a_failed_measurement_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
+    clock = [0.0]
+    _fake_measurements(monkeypatch, clock)
+    measured = gpu_check.measure_throughput
+
+    def throughput(model, batch, settings, device):
+        if model == "vgg":
+            raise RuntimeError("inductor: compilation failed\nlong traceback text")
+        return measured(model, batch, settings, device)
+
+    monkeypatch.setattr(gpu_check, "measure_throughput", throughput)
+    settings = gpu_check.CheckSettings(models=("lrnet_paper", "vgg", "resnet"), batches=(128,), seeds=1)
+    said = []
+    doc = json.loads(gpu_check.run_check(settings, "cpu", tmp_path, say=said.append).read_text())
+    assert doc["errors"] == ["throughput vgg batch 128: RuntimeError: inductor: compilation failed"]
+    assert [r["model"] for r in doc["throughput"]] == ["lrnet_paper", "resnet"] and doc["complete"] is False
+    assert said[2] == "[   120 s] FAILED throughput vgg batch 128: RuntimeError: inductor: compilation failed"
+    assert gpu_check.summary_lines(doc)[-1] == "  FAILED throughput vgg batch 128: RuntimeError: inductor: compilation failed"
 
 
 def test_without_a_budget_the_check_measures_everything_and_says_it_is_complete(tmp_path, monkeypatch):
@@ -141,3 +166,16 @@ def test_the_check_runs_in_the_device_image_without_optuna(tmp_path):
                            "--data-root", str(data)], env=env, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "measured time to accuracy lrnet_paper" in done.stdout and len(list((tmp_path / "out").glob("*.json"))) == 1
+
+
+def test_the_command_saves_what_it_measured_and_exits_1_when_a_measurement_failed(tmp_path, monkeypatch, capsys):
+    from study.cli import main
+
+    _fake_measurements(monkeypatch, [0.0])
+    monkeypatch.setattr(gpu_check, "measure_throughput", lambda *a: (_ for _ in ()).throw(MemoryError()))
+    assert main(["gpu", "--tiny", "--out", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    [saved] = tmp_path.glob("gpu-check-*.json")
+    assert f"saved {saved}" in out and "  FAILED throughput lrnet_paper batch 4: MemoryError" in out
+    assert f"2 measurement(s) of the GPU check failed (listed above and in {saved}); the others are saved" in err
+    assert json.loads(saved.read_text())["time_to_accuracy"]["seeds"] == 1

@@ -57,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         raise KitError(f"--budget-min {args.budget_min}: must be ≥ 0 (0 = no limit)")
     deadline = time.time() + 60 * args.budget_min if args.budget_min else None
     path = gpu_check.run_check(settings, device, args.out, args.data_root, deadline, functools.partial(print, flush=True))
-    print("\n".join(gpu_check.summary_lines(json.loads(path.read_text()))))
+    doc = json.loads(path.read_text())
+    print("\n".join(gpu_check.summary_lines(doc)))
     print(f"saved {path}")
+    if doc["errors"]:
+        raise KitError(f"{len(doc['errors'])} measurement(s) of the GPU check failed (listed above and in {path}); "
+                       "the others are saved")
     return 0

@@ -77,8 +77,10 @@ def gpu_blocks(folder: Path, cpu: pd.DataFrame) -> list:
         if t:
             blocks.append(Note(
                 f"{c['file']}: {t['model']} on Fashion-MNIST, mean test accuracy {100 * t['mean_test_accuracy']:.2f} % over "
-                f"{t['seeds']} seeds, {t['mean_train_seconds']:.1f} s of training per seed: "
+                f"{t['seeds']} of {t.get('seeds_planned', t['seeds'])} seeds, {t['mean_train_seconds']:.1f} s of training per seed: "
                 f"{'reached' if t['reached'] else 'missed'} the {100 * t['target']:.1f} % target.", "info"))
         if c.get("skipped"):
             blocks.append(Note(f"{c['file']}: not measured (its budget ran out first): {', '.join(c['skipped'])}.", "warn"))
+        if c.get("errors"):
+            blocks.append(Note(f"{c['file']}: failed measurements:", "warn", c["errors"]))
     return blocks
