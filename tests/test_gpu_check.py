@@ -5,6 +5,7 @@ a simulated device image (no optuna; fvcore only where carried)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib import metadata
@@ -149,6 +150,9 @@ class Image:
             return None
         return self.finder.find_spec(name, path, target) if hasattr(self.finder, "find_spec") else None
 
+    def __getattr__(self, name):  # find_distributions and the rest: package metadata stays visible
+        return getattr(self.finder, name)
+
 
 sys.meta_path[:] = [Image(f) for f in sys.meta_path]
 """
@@ -159,7 +163,7 @@ def test_the_check_runs_in_the_device_image_without_optuna(tmp_path):
     (tmp_path / "image").mkdir()
     (tmp_path / "image" / "sitecustomize.py").write_text(IMAGE)
     data = write_tiny_dataset(tmp_path / "data", train=300, test=200)
-    env = {"PYTHONPATH": f"{tmp_path / 'image'}:{ROOT}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path / 'image'}:{ROOT}"}
     probe = subprocess.run([sys.executable, "-c", "import optuna"], env=env, capture_output=True, text=True)
     assert "No module named 'optuna'" in probe.stderr  # the simulated image really lacks it
     done = subprocess.run([sys.executable, "-m", "study", "gpu", "--tiny", "--out", str(tmp_path / "out"),
