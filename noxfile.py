@@ -128,13 +128,14 @@ MUTATION_TESTS = {
     "study/cells.py": ["tests/test_cells.py"],
     "study/train.py": ["tests/test_train_selection.py"],
     "study/spec.py": ["tests/test_specs.py"],
-    "study/gpu_check.py": ["tests/test_gpu_check.py"],
+    # (its simulated-device-image test runs the kit in a subprocess outside mutmut's working folder)
+    "study/gpu_check.py": ["tests/test_gpu_check.py", "-k", "not device_image"],
 }
 #: Where only part of a module is in scope: the mutants (fnmatch on mutmut's names) of those functions.
 MUTATION_SCOPE = {
     # the training loop's selection (best epoch, patience, divergence), its loaders (shuffle, seed, augmentation),
     # restoration of the best weights, and the history rows' device-side sums (`_Loop.epoch`, `_log`, `_Window`);
-    # `_progress_bar` (tqdm's display arguments) is out of scope
+    # `_progress_bar` and `_progress_note` (tqdm's display) are out of scope
     "study/train.py": [f"study.train.x_{name}__mutmut_*" for name in ("_fit", "_loaders", "_restored", "_best_val")]
     + [f"study.train.xǁ{cls}ǁ{name}__mutmut_*" for cls, name in (("_Loop", "epoch"), ("_Loop", "_log"), ("_Window", "*"))],
     # the GPU check's plumbing (what runs, in which order, the budget, failures, the summary, the bundle); not the

@@ -301,6 +301,11 @@ def _progress_bar(total: int, label: str, progress: bool) -> tqdm:
     return tqdm(total=total, disable=not progress, file=sys.stderr, unit="batch", desc=label, leave=False)
 
 
+def _progress_note(bar: tqdm, epoch: int, row: dict[str, float]) -> None:
+    """The progress bar's note after a history row (display only)."""
+    bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.3f}", val_acc=f"{row['val_acc']:.3f}")
+
+
 class _Loop:
     """The optimisation loop of one run: optimizer, schedule, scaler, and the history rows it logs."""
 
@@ -333,7 +338,7 @@ class _Loop:
             last = i == len(self.train_loader)
             if last or (self.log_every and self.step % self.log_every == 0):
                 fit.history.append(self._log(epoch, i, window, end=last))
-                bar.set_postfix(epoch=epoch, loss=f"{fit.history[-1]['train_loss']:.3f}", val_acc=f"{fit.history[-1]['val_acc']:.3f}")
+                _progress_note(bar, epoch, fit.history[-1])
                 window = _Window(self.device, time.perf_counter())
         fit.train_seconds += time.perf_counter() - begin - (self.eval_seconds - eval_before)
         fit.train_images += count

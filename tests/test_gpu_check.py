@@ -4,10 +4,12 @@ a simulated device image (no optuna; fvcore only where carried)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -29,13 +31,18 @@ def test_the_check_measures_lrnet_and_one_seed_of_its_time_to_accuracy_before_an
         ("throughput", "lrnet_paper", 512), ("throughput", "vgg", 512), ("throughput", "resnet", 512)]
 
 
-def _fake_measurements(monkeypatch, clock: list[float]):
-    """Each measurement takes 60 s of a fake clock; throughput rows say which model and batch they are."""
+def _fake_measurements(monkeypatch, clock: list[float], calls: list | None = None):
+    """Each measurement takes 60 s of a fake clock; throughput rows say which model and batch they are; `calls`
+    records what each measurement was given."""
+    calls = [] if calls is None else calls
+
     def throughput(model, batch, settings, device):
+        calls.append(("throughput", settings, device))
         clock[0] += 60
         return {"model": model, "batch": batch, "train_img_per_s": 1000.0 + batch, "infer_img_per_s": 4000.0, "peak_mem_mb": 9.0}
 
     def tta(settings, device, data_root, seed):
+        calls.append(("time to accuracy", settings, device, data_root))
         clock[0] += 60
         return {"model": "lrnet_paper", "seed": seed, "test_accuracy": 0.9 + seed / 100, "train_seconds": 5.0 + seed, "epochs": 3}
 
@@ -45,8 +52,8 @@ def _fake_measurements(monkeypatch, clock: list[float]):
 
 
 def test_past_its_budget_the_check_starts_nothing_and_saves_every_measurement_as_it_ends(tmp_path, monkeypatch):
-    clock = [1_000_000.0]
-    _fake_measurements(monkeypatch, clock)
+    clock, calls = [1_000_000.0], []
+    _fake_measurements(monkeypatch, clock, calls)
     settings = gpu_check.CheckSettings(models=("lrnet_paper", "vgg", "resnet"), batches=(128, 512), seeds=3)
     saved = []
 
@@ -54,8 +61,11 @@ def test_past_its_budget_the_check_starts_nothing_and_saves_every_measurement_as
         path = next(tmp_path.glob("gpu-check-*.json"))
         saved.append((line, json.loads(path.read_text())))
 
-    # 270 s of budget: measurements start at 0, 60, ..., 240 s; the sixth would start at 300 s
-    path = gpu_check.run_check(settings, "cpu", tmp_path, deadline=clock[0] + 270, say=say)
+    # 240 s of budget: measurements start at 0, 60, ..., 240 s (at the deadline itself still); the sixth at 300 s does not
+    begin = time.localtime(clock[0])
+    path = gpu_check.run_check(settings, "cpu", tmp_path, data_root="/data", deadline=clock[0] + 240, say=say)
+    assert path.name == time.strftime("gpu-check-%Y%m%d-%H%M%S.json", begin)
+    assert calls[:2] == [("throughput", settings, "cpu"), ("time to accuracy", settings, "cpu", "/data")]
     assert [line for line, _ in saved] == ["[    60 s] measured throughput lrnet_paper batch 128",
                                            "[   120 s] measured time to accuracy lrnet_paper seed 0",
                                            "[   180 s] measured throughput vgg batch 128",
@@ -65,8 +75,12 @@ def test_past_its_budget_the_check_starts_nothing_and_saves_every_measurement_as
     assert saved[0][1]["time_to_accuracy"] is None
     assert saved[1][1]["time_to_accuracy"]["test_accuracy"] == [0.9]
     assert saved[0][1]["paper_study"]["hours_per_model"].keys() == {"lrnet_paper"}  # estimated from what was measured
+    assert all(doc["complete"] is False for _, doc in saved)
     doc = json.loads(path.read_text())
     assert doc["complete"] is False and doc["wall_s"] == 300 and doc["errors"] == []
+    assert (doc["tiny"], doc["device"], doc["started"]) == (False, "cpu", time.strftime("%Y-%m-%d %H:%M:%S", begin))
+    assert doc["provenance"]["precision"] == "bf16" and doc["provenance"]["git_commit"] == gpu_check.git_commit()
+    assert doc["quick_profile"] == gpu_check.PROFILES["quick"].describe()
     assert doc["skipped"] == ["time to accuracy lrnet_paper seed 2", "throughput lrnet_paper batch 512",
                               "throughput vgg batch 512", "throughput resnet batch 512"]
     tta = doc["time_to_accuracy"]
@@ -79,7 +93,7 @@ def test_past_its_budget_the_check_starts_nothing_and_saves_every_measurement_as
 
 
 def test_a_failed_measurement_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
-    clock = [0.0]
+    clock = [5_000.0]
     _fake_measurements(monkeypatch, clock)
     measured = gpu_check.measure_throughput
 
@@ -102,7 +116,7 @@ def test_without_a_budget_the_check_measures_everything_and_says_it_is_complete(
     _fake_measurements(monkeypatch, [0.0])
     settings = gpu_check.CheckSettings(models=("lrnet_paper", "vgg"), batches=(128,))
     doc = json.loads(gpu_check.run_check(settings, "cpu", tmp_path, say=lambda line: None).read_text())
-    assert doc["complete"] is True and doc["skipped"] == [] and len(doc["throughput"]) == 2
+    assert doc["complete"] is True and doc["skipped"] == [] and len(doc["throughput"]) == 2 and doc["wall_s"] == 7 * 60  # 2 rates, 5 seeds
     assert not any(line.startswith("  not measured") for line in gpu_check.summary_lines(doc))
 
 
@@ -117,7 +131,11 @@ def test_the_bundle_holds_the_pinned_wheels_and_the_data_and_names_the_command(t
     data = write_tiny_dataset(tmp_path / "data", train=20, test=10)
     calls = []
     monkeypatch.setattr(gpu_check.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
-    command = gpu_check.bundle(tmp_path / ".gpu", str(data))
+    gpu_check.bundle(tmp_path / ".gpu", str(data))
+    calls.clear()
+    monkeypatch.setattr(gpu_check.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)) or subprocess.CompletedProcess(cmd, 0))
+    command = gpu_check.bundle(tmp_path / ".gpu", str(data))  # again into the same folder: refreshed, not refused
+    calls = [cmd for cmd, kw in calls if kw == {"capture_output": True, "text": True}]
     pins = [f"{name}=={metadata.version(name)}" for name in ("fvcore", "iopath", "yacs", "termcolor")]
     assert calls == [[sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / ".gpu" / "wheels"), *pins]]
     copied = sorted(p.name for p in (tmp_path / ".gpu" / "data" / "fashion-mnist").iterdir())
@@ -131,8 +149,11 @@ def test_the_bundle_holds_the_pinned_wheels_and_the_data_and_names_the_command(t
 def test_a_bundle_without_the_package_index_says_so_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_check.subprocess, "run",
                         lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for fvcore"))
-    with pytest.raises(KitError, match=r"^--bundle: pip could not build wheels of fvcore==\S+ .* \(it needs the package "
-                                       r"index once\): ERROR: No matching distribution found for fvcore$"):
+    with pytest.raises(KitError, match=r"^--bundle: pip could not build wheels of fvcore==\S+ iopath==\S+ yacs==\S+ termcolor==\S+ "
+                                       r"\(it needs the package index once\): ERROR: No matching distribution found for fvcore$"):
+        gpu_check.bundle(tmp_path / ".gpu")
+    monkeypatch.setattr(gpu_check.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "  "))
+    with pytest.raises(KitError, match=r"\(it needs the package index once\): no message$"):
         gpu_check.bundle(tmp_path / ".gpu")
 
 
@@ -183,3 +204,38 @@ def test_the_command_saves_what_it_measured_and_exits_1_when_a_measurement_faile
     assert f"saved {saved}" in out and "  FAILED throughput lrnet_paper batch 4: MemoryError" in out
     assert f"2 measurement(s) of the GPU check failed (listed above and in {saved}); the others are saved" in err
     assert json.loads(saved.read_text())["time_to_accuracy"]["seeds"] == 1
+
+
+def test_the_paper_study_estimate_uses_batch_128_where_measured_else_the_first_batch():
+    rows = [{"model": "lrnet_paper", "batch": 512, "train_img_per_s": 1000.0, "infer_img_per_s": 4000.0},
+            {"model": "lrnet_paper", "batch": 128, "train_img_per_s": 500.0, "infer_img_per_s": 2000.0},
+            {"model": "vgg", "batch": 512, "train_img_per_s": 250.0, "infer_img_per_s": 1000.0},
+            {"model": "vgg", "batch": 2048, "train_img_per_s": 300.0, "infer_img_per_s": 1200.0}]
+    estimate = gpu_check.paper_study_estimate(rows)
+    # an epoch of the three datasets: 132,300 training and 14,700 validation images; 60 epochs, 5 seeds
+    lrnet = (132_300 / 500 + 14_700 / 2000) * 60 * 5 / 3600
+    vgg = (132_300 / 250 + 14_700 / 1000) * 60 * 5 / 3600
+    assert estimate["hours_per_model"] == pytest.approx({"lrnet_paper": lrnet, "vgg": vgg}, rel=1e-12)
+    assert estimate["batch_per_model"] == {"lrnet_paper": 128, "vgg": 512}
+    assert estimate["hours_total"] == pytest.approx(lrnet + vgg, rel=1e-12)
+    assert (estimate["assumed_epochs"], estimate["seeds"], estimate["datasets"]) == (60, 5, ["mnist", "fashion-mnist", "oracle-mnist"])
+    assert estimate["note"].endswith("at the measured training rate (batch 128 where measured) plus one validation pass per epoch")
+
+
+def test_the_time_to_accuracy_target_is_reached_at_exactly_95_percent_and_the_summary_says_so():
+    settings = gpu_check.CheckSettings(seeds=2)
+    runs = [{"model": "lrnet_paper", "seed": s, "test_accuracy": 0.95, "train_seconds": 30.0, "epochs": 10} for s in (0, 1)]
+    tta = gpu_check.tta_summary(settings, runs)
+    assert tta["reached"] is True and tta["mean_test_accuracy"] == 0.95
+    assert tta["schedule"] == dataclasses.asdict(settings.tta) and tta["schedule"]["batch_size"] == 512
+    doc = {"tiny": False, "provenance": {"device_name": "NVIDIA H200"}, "throughput": [], "time_to_accuracy": tta,
+           "paper_study": gpu_check.paper_study_estimate([]), "skipped": [], "errors": []}
+    assert gpu_check.summary_lines(doc) == [
+        "check on NVIDIA H200",
+        "  time to accuracy: lrnet_paper mean test 95.00% over 2 of 2 seeds, 30.0 s of training per seed (reached 95.0%)"]
+    assert gpu_check.summary_lines({**doc, "tiny": True})[0] == "TINY (numbers mean nothing) check on NVIDIA H200"
+
+
+def test_a_failure_is_one_line_even_without_a_message():
+    assert gpu_check._failure("throughput vgg batch 128", MemoryError()) == "throughput vgg batch 128: MemoryError"
+    assert gpu_check._failure("x", ValueError("  first\nsecond ")) == "x: ValueError: first"

@@ -247,3 +247,39 @@ def test_a_non_finite_training_loss_ends_the_epoch_as_diverged_at_the_next_row(m
     monkeypatch.setattr(loop, "_step", lambda x, y: (step(x, y)[0] * float("inf"), torch.tensor(0)))
     with pytest.raises(train.Diverged, match="^loss inf at epoch 2$"):
         loop.epoch(2, train._Fit(), train._progress_bar(10, "diverging", False))
+
+
+def test_a_row_times_training_without_validation_and_places_itself_in_the_epoch(monkeypatch):
+    # a fake clock: each step takes 1/8 s, each validation 100 s; the rows' rates and the fit's seconds leave validation out
+    # (fast=True: validation runs `study.fast`'s inference rewrite of the model, which leaves a non-MK network as it is)
+    data, cfg = _loader_data(40), TrainConfig(epochs=1, batch_size=4, lr=0.1, precision="fp32", fast=True)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    loop = train._Loop(train._Net(model, model, {}), cfg, "cpu", *train._loaders(data, cfg, 0, "cpu"))
+    loop.log_every = 5
+    clock, validated = [0.0], []
+    monkeypatch.setattr(train.time, "perf_counter", lambda: clock[0])
+    step = loop._step
+
+    def timed_step(x, y):
+        clock[0] += 0.125
+        return step(x, y)
+
+    def validation(evaluator, loader, cfg_, device):
+        validated.append((type(evaluator), loader is loop.val_loader, cfg_ is cfg, device))
+        clock[0] += 100.0
+        return {"loss": 0.5, "accuracy": 0.25}
+
+    monkeypatch.setattr(loop, "_step", timed_step)
+    monkeypatch.setattr(train, "evaluate", validation)
+    fit = train._Fit()
+    end = loop.epoch(3, fit, train._progress_bar(10, "timed", False))
+    assert end is fit.history[-1] and [r["epoch_end"] for r in fit.history] == [0, 1]
+    assert [(r["step"], r["epoch"], r["lr"], r["img_per_s"]) for r in fit.history] == [(5, 2.5, 0.1, 32.0), (10, 3.0, 0.1, 32.0)]
+    assert [(r["val_loss"], r["val_acc"]) for r in fit.history] == [(0.5, 0.25)] * 2
+    assert validated == [(nn.Sequential, True, True, "cpu")] * 2  # the model, the validation split, the run's device
+    assert (fit.train_seconds, fit.train_images, loop.eval_seconds) == (1.25, 40, 200.0)
+    loop.epoch(4, fit, train._progress_bar(10, "timed", False))
+    assert (fit.train_seconds, fit.train_images, loop.eval_seconds) == (2.5, 80, 400.0)  # epochs add up
+    monkeypatch.setattr(train, "evaluate", lambda *a: {"loss": float("nan"), "accuracy": 0.1})
+    with pytest.raises(train.Diverged, match="^validation loss nan at epoch 5$"):
+        loop.epoch(5, fit, train._progress_bar(10, "timed", False))
