@@ -283,3 +283,14 @@ def test_a_row_times_training_without_validation_and_places_itself_in_the_epoch(
     monkeypatch.setattr(train, "evaluate", lambda *a: {"loss": float("nan"), "accuracy": 0.1})
     with pytest.raises(train.Diverged, match="^validation loss nan at epoch 5$"):
         loop.epoch(5, fit, train._progress_bar(10, "timed", False))
+
+
+def test_a_one_image_split_gives_a_row_of_that_image_alone(monkeypatch):
+    data, cfg = _loader_data(1), TrainConfig(epochs=1, batch_size=4, lr=0.1, precision="fp32", fast=False)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    loop = train._Loop(train._Net(model, model, {}), cfg, "cpu", *train._loaders(data, cfg, 0, "cpu"))
+    monkeypatch.setattr(train, "evaluate", lambda *a: {"loss": 0.5, "accuracy": 0.5})
+    losses, step = [], loop._step
+    monkeypatch.setattr(loop, "_step", lambda x, y: losses.append(step(x, y)) or losses[-1])
+    row = loop.epoch(1, train._Fit(), train._progress_bar(1, "one image", False))
+    assert row["train_loss"] == losses[0][0].item() and row["train_acc"] == losses[0][1].item() in (0, 1)
