@@ -239,3 +239,17 @@ def test_the_time_to_accuracy_target_is_reached_at_exactly_95_percent_and_the_su
 def test_a_failure_is_one_line_even_without_a_message():
     assert gpu_check._failure("throughput vgg batch 128", MemoryError()) == "throughput vgg batch 128: MemoryError"
     assert gpu_check._failure("x", ValueError("  first\nsecond ")) == "x: ValueError: first"
+
+
+def test_the_schedule_options_reach_the_time_to_accuracy_runs_and_a_bad_augmentation_is_one_line(tmp_path, monkeypatch, capsys):
+    from study.cli import main
+
+    seen = []
+    _fake_measurements(monkeypatch, [0.0])
+    monkeypatch.setattr(gpu_check, "tta_seed", lambda settings, device, data_root, seed: seen.append(settings.tta) or {
+        "model": "lrnet_paper", "seed": seed, "test_accuracy": 0.9, "train_seconds": 1.0, "epochs": 3})
+    assert main(["gpu", "--tiny", "--out", str(tmp_path), "--epochs", "3", "--augment", "flip:h+crop:2", "--seeds", "2"]) == 0
+    assert [(c.epochs, c.augment) for c in seen] == [(3, "flip:h+crop:2")] * 2
+    assert main(["gpu", "--tiny", "--out", str(tmp_path), "--augment", "rotate:5"]) == 1
+    assert "--augment: bad augmentation 'rotate:5' in 'rotate:5'; allowed:" in capsys.readouterr().err
+    assert len(seen) == 2  # refused before anything was measured

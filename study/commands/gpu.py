@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="DIR", help="folder holding fashion-mnist/*-ubyte.gz")
     parser.add_argument("--seeds", type=int, help="seeds of the time-to-accuracy runs (default 5; --tiny 1)")
     parser.add_argument("--epochs", type=int, help="epochs of the time-to-accuracy schedule (default 10)")
+    parser.add_argument("--augment", metavar="TEXT", help="training augmentation of the time-to-accuracy schedule, "
+                        "e.g. flip:h+crop:2 (default none)")
     parser.add_argument("--budget-min", type=float, default=6.0, metavar="M",
                         help="start no measurement after M minutes (default 6: a 15-minute lease keeps room for a rerun; "
                              "0 = no limit); the JSON lists what was skipped")
@@ -41,10 +43,19 @@ def run(args: argparse.Namespace) -> int:
         print(gpu_check.bundle(args.bundle, args.data_root))
         return 0
     settings = gpu_check.TINY if args.tiny else gpu_check.CheckSettings()
-    if args.seeds is not None or args.epochs is not None:
+    if args.seeds is not None or args.epochs is not None or args.augment is not None:
         if (args.seeds or 1) < 1 or (args.epochs or 1) < 1:
             raise KitError("--seeds and --epochs must be ≥ 1")
-        tta = dataclasses.replace(settings.tta, epochs=args.epochs or settings.tta.epochs)
+        if args.augment:
+            from study.data import parse_augment
+            from study.errors import DataError
+
+            try:  # a bad text is one line now, not after the throughput measurements
+                parse_augment(args.augment)
+            except DataError as err:
+                raise KitError(f"--augment: {err}") from None
+        tta = dataclasses.replace(settings.tta, epochs=args.epochs or settings.tta.epochs,
+                                  augment=settings.tta.augment if args.augment is None else args.augment)
         settings = dataclasses.replace(settings, seeds=args.seeds or settings.seeds, tta=tta)
     device = "cpu" if args.tiny else ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
