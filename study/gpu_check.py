@@ -66,9 +66,10 @@ class CheckSettings:
     tta: TrainConfig = TrainConfig(optimizer="adam", lr=4e-3, schedule="onecycle", batch_size=512, epochs=10,
                                    patience=10, precision="bf16", fast=True, eval_batch_size=2000, profile="gpu-check")
     width: float = 1.0  # the width time-to-accuracy trains LR-Net at
+    tiny: bool = False  # a CPU rehearsal: its numbers mean nothing, and the report never shows them
 
 
-TINY = CheckSettings(models=("lrnet_paper", "resnet18_scratch"), batches=(4,), repeats=1, seeds=1, width=0.25,
+TINY = CheckSettings(models=("lrnet_paper", "resnet18_scratch"), batches=(4,), repeats=1, seeds=1, width=0.25, tiny=True,
                      tta=TrainConfig(epochs=1, batch_size=32, patience=1, train_subset=256, val_subset=64, test_subset=200,
                                      precision="fp32", eval_batch_size=100, profile="gpu-check-tiny"))
 
@@ -135,7 +136,7 @@ def run_check(settings: CheckSettings, device: str, out_dir: Path, data_root: st
     decides what is measured, never a measured number. `say` reports each measurement as it ends."""
     begin = time.time()
     path = out_dir / f"gpu-check-{time.strftime('%Y%m%d-%H%M%S', time.localtime(begin))}.json"
-    doc = {"tiny": settings is TINY, "device": device, "provenance": {**provenance(device, "bf16"), "git_commit": git_commit()},
+    doc = {"tiny": settings.tiny, "device": device, "provenance": {**provenance(device, "bf16"), "git_commit": git_commit()},
            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(begin)), "throughput": [],
            "time_to_accuracy": None, "paper_study": paper_study_estimate([]), "skipped": [], "errors": [], "complete": False,
            "wall_s": 0.0, "quick_profile": PROFILES["quick"].describe()}

@@ -250,6 +250,8 @@ def test_the_schedule_options_reach_the_time_to_accuracy_runs_and_a_bad_augmenta
         "model": "lrnet_paper", "seed": seed, "test_accuracy": 0.9, "train_seconds": 1.0, "epochs": 3})
     assert main(["gpu", "--tiny", "--out", str(tmp_path), "--epochs", "3", "--augment", "flip:h+crop:2", "--seeds", "2"]) == 0
     assert [(c.epochs, c.augment) for c in seen] == [(3, "flip:h+crop:2")] * 2
+    [saved] = tmp_path.glob("gpu-check-*.json")
+    assert json.loads(saved.read_text())["tiny"] is True  # a rehearsal with other options is still a rehearsal
     assert main(["gpu", "--tiny", "--out", str(tmp_path), "--augment", "rotate:5"]) == 1
     assert "--augment: bad augmentation 'rotate:5' in 'rotate:5'; allowed:" in capsys.readouterr().err
     assert len(seen) == 2  # refused before anything was measured

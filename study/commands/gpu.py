@@ -43,20 +43,19 @@ def run(args: argparse.Namespace) -> int:
         print(gpu_check.bundle(args.bundle, args.data_root))
         return 0
     settings = gpu_check.TINY if args.tiny else gpu_check.CheckSettings()
-    if args.seeds is not None or args.epochs is not None or args.augment is not None:
-        if (args.seeds or 1) < 1 or (args.epochs or 1) < 1:
-            raise KitError("--seeds and --epochs must be ≥ 1")
-        if args.augment:
-            from study.data import parse_augment
-            from study.errors import DataError
+    if (args.seeds or 1) < 1 or (args.epochs or 1) < 1:
+        raise KitError("--seeds and --epochs must be ≥ 1")
+    if args.augment:
+        from study.data import parse_augment
+        from study.errors import DataError
 
-            try:  # a bad text is one line now, not after the throughput measurements
-                parse_augment(args.augment)
-            except DataError as err:
-                raise KitError(f"--augment: {err}") from None
-        tta = dataclasses.replace(settings.tta, epochs=args.epochs or settings.tta.epochs,
-                                  augment=settings.tta.augment if args.augment is None else args.augment)
-        settings = dataclasses.replace(settings, seeds=args.seeds or settings.seeds, tta=tta)
+        try:  # a bad text is one line now, not after the throughput measurements
+            parse_augment(args.augment)
+        except DataError as err:
+            raise KitError(f"--augment: {err}") from None
+    tta = dataclasses.replace(settings.tta, epochs=args.epochs or settings.tta.epochs,
+                              augment=settings.tta.augment if args.augment is None else args.augment)
+    settings = dataclasses.replace(settings, seeds=args.seeds or settings.seeds, tta=tta)
     device = "cpu" if args.tiny else ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise KitError("--device cuda: no CUDA device is visible; use --tiny to rehearse the check on the CPU")
