@@ -371,8 +371,8 @@ class _Loop:
     def _log(self, epoch: int, batch: int, window: _Window, end: bool) -> dict[str, float]:
         """A history row: the training loss and accuracy since the last row, and the validation metrics now.
         Raises `Diverged` when a training loss since the last row was not finite."""
-        now = time.perf_counter()
-        train_loss, train_acc = window.means()  # the one host sync of the interval
+        train_loss, train_acc = window.means()  # the one host sync of the interval: the queued steps end here
+        now = time.perf_counter()  # after it, or a GPU's queued training work would count as validation time
         if not math.isfinite(train_loss):
             raise Diverged(f"loss {train_loss} at epoch {epoch}")
         val = evaluate(_evaluator(self.net.model, self.net.runner, self.cfg), self.val_loader, self.cfg, self.device)
