@@ -78,8 +78,7 @@ def write_index(studies: list[StudyRun], out_dir: Path, available: list[str] | N
 
 def _cpu_costs(studies: list[StudyRun]) -> pd.DataFrame:
     """Table II of every study that trained the paper's baselines, one row per model (the first study's)."""
-    two = [tables.table_two(s.table, s.costs) for s in summary.order(studies) if len(s.table)
-           and tables.main_rows(s.table)["model"].dropna().astype(str).map(tables.is_baseline).any()]
+    two = [tables.table_two(s.table, s.costs) for s in summary.order(studies) if len(s.table) and tables.trained_baselines(s.table)]
     return pd.concat(two).drop_duplicates("model") if two else pd.DataFrame()
 
 
@@ -90,8 +89,7 @@ def _page_link(out_dir: Path, name: str) -> str | None:
 
 def _paper_tables(study: StudyRun, out_dir: Path) -> tuple[str, list] | None:
     """Tables I and II of a study that trained the paper's baselines, for the index (linking the page's CSVs)."""
-    main = tables.main_rows(study.table)
-    if not main["model"].dropna().astype(str).map(tables.is_baseline).any():
+    if not tables.trained_baselines(study.table):
         return None
     folder = urllib.parse.quote(study.name) + "/"
     one = tables.table_one(study.table)
@@ -124,7 +122,7 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     main = tables.main_rows(table)
     margin = summary.equivalence_margin(study.provenance)
     # the paper's claims and Tables I/II are about LR-Net against its baselines: only a study that trained them
-    baselines = bool(main["model"].dropna().astype(str).map(tables.is_baseline).any())
+    baselines = tables.trained_baselines(table)
     table_one = tables.table_one(table) if baselines else tables.table_one(table.iloc[0:0])
     versus = tables.lrnet_vs_baselines(table, margin)
     table_two = tables.table_two(table, study.costs)

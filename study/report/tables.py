@@ -110,6 +110,11 @@ def pooled(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[~identity.duplicated(keep="last")].sort_index()
 
 
+def trained_baselines(table: pd.DataFrame) -> bool:
+    """Whether a study's main rows include a paper baseline (Tables I and II and the claims are about them)."""
+    return bool(main_rows(table)["model"].dropna().astype(str).map(is_baseline).any())
+
+
 def main_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Clean-data ok rows behind Tables I and II: the "paper" axis if the study has one, else all axes pooled."""
     rows = ok_rows(table)
