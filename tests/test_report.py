@@ -844,3 +844,17 @@ def test_gpu_rows_sit_beside_the_cpu_fast_rates_of_the_same_model():
     assert frame["train_ratio"].tolist()[0] == 300.0 and pd.isna(frame["train_ratio"].tolist()[1])  # no CPU rate for VGG
     assert frame["measured"].tolist()[0] == "2026-12-01 10:00:00, torch 2.11.0, commit abc1234"
     assert frame["device"].tolist() == ["NVIDIA H200"] * 2
+
+
+def test_flop_matched_variants_get_their_points_but_no_pareto_front(quick_run):
+    # FLOP-matched variants differ by a few percent of FLOPs: a front would rank seed noise by cost noise
+    runs, out = quick_run
+    section = _sections(_page(out, "contrasts"))["Accuracy vs FLOPs"]
+    points = pd.read_csv(out / "contrasts" / "pareto_points.csv")
+    assert points["flops"].max() / points["flops"].min() - 1 <= 0.105
+    assert "No Pareto front drawn: every network here costs" in section and "<img " not in section
+    assert not (out / "contrasts" / "pareto.svg").exists()
+    [(headers, rows)] = _html_tables(section)
+    assert headers == ["dataset", "network", "accuracy %", "MFLOPs", "params", "runs"] and len(rows) == len(points) == 3
+    searched = _sections(_page(out, "search"))["Accuracy vs FLOPs"]  # networks of different cost still get their front
+    assert "<img " in searched and "Pareto-optimal networks" in searched

@@ -386,12 +386,28 @@ def curves_section(book: ReportBook, out: Outputs, study: StudyRun, main: pd.Dat
         section.add(Note(f"{len(missing)} history files missing or unreadable:", "info", missing, collapse_over=8))
 
 
+#: FLOP spans up to this (max/min − 1) draw no accuracy-vs-FLOPs front: FLOP-matched variants lie within ±5 % of
+#: their reference (study.capacity.TOLERANCE), so their spread is cost noise, not a cost axis
+_SAME_COST = 0.105
+
+
 def pareto_section(book: ReportBook, out: Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:
     """Accuracy against FLOPs, with the Pareto front: only when at least two networks have both."""
     points = tables.pareto_points(table)
     if len(points) < 2:
         return
     section = book.section("Accuracy vs FLOPs")
+    columns = {"dataset": ("dataset", display.text), "network": ("network", display.text),
+               "accuracy %": ("accuracy", display.pts), "MFLOPs": ("flops", display.mega),
+               "params": ("params", display.count), "runs": ("n", display.count)}
+    span = points.groupby("dataset")["flops"].agg(lambda f: f.max() / f.min() - 1)
+    if (span <= _SAME_COST).all():  # no cost axis: a front would rank noise
+        section.add(frame_table(points, columns, csv=out.csv(points, "pareto_points"), caption=(
+            f"No Pareto front drawn: every network here costs {display.mega(points['flops'].min())}–"
+            f"{display.mega(points['flops'].max())} MFLOPs (within {_SAME_COST:.0%} of each other, as FLOP-matched variants "
+            "are), so a front would rank accuracy differences within the seed-to-seed noise by FLOP differences of a few "
+            "percent. The comparisons above, with their intervals, answer which is more accurate.")))
+        return
     section.add(Note("One point per network and dataset (mean clean test accuracy over its runs, median "
                      "FLOPs). The Pareto front — no other network both more accurate and cheaper — is "
                      "computed from this table; coloured points are the Table I models, grey the "
@@ -400,11 +416,8 @@ def pareto_section(book: ReportBook, out: Outputs, table: pd.DataFrame, palette:
     section.add(out.figure(figures.to_svg(figures.pareto_figure(points, palette)), "pareto",
                            "Accuracy vs FLOPs with the Pareto front (vermillion).", csv=csv))
     front = points[points["on_front"]]
-    section.add(frame_table(front, {
-        "dataset": ("dataset", display.text), "network": ("network", display.text),
-        "accuracy %": ("accuracy", display.pts), "MFLOPs": ("flops", display.mega),
-        "params": ("params", display.count), "runs": ("n", display.count),
-    }, caption=f"Pareto-optimal networks ({len(front)} of {len(points)} points; all points in the CSV).", csv=csv))
+    section.add(frame_table(front, columns, caption=f"Pareto-optimal networks ({len(front)} of {len(points)} points; "
+                            "all points in the CSV).", csv=csv))
 
 
 def search_section(section: Section, out: Outputs, study: StudyRun) -> None:
