@@ -404,7 +404,7 @@ def pareto_section(book: ReportBook, out: Outputs, table: pd.DataFrame, palette:
     if (span <= _SAME_COST).all():  # no cost axis: a front would rank noise
         section.add(frame_table(points, columns, csv=out.csv(points, "pareto_points"), caption=(
             f"No Pareto front drawn: every network here costs {display.mega(points['flops'].min())}–"
-            f"{display.mega(points['flops'].max())} MFLOPs (within {_SAME_COST:.0%} of each other, as FLOP-matched variants "
+            f"{display.mega(points['flops'].max())} MFLOPs (within {_SAME_COST:.1%} of each other, as FLOP-matched variants "
             "are), so a front would rank accuracy differences within the seed-to-seed noise by FLOP differences of a few "
             "percent. The comparisons above, with their intervals, answer which is more accurate.")))
         return
