@@ -1,9 +1,10 @@
 """A study run's cells: what one study trains under one profile, and which cells are finished.
 
-A cell is one variant × dataset × seed; a robustness study's cell writes one row per degradation
-level (trained clean, tested degraded). `cells(ctx)` lists them seed-major, the order the runner
-queues them, and every question "is this cell done / how many are left" reads the results table
-through `Context.table`.
+A cell is one variant × dataset × seed (× rung, in a study whose profile declares a ladder); a
+robustness study's cell writes one row per degradation level (trained clean, tested degraded).
+`cells(ctx)` lists them rung-major, then seed-major, the order the runner queues them (a stopped run
+leaves whole rungs and whole paired seeds), and every question "is this cell done / how many are
+left" is answered here, from the results table (`Context.table`), for `run` and `plan` alike.
 """
 
 from __future__ import annotations
@@ -33,11 +34,21 @@ class Context:
     seeds: tuple[int, ...] = ()
     commit: str = dataclasses.field(default_factory=git_commit)
     tuned: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # label → lr, weight_decay (`study.tuning`)
+    rung: str = ""  # the ladder rung this context trains ("" = the profile itself)
 
     @property
     def profile_spec(self) -> Profile:
-        """This study's profile (with the study file's overrides)."""
-        return self.spec.profiles[self.profile]
+        """This study's profile (with the study file's overrides), at this context's rung."""
+        return self.spec.profiles[self.profile].at(self.rung)
+
+    @property
+    def rungs(self) -> tuple[str, ...]:
+        """The rung labels of the profile's ladder, smallest first; ("",) when it has none."""
+        return tuple(r.rung for r in self.spec.profiles[self.profile].ladder())
+
+    def at(self, rung: str) -> Context:
+        """This run's context at one rung of its ladder (same study, seeds, device and tuned values)."""
+        return self if rung == self.rung else dataclasses.replace(self, rung=rung)
 
     @property
     def cfg(self) -> TrainConfig:
@@ -60,7 +71,7 @@ class Context:
 
     def resolved(self, label: str) -> ResolvedVariant:
         """A variant's network under this profile (resolved once, when the study was loaded)."""
-        return self.spec.resolved[self.profile][label]
+        return self.spec.resolved_at(self.profile, self.rung)[label]
 
     @property
     def results_path(self) -> Path:
@@ -86,6 +97,7 @@ class Cell:
     dataset: str
     seed: int
     bases: tuple[dict[str, Any], ...]  # one per degradation level, the clean one first
+    rung: str = ""  # its ladder rung ("" = none)
 
     @property
     def key(self) -> tuple:
@@ -95,31 +107,42 @@ class Cell:
     @property
     def params(self) -> dict[str, Any]:
         """The cell as Optuna trial parameters."""
-        return {"variant": self.variant.label, "dataset": self.dataset, "seed": self.seed}
+        params = {"variant": self.variant.label, "dataset": self.dataset, "seed": self.seed}
+        return {**params, "rung": self.rung} if self.rung else params
+
+    def done(self, finished: dict[tuple, dict[str, Any]]) -> bool:
+        """Whether every row of the cell is in `finished` (`ResultsTable.finished()`): the one test of "done"."""
+        return all(results.row_key(b) in finished for b in self.bases)
 
 
 def cell(ctx: Context, label: str, dataset: str, seed: int) -> Cell:
-    """The cell of a variant label, dataset and seed."""
+    """The cell of a variant label, dataset and seed, at the context's rung."""
     variant = next(v for v in ctx.variants if v.label == label)
     return Cell(variant, dataset, seed, tuple(row_base(ctx, label, variant.reference, dataset, seed, level)
-                                              for level in ctx.levels))
+                                              for level in ctx.levels), ctx.rung)
 
 
 def cells(ctx: Context) -> Iterator[Cell]:
-    """Every cell of a grid or robustness study, seed-major (every variant of seed 0, then of seed 1, …)."""
-    for seed in ctx.seeds:
-        for dataset in ctx.datasets:
-            for v in ctx.variants:
-                yield cell(ctx, v.label, dataset, seed)
+    """Every cell of a grid or robustness study, rung-major, then seed-major (every variant of seed 0, then
+    of seed 1, …): a run stopped by its guard leaves whole rungs and whole paired seeds."""
+    for rung in ctx.rungs:
+        at = ctx.at(rung)
+        for seed in ctx.seeds:
+            for dataset in ctx.datasets:
+                for v in ctx.variants:
+                    yield cell(at, v.label, dataset, seed)
 
 
 def row_base(ctx: Context, variant_label: str, reference: bool, dataset: str, seed: int,
              degradation: str = "none") -> dict[str, Any]:
     """The key fields of a row (`results.KEY`) and whether it is the axis's reference."""
     protocol = resolve_protocol(dataset)
-    return {"study": ctx.spec.name, "axis": ctx.spec.axis, "variant": variant_label, "is_reference": reference,
+    profile = ctx.profile_spec
+    base = {"study": ctx.spec.name, "axis": ctx.spec.axis, "variant": variant_label, "is_reference": reference,
             "dataset": dataset, "degradation": degradation, "protocol": protocol, "fold": fold_of(protocol, seed),
-            "seed": seed, "profile": ctx.profile}
+            "seed": seed, "profile": ctx.profile, "scale": profile.scale, "budget_images": profile.budget_images,
+            "scale_width": profile.width}
+    return {**base, "rung": ctx.rung} if ctx.rung else base
 
 
 def fold_of(protocol: str, seed: int) -> int:
@@ -146,7 +169,7 @@ def expected_rows(ctx: Context) -> int:
     """How many result rows a finished study has (search: its trial budget, as an upper bound)."""
     if ctx.spec.kind == "search":
         return ctx.profile_spec.n_trials
-    return len(ctx.variants) * len(ctx.datasets) * len(ctx.seeds) * len(ctx.levels)
+    return len(ctx.rungs) * len(ctx.variants) * len(ctx.datasets) * len(ctx.seeds) * len(ctx.levels)
 
 
 def missing_cells(ctx: Context) -> int:
@@ -154,4 +177,4 @@ def missing_cells(ctx: Context) -> int:
     finished = {k: r for k, r in ctx.table.finished().items() if r.get("profile") == ctx.profile}
     if ctx.spec.kind == "search":  # one row per trained trial, pruned ones included
         return max(0, expected_rows(ctx) - len(finished))
-    return sum(c.key not in finished for c in cells(ctx))
+    return sum(not c.done(finished) for c in cells(ctx))

@@ -28,19 +28,22 @@ from study.train import Task, TrainConfig, train
 def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
     """Objective of a grid or robustness study: one cell (variant × dataset × seed) per trial."""
     labels = [v.label for v in ctx.variants]
+    ladder = ctx.rungs if ctx.rungs != ("",) else ()
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr("owner", storage.owner())
         label = trial.suggest_categorical("variant", labels)
         dataset = trial.suggest_categorical("dataset", list(ctx.datasets))
         # an int range, not a categorical of the seed list: adaptive seeds grow that list mid-study
-        here = cell(ctx, label, dataset, trial.suggest_int("seed", 0, 2**31 - 1))
-        done = _finished_rows(ctx, trial, here)
+        seed = trial.suggest_int("seed", 0, 2**31 - 1)
+        at = ctx.at(trial.suggest_categorical("rung", list(ladder))) if ladder else ctx
+        here = cell(at, label, dataset, seed)
+        done = _finished_rows(at, trial, here)
         if done:
             return _objective_value(done[0])
         if _duplicate_running(trial, trial.params):
             raise optuna.TrialPruned("another worker holds this cell")
-        rows = _cell_rows(ctx, trial, here)
+        rows = _cell_rows(at, trial, here)
         if not ctx.table.claim_and_write(rows, lambda key: storage.stored_elsewhere(trial, key)):
             raise optuna.TrialPruned("another worker finished this cell first")
         storage.store_rows(trial, rows)
@@ -136,7 +139,7 @@ def config_json(cfg: TrainConfig) -> str:
 
 
 def _slug(base: dict[str, Any]) -> str:
-    text = f"{base['variant']}-{base['dataset']}-{base['degradation']}-s{base['seed']}"
+    text = f"{base['variant']}-{base['dataset']}-{base['degradation']}-s{base['seed']}" + (f"-{base['rung']}" if base.get("rung") else "")
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:120]
 
 

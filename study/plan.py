@@ -23,6 +23,7 @@ start-up trials, samples where good trials were, so its own rejection rate diffe
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 from collections import Counter
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from typing import Any
 from study import results
 from study.models import ResolvedModel
 
-ASSUMED_TRAIN_IMAGES = 54_000  # a 60k train split less the 10 % validation carve-out, when no subset is set
+from study.profiles import ASSUMED_TRAIN_IMAGES
 
 
 @dataclasses.dataclass
@@ -46,6 +47,12 @@ class PlannedCell:
     params: int | None
     flops: int | None
     done: bool
+    rung: str = ""  # its ladder rung ("" = none)
+
+    @property
+    def estimate_key(self) -> str:
+        """The key of its seconds in `StudyPlan.seconds`: the variant, at its rung when there is a ladder."""
+        return f"{self.variant} @ {self.rung}" if self.rung else self.variant
 
 
 @dataclasses.dataclass
@@ -77,8 +84,21 @@ class StudyPlan:
         """Estimated seconds of the missing work (one process; workers divide it roughly)."""
         if self.kind == "search":
             return self.missing * self.seconds.get("trial", (0.0, ""))[0]
-        cells = [c.variant for c in self.cells if not c.done] + [v for v, n in self.tuning.items() for _ in range(n)]
+        cells = [c.estimate_key for c in self.cells if not c.done] + [v for v, n in self.tuning.items() for _ in range(n)]
         return sum(self.seconds.get(v, (0.0, ""))[0] for v in cells)  # a tuning run costs what a cell of its variant does
+
+    @property
+    def rungs(self) -> dict[str, dict[str, float]]:
+        """Per ladder rung: its cells, the missing ones and their estimated seconds (empty without a ladder)."""
+        out: dict[str, dict[str, float]] = {}
+        for c in self.cells:
+            if c.rung:
+                entry = out.setdefault(c.rung, {"cells": 0, "missing": 0, "remaining_s": 0.0})
+                entry["cells"] += 1
+                if not c.done:
+                    entry["missing"] += 1
+                    entry["remaining_s"] += self.seconds.get(c.estimate_key, (0.0, ""))[0]
+        return out
 
 
 def select_studies(only: str | None, every: bool, overrides: Sequence = ()) -> list:
@@ -94,24 +114,17 @@ def select_studies(only: str | None, every: bool, overrides: Sequence = ()) -> l
     return specs
 
 
-def _done_keys(ctx) -> set[tuple]:
-    keep = ("variant", "dataset", "degradation", "seed", "profile")
-    return {tuple(str(r.get(k, "")) for k in keep) for r in results.load_rows(ctx.results_path)
-            if r.get("status") != "failed"}
-
-
 def grid_cells(ctx) -> list[PlannedCell]:
-    """Every cell of a grid or robustness study, seed-major like the run's queue, marked done or not."""
-    done = _done_keys(ctx)
-    levels = tuple(ctx.spec.degradations) if ctx.spec.kind == "robustness" else ("none",)
-    cells = []
-    for seed in ctx.seeds:
-        for dataset in ctx.datasets:
-            for v in ctx.variants:
-                resolved = ctx.resolved(v.label)
-                finished = all((v.label, dataset, level, str(seed), ctx.profile) in done for level in levels)
-                cells.append(PlannedCell(v.label, dataset, seed, levels, resolved.params, resolved.flops, finished))
-    return cells
+    """Every cell of a grid or robustness study, in the run's queue order, marked done as `study.cells` judges it."""
+    from study.cells import cells
+
+    finished = ctx.table.finished()
+    planned = []
+    for c in cells(ctx):
+        resolved = ctx.at(c.rung).resolved(c.variant.label)
+        planned.append(PlannedCell(c.variant.label, c.dataset, c.seed, ctx.levels, resolved.params, resolved.flops,
+                                   c.done(finished), c.rung))
+    return planned
 
 
 def changed_networks(ctx) -> dict[str, int]:
@@ -120,7 +133,8 @@ def changed_networks(ctx) -> dict[str, int]:
     if ctx.spec.kind == "search":
         return {}
     # an older kit hashed a registered network by its name: both forms name the same network
-    same = {v.label: {ctx.resolved(v.label).model.digest, ctx.resolved(v.label).model.name} for v in ctx.variants}
+    same = {v.label: {n for rung in ctx.rungs for n in (ctx.at(rung).resolved(v.label).model.digest,
+                                                         ctx.at(rung).resolved(v.label).model.name)} for v in ctx.variants}
     changed: Counter = Counter()
     for r in results.load_rows(ctx.results_path):
         label = r.get("variant")
@@ -136,10 +150,24 @@ def _ok_rows(path: Path, profile: str) -> list[dict[str, Any]]:
 
 
 def _seconds_per_flop(ctx) -> float | None:
-    """Median wall seconds per FLOP of the finished rows of this profile anywhere in the run directory."""
-    rates = [r["wall_s"] / r["flops"] for p in sorted(Path(ctx.run_dir).glob("*/results.jsonl"))
+    """Median wall seconds per FLOP and training image of the finished rows of this profile anywhere in the
+    run directory (a rung of four times the budget costs about four times as much)."""
+    default = ctx.spec.profiles[ctx.profile].budget_images
+    rates = [r["wall_s"] / (r["flops"] * _budget(r, default)) for p in sorted(Path(ctx.run_dir).glob("*/results.jsonl"))
              for r in _ok_rows(p, ctx.profile) if isinstance(r.get("flops"), (int, float)) and r["flops"] > 0]
     return statistics.median(rates) if rates else None
+
+
+def _budget(row: dict[str, Any], default: int) -> int:
+    """Training images a row's budget allowed (older rows: from its config; else the profile's `default`)."""
+    if isinstance(row.get("budget_images"), int) and row["budget_images"] > 0:
+        return row["budget_images"]
+    try:
+        cfg = json.loads(row.get("config") or "{}")
+    except json.JSONDecodeError:
+        cfg = {}
+    images = cfg.get("train_subset") or row.get("train_size")
+    return int(cfg["epochs"] * images) if isinstance(images, int) and images > 0 and cfg.get("epochs") else default
 
 
 def _profiled_seconds(network: ResolvedModel, ctx) -> float:
@@ -163,7 +191,7 @@ def _estimate(ctx, label: str, network, flops: int | None, measured: dict[str, l
     if measured.get(label):
         return statistics.fmean(measured[label]), "measured"
     if rates.get("measured") and flops:
-        return rates["measured"] * flops, "measured, FLOPs-scaled"
+        return rates["measured"] * flops * ctx.profile_spec.budget_images, "measured, FLOPs-scaled"
     if not profile:
         return 0.0, "unknown"
     if not flops:  # a registered baseline: no analytic FLOPs, so time it itself
@@ -175,16 +203,34 @@ def _estimate(ctx, label: str, network, flops: int | None, measured: dict[str, l
 
 
 def grid_seconds(ctx, cells: list[PlannedCell], profile: bool = True) -> dict[str, tuple[float, str]]:
-    """Seconds per cell of each variant that still has missing cells (see the module docstring for the sources)."""
+    """Seconds per cell of each variant (at each rung) that still has missing cells (see the module docstring
+    for the sources). A rung with no rows of its own scales another rung's measured seconds by its budget."""
     measured: dict[str, list[float]] = {}
     for r in _ok_rows(ctx.results_path, ctx.profile):
-        measured.setdefault(r["variant"], []).append(float(r["wall_s"]))
+        key = PlannedCell(r["variant"], "", 0, (), None, None, True, str(r.get("rung") or "")).estimate_key
+        measured.setdefault(key, []).append(float(r["wall_s"]))
     rates: dict[str, float | None] = {"measured": _seconds_per_flop(ctx)}
     out = {}
-    for label in dict.fromkeys(c.variant for c in cells if not c.done):
-        resolved = ctx.resolved(label)
-        out[label] = _estimate(ctx, label, resolved.model, resolved.flops, measured, rates, profile)
+    for c in {c.estimate_key: c for c in cells if not c.done}.values():
+        at = ctx.at(c.rung)
+        resolved = at.resolved(c.variant)
+        out[c.estimate_key] = _rung_scaled(ctx, c, measured) or _estimate(
+            at, c.estimate_key, resolved.model, resolved.flops, measured, rates, profile)
     return out
+
+
+def _rung_scaled(ctx, cell: PlannedCell, measured: dict[str, list[float]]) -> tuple[float, str] | None:
+    """A rung's seconds per cell from the variant's measured rows at another rung, scaled by the training images
+    (evaluation is a small share of a cell at these budgets)."""
+    if not cell.rung or measured.get(cell.estimate_key):
+        return None
+    ladder = ctx.spec.profiles[ctx.profile]
+    for other in ladder.rungs:
+        key = PlannedCell(cell.variant, "", 0, (), None, None, True, other.rung).estimate_key
+        if measured.get(key):
+            ratio = ladder.at(cell.rung).budget_images / other.budget_images
+            return statistics.fmean(measured[key]) * ratio, f"measured at {other.rung}, budget-scaled"
+    return None
 
 
 def band_rejection(ctx, samples: int = 200, seed: int = 0) -> tuple[int, Counter]:
@@ -251,5 +297,6 @@ def study_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
 
 def as_json(plans: Sequence[StudyPlan]) -> dict[str, Any]:
     """The plans as one JSON-able document (`study plan --json`)."""
-    return {"studies": [{**dataclasses.asdict(p), "missing": p.missing, "remaining_s": p.remaining_s} for p in plans],
+    return {"studies": [{**dataclasses.asdict(p), "missing": p.missing, "remaining_s": p.remaining_s, "rungs": p.rungs}
+                        for p in plans],
             "remaining_s": sum(p.remaining_s for p in plans)}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ class Profile:
     cost_batch: int = 128  # the one batch Table II profiles every model at (`study.costs`)
     datasets: tuple[str, ...] = ()  # the study's datasets this profile runs (empty = all of them)
     overrides: tuple[str, ...] = ()  # "key=value" set by a study file, shown wherever the profile is described
+    rungs: tuple[Profile, ...] = ()  # a ladder: the same cells at each of these budgets/widths (`rungs = [...]`)
+    rung: str = ""  # this profile's rung label when it is one rung of a ladder, else ""
 
     @property
     def proxy(self) -> bool:
@@ -52,10 +55,36 @@ class Profile:
         images = self.train.train_subset or train_size or 0
         return self.train.epochs * max(1, images // self.train.batch_size) if images else 0
 
+    @property
+    def scale(self) -> str:
+        """Where a verdict of this profile was measured, as it is spoken: "450 steps, width ×0.25"."""
+        t = self.train
+        budget = (f"{self.steps():,} step{'s' if self.steps() != 1 else ''}" if t.train_subset else
+                  f"≤ {t.epochs:,} epoch{'s' if t.epochs != 1 else ''}" + (" (early stopping)" if t.patience < t.epochs else ""))
+        return budget + (f", width ×{self.width:g}" if self.width != 1.0 else ", full width")
+
+    @property
+    def budget_images(self) -> int:
+        """Training images the budget allows (the epoch cap × the subset or an assumed 54k split): a rung's size."""
+        return self.train.epochs * (self.train.train_subset or ASSUMED_TRAIN_IMAGES)
+
+    def ladder(self) -> tuple[Profile, ...]:
+        """The rungs a study under this profile trains: its ladder, or itself as the one rung."""
+        return self.rungs or (self,)
+
+    def at(self, rung: str) -> Profile:
+        """The rung of this profile's ladder labelled `rung` ("" = the profile itself)."""
+        if not rung:
+            return self
+        for profile in self.rungs:
+            if profile.rung == rung:
+                return profile
+        raise KitError(f"profile {self.name} has no rung {rung!r}; its rungs: {', '.join(r.rung for r in self.rungs) or 'none'}")
+
     def describe(self) -> str:
         """One line a reader needs beside every number of this profile, generated from the fields."""
         t = self.train
-        parts = [f"{self.name} profile"]
+        parts = [f"{self.name} profile" + (f", rung {self.rung}" if self.rung else "")]
         if self.proxy:
             parts.append("PROXY")
         if self.width != 1.0:
@@ -79,6 +108,8 @@ class Profile:
             parts.append(f"{self.workers} workers per machine")
         if self.overrides:
             parts.append("study overrides: " + ", ".join(self.overrides))
+        if self.rungs:
+            parts.append("ladder: " + " → ".join(r.rung for r in self.rungs))
         return "; ".join(parts)
 
 
@@ -97,7 +128,11 @@ PROFILES: dict[str, Profile] = {
                      seeds=5, n_trials=4, width=0.25, guard_min=13.0, workers=2, cost_batch=32),
 }
 
-_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "keep_weights", "cost_batch", "datasets", "train")
+_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "keep_weights", "cost_batch", "datasets", "train",
+                 "steps", "rungs")
+#: What a rung of a ladder may change: its training budget and its width (everything else is the profile's).
+RUNG_KEYS = ("steps", "epochs", "train_subset", "width")
+ASSUMED_TRAIN_IMAGES = 54_000  # a 60k train split less the 10 % validation carve-out, when no subset is set
 
 
 def get_profile(name: str) -> Profile:
@@ -150,7 +185,49 @@ def override(profile: Profile, table: Mapping[str, Any], where: str) -> Profile:
     if "train" in table:
         train = _train_override(train, table["train"], where, prefix)
     listed = [f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in changes.items()] + [f"train.{k}={v}" for k, v in dict(table.get("train", {})).items()]
-    return dataclasses.replace(profile, train=train, overrides=(*profile.overrides, *listed), **changes)
+    if "steps" in table:
+        train = _steps(train, table["steps"], where, prefix)
+        listed.append(f"steps={table['steps']}")
+    changed = dataclasses.replace(profile, train=train, overrides=(*profile.overrides, *listed), **changes)
+    if "rungs" in table:
+        changed = dataclasses.replace(changed, rungs=_rungs(changed, table["rungs"], where, prefix))
+    return changed
+
+
+def _steps(train: TrainConfig, value: Any, where: str, prefix: str) -> TrainConfig:
+    """A budget written as it is spoken: `steps` optimizer steps of the profile's batch, over its epochs, on a
+    stratified subset of steps × batch / epochs images (450 steps of batch 32 = one epoch of 14,400 images)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpecError.at(where, f"{prefix}.steps", f"got {json.dumps(value, default=str)}", "an integer ≥ 1")
+    images, rest = divmod(value * train.batch_size, train.epochs)
+    if rest:
+        raise SpecError.at(where, f"{prefix}.steps", f"{value} steps of batch {train.batch_size} do not split into "
+                           f"{train.epochs} equal epochs", f"a multiple of {train.epochs // math.gcd(train.epochs, train.batch_size)}")
+    return dataclasses.replace(train, train_subset=images)
+
+
+def _rungs(profile: Profile, value: Any, where: str, prefix: str) -> tuple[Profile, ...]:
+    """A ladder: each rung is the profile with its budget (`steps`, `epochs`, `train_subset`) and/or `width`
+    changed, labelled by its scale ("1,800 steps, width ×0.25"); at least two distinct rungs, smallest first."""
+    allowed = f"a list of at least two tables with keys from {', '.join(RUNG_KEYS)}, e.g. [{{ steps = 450 }}, {{ steps = 1800 }}]"
+    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(r, dict) and r for r in value):
+        raise SpecError.at(where, f"{prefix}.rungs", f"got {json.dumps(value, default=str)}", allowed)
+    rungs = []
+    for i, table in enumerate(value):
+        unknown = sorted(set(table) - set(RUNG_KEYS))
+        if unknown:
+            raise SpecError.at(where, f"{prefix}.rungs[{i}].{unknown[0]}", "unknown key", ", ".join(RUNG_KEYS))
+        train = {k: table[k] for k in ("epochs", "train_subset") if k in table}
+        rung_table = {k: v for k, v in table.items() if k in ("steps", "width")} | ({"train": train} if train else {})
+        rung = override(dataclasses.replace(profile, rungs=(), overrides=()), rung_table, where)
+        rungs.append(dataclasses.replace(rung, rung=rung.scale, overrides=profile.overrides))
+    labels = [r.rung for r in rungs]
+    if len(set(labels)) != len(labels):
+        raise SpecError.at(where, f"{prefix}.rungs", f"two rungs have the same scale ({labels})", "distinct budgets or widths")
+    sizes = [r.budget_images * r.width ** 2 for r in rungs]
+    if sizes != sorted(sizes):
+        raise SpecError.at(where, f"{prefix}.rungs", f"rungs {labels} are not in order of size", "the smallest rung first")
+    return tuple(rungs)
 
 
 def _train_override(train: TrainConfig, table: Any, where: str, prefix: str) -> TrainConfig:

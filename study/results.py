@@ -89,12 +89,18 @@ SCHEMA: tuple[Column, ...] = (
     Column("test_degraded_only", (bool,), "robustness: trained clean, tested at this degradation", required=False),
     Column("search_params", (str,), "search: the sampled parameters as JSON", required=False),
     Column("checkpoint", (str,), "best-validation weights, relative to the study folder", required=False),
+    Column("rung", (str,), "the ladder rung of the row, as its scale (\"1,800 steps, width ×0.25\"); absent without a ladder",
+           required=False),
+    Column("scale", (str,), "where the row was measured: the profile's budget and width (\"450 steps, width ×0.25\")",
+           required=False),
+    Column("budget_images", (int,), "training images the budget allows (epoch cap × subset): a rung's size", required=False),
+    Column("scale_width", _NUM, "the profile's (or rung's) proxy width, before capacity matching", required=False),
 )
 COLUMNS: tuple[str, ...] = tuple(c.name for c in SCHEMA if c.required)
 _BY_NAME = {c.name: c for c in SCHEMA}
 
 #: Columns that identify one run; a study skips rows whose key is already finished.
-KEY: tuple[str, ...] = ("study", "axis", "variant", "dataset", "degradation", "protocol", "fold", "seed", "profile")
+KEY: tuple[str, ...] = ("study", "axis", "variant", "dataset", "degradation", "protocol", "fold", "seed", "profile", "rung")
 
 
 def row_key(row: Mapping[str, Any]) -> tuple:
@@ -231,6 +237,9 @@ def load_table(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.Dat
     for col in COLUMNS:
         if col not in frame.columns:
             frame[col] = pd.NA
+    if "rung" not in frame.columns:
+        frame["rung"] = ""
+    frame["rung"] = frame["rung"].fillna("")
     if len(frame):
         keys = frame[list(KEY)].astype(object).fillna("").astype(str).agg("|".join, axis=1)
         frame = frame[~keys.duplicated(keep="last")].reset_index(drop=True)

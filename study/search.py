@@ -42,6 +42,8 @@ def make_study(ctx: Context, opened: optuna.storages.BaseStorage) -> optuna.Stud
         return optuna.create_study(study_name=spec.name, storage=opened, sampler=sampler, pruner=pruner,
                                    directions=directions, load_if_exists=True)
     space = {"variant": [v.label for v in ctx.variants], "dataset": list(ctx.datasets), "seed": list(ctx.seeds)}
+    if ctx.rungs != ("",):
+        space["rung"] = list(ctx.rungs)
     return optuna.create_study(study_name=spec.name, storage=opened, sampler=_QueuedGridSampler(space, seed=0),
                                pruner=optuna.pruners.NopPruner(), direction="maximize", load_if_exists=True)
 
@@ -155,9 +157,9 @@ def _enqueue_missing(ctx: Context, study: optuna.Study) -> None:
     held = set()
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
         params = t.system_attrs.get("fixed_params") or t.params
-        held.add((params.get("variant"), params.get("dataset"), params.get("seed")))
+        held.add((params.get("variant"), params.get("dataset"), params.get("seed"), params.get("rung", "")))
     for c in cells(ctx):
-        if (c.variant.label, c.dataset, c.seed) not in held and c.key not in done:
+        if (c.variant.label, c.dataset, c.seed, c.rung) not in held and not c.done(done):
             study.enqueue_trial(c.params)
 
 
@@ -194,8 +196,11 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
            "cells_total": expected_rows(ctx), "seeds": list(ctx.seeds), "train_config": dataclasses.asdict(ctx.cfg),
            "profile_description": ctx.profile_spec.describe(), "proxy": ctx.profile_spec.proxy,
            "profile_overrides": list(ctx.profile_spec.overrides), "equivalence_margin": ctx.spec.equivalence_margin,
-           "variants": {v.label: _variant_summary(ctx.resolved(v.label)) for v in ctx.variants} if ctx.spec.kind != "search" else {},
-           "tuned": ctx.tuned, "spec_file": ctx.spec.path, **extra}
+           "variants": _variant_summaries(ctx),
+           "tuned": ctx.tuned, "spec_file": ctx.spec.path, "scale": ctx.profile_spec.scale,
+           "rungs": [{"rung": r.rung, "budget_images": r.budget_images, "width": r.width, "steps": r.steps(),
+                      "train_config": dataclasses.asdict(r.train), "variants": _variant_summaries(ctx.at(r.rung))}
+                     for r in ctx.spec.profiles[ctx.profile].rungs], **extra}
     write_text_atomic(path, json.dumps(doc, indent=2, default=str))
 
 
@@ -203,6 +208,12 @@ def _command() -> str:
     """The command line of this run as a user types it (`python -m study …`, not the path of `__main__.py`)."""
     program = "python -m study" if sys.argv and sys.argv[0].endswith(("study/__main__.py", "-m")) else sys.argv[0]
     return " ".join([program, *sys.argv[1:]])
+
+
+def _variant_summaries(ctx: Context) -> dict[str, Any]:
+    if ctx.spec.kind == "search":
+        return {}
+    return {v.label: _variant_summary(ctx.resolved(v.label)) for v in ctx.variants}
 
 
 def _variant_summary(resolved: ResolvedVariant) -> dict[str, Any]:

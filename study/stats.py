@@ -56,6 +56,11 @@ __all__ = [
     "seeds_decision",
     "seeds_for_mde",
     "typical_mde",
+    "Transfer",
+    "transfer_family",
+    "transfer_axis",
+    "HOLDS",
+    "SCALE_DEPENDENT",
 ]
 
 INSUFFICIENT = "insufficient data (n<2)"
@@ -339,6 +344,8 @@ def compare_axis(
     An axis with no reference at all returns an empty frame.
     """
     by = list(by)
+    if "rung" in table.columns and "rung" not in by and table["rung"].fillna("").astype(str).ne("").any():
+        by.append("rung")  # a ladder: each rung is its own family (its cells pair by seed within the rung)
     columns = ["axis", *by, *(f.name for f in dataclasses.fields(Comparison))]
     rows = table[(table["axis"] == axis) & (table["status"] == "ok")]
     rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna()]
@@ -721,3 +728,145 @@ def _groups(rows: pd.DataFrame, by: list[str]):
         return
     for key, cell in rows.groupby(by, dropna=False, sort=True):
         yield (key if isinstance(key, tuple) else (key,)), cell
+
+
+# --------------------------------------------------------------------------- transfer across rungs
+
+HOLDS = "holds across rungs"
+SCALE_DEPENDENT = "scale-dependent"
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Whether a contrast holds as the scale grows: the change of Δ (variant − reference, points) from the
+    lowest to the highest rung of a ladder, paired by seed (the rung × variant interaction).
+
+    `change` is the mean over seeds of Δ_high(s) − Δ_low(s); `ci_low`/`ci_high` its unadjusted 1 − alpha
+    interval, `ci_adj_low`/`ci_adj_high` its interval at 1 − alpha/m (Bonferroni, m the family size: an
+    interval that excludes 0 there is a Holm "scale-dependent" at the first step). `per_doubling` divides
+    the change (and its CIs) by `doublings`, the log2 of the ratio of the rungs' sizes. The verdict:
+    "scale-dependent" when the Holm-adjusted t-test rejects "no change"; "holds across rungs" when the
+    Holm-adjusted TOST shows the change within ±margin; else "inconclusive".
+    """
+
+    variant: str
+    reference: str
+    low_rung: str
+    high_rung: str
+    n: int
+    delta_low: float
+    delta_high: float
+    change: float
+    ci_low: float
+    ci_high: float
+    ci_adj_low: float
+    ci_adj_high: float
+    p_value: float
+    p_adjusted: float
+    p_equivalence: float
+    p_equivalence_adjusted: float
+    mde: float
+    margin: float
+    doublings: float
+    per_doubling: float
+    per_doubling_low: float
+    per_doubling_high: float
+    alpha_used: float
+    verdict: str
+
+    def as_dict(self) -> dict:
+        """The transfer as a plain dict (one row of a tidy table)."""
+        return dataclasses.asdict(self)
+
+
+def transfer_family(changes: Mapping[str, tuple[Sequence[float], Sequence[float]]], reference: str, *,
+                    low_rung: str = "low", high_rung: str = "high", doublings: float = 1.0, alpha: float = 0.05,
+                    power: float = 0.8, margin: float = 3.0) -> list[Transfer]:
+    """Transfer verdicts of a family of contrasts. Each entry maps a variant to its seed-paired
+    (Δ at the low rung, Δ at the high rung), in points, the seeds in the same order on both sides."""
+    raw = []
+    for name, (low, high) in changes.items():
+        low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+        ok = np.isfinite(low) & np.isfinite(high)
+        low, high = low[ok], high[ok]
+        d = high - low
+        n = len(d)
+        mean = float(d.mean()) if n else math.nan
+        sd = float(np.std(d, ddof=1)) if n >= 2 else math.nan
+        se = sd / math.sqrt(n) if n >= 2 else math.nan
+        if n >= 2 and sd > 0:
+            p = float(2 * special.stdtr(n - 1, -abs(mean) / se))
+        else:
+            p = math.nan if n < 2 else (0.0 if mean != 0 else 1.0)
+        raw.append((name, n, float(low.mean()) if n else math.nan, float(high.mean()) if n else math.nan,
+                    mean, sd, se, p, _tost_p(mean, se, n - 1, margin) if n >= 2 else math.nan))
+    p_adjusted = holm([r[7] for r in raw])
+    p_eq_adjusted = holm([r[8] for r in raw])
+    m = max(1, sum(bool(np.isfinite(r[7])) for r in raw))
+    out = []
+    for (name, n, d_low, d_high, mean, sd, se, p, p_eq), p_adj, p_eq_adj in zip(raw, p_adjusted, p_eq_adjusted, strict=True):
+        low, high = _t_interval(mean, se, n, 1 - alpha)
+        adj_low, adj_high = _t_interval(mean, se, n, 1 - alpha / m)
+        if n < 2:
+            verdict = INSUFFICIENT
+        elif np.isfinite(p_adj) and p_adj < alpha and mean != 0:
+            verdict = SCALE_DEPENDENT
+        elif np.isfinite(p_eq_adj) and p_eq_adj < alpha:
+            verdict = HOLDS
+        else:
+            verdict = INCONCLUSIVE
+        per = (lambda x: x / doublings) if doublings > 0 else (lambda x: math.nan)  # noqa: E731
+        out.append(Transfer(name, reference, low_rung, high_rung, n, d_low, d_high, mean, low, high, adj_low, adj_high,
+                            p, p_adj, p_eq, p_eq_adj, mde_paired(sd, n, alpha / m, power), margin, doublings,
+                            per(mean), per(low), per(high), alpha / m, verdict))
+    return out
+
+
+def _t_interval(mean: float, se: float, n: int, confidence: float) -> tuple[float, float]:
+    if n < 2 or not np.isfinite(se):
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * se
+    return mean - half, mean + half
+
+
+def rung_size(rows: pd.DataFrame) -> float:
+    """The size of a rung, from its rows: training images × width² (the budget's share of training compute)."""
+    images = pd.to_numeric(rows.get("budget_images"), errors="coerce").median()
+    width = pd.to_numeric(rows.get("scale_width"), errors="coerce").median()
+    return float(images) * (float(width) ** 2 if np.isfinite(width) else 1.0)
+
+
+def transfer_axis(table: pd.DataFrame, axis: str, *, metric: str = "test_accuracy", scale: float = 100.0,
+                  margin: float = 3.0, by: Sequence[str] = ("dataset", "degradation")) -> pd.DataFrame:
+    """Every variant of a ladder study's axis: the change of its Δ from the lowest to the highest rung,
+    paired by seed (runs sharing protocol, fold and seed in all four cells), Holm across the variants of
+    each `by` group. Empty when the axis has no reference or fewer than two rungs."""
+    columns = ["axis", *by, *(f.name for f in dataclasses.fields(Transfer))]
+    rows = table[(table["axis"] == axis) & (table["status"] == "ok")] if len(table) else table
+    if "rung" not in rows.columns or not len(rows):
+        return pd.DataFrame(columns=columns)
+    rows = rows[pd.to_numeric(rows[metric], errors="coerce").notna() & rows["rung"].fillna("").astype(str).ne("")]
+    ref_name = _reference_name(rows) if len(rows) else None
+    if ref_name is None:
+        return pd.DataFrame(columns=columns)
+    out = []
+    for key, group in _groups(rows, list(by)):
+        sizes = {r: rung_size(g) for r, g in group.groupby("rung")}
+        if len(sizes) < 2:
+            continue
+        low, high = min(sizes, key=sizes.get), max(sizes, key=sizes.get)
+        pair = group.assign(_pair=group[["protocol", "fold", "seed"]].astype(str).agg("|".join, axis=1),
+                            _value=pd.to_numeric(group[metric]).astype(float) * scale)
+        wide = pair.pivot_table(index="_pair", columns=["rung", "variant"], values="_value", aggfunc="mean")
+        changes = {}
+        for name in sorted(set(group["variant"].astype(str)) - {ref_name}):
+            cols = [(low, name), (low, ref_name), (high, name), (high, ref_name)]
+            if not all(c in wide.columns for c in cols):
+                changes[name] = ([], [])
+                continue
+            both = wide[cols].dropna()
+            changes[name] = ((both[cols[0]] - both[cols[1]]).to_numpy(), (both[cols[2]] - both[cols[3]]).to_numpy())
+        doublings = math.log2(sizes[high] / sizes[low]) if sizes[low] > 0 else math.nan
+        for t in transfer_family(changes, ref_name, low_rung=low, high_rung=high, doublings=doublings, margin=margin):
+            out.append({"axis": axis, **dict(zip(by, key, strict=True)), **t.as_dict()})
+    return pd.DataFrame(out, columns=columns)

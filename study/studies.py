@@ -109,6 +109,11 @@ class StudySpec:
     run_order: int = 50  # position in a multi-study run (`order` in the file; lower runs first)
     resolved: Mapping[str, Mapping[str, ResolvedVariant]] = dataclasses.field(default_factory=dict)  # profile → label →
     tuning: Tuning | None = None  # the per-model tuning stage of a grid study (`[tuning]`)
+    rung_resolved: Mapping[tuple[str, str], Mapping[str, ResolvedVariant]] = dataclasses.field(default_factory=dict)  # (profile, rung) → label →
+
+    def resolved_at(self, profile: str, rung: str = "") -> Mapping[str, ResolvedVariant]:
+        """Every variant's network under a profile, or under one rung of its ladder (a width rung resolves anew)."""
+        return self.rung_resolved[profile, rung] if rung else self.resolved[profile]
 
     def datasets_for(self, profile: str) -> tuple[str, ...]:
         """The datasets a profile runs: its own `datasets` (a subset of the study's), else the study's."""
@@ -178,8 +183,16 @@ def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
                      run_order=_order(table.get("order", 50), where),
                      tuning=_tuning(doc["tuning"], kind, datasets, where) if "tuning" in doc else None)
     networks = {v.label: variant_network(spec, v) for v in spec.variants}  # built and validated once
-    resolved = {name: _resolve_variants(spec, profile, networks) for name, profile in profiles.items()}
-    return dataclasses.replace(spec, resolved=resolved)
+    by_width: dict[float, dict[str, ResolvedVariant]] = {}  # rungs of one width resolve alike: match once
+
+    def at(rung: Profile) -> dict[str, ResolvedVariant]:
+        if rung.width not in by_width:
+            by_width[rung.width] = _resolve_variants(spec, rung, networks)
+        return by_width[rung.width]
+
+    resolved = {name: at(profile) for name, profile in profiles.items()}
+    rungs = {(name, rung.rung): at(rung) for name, profile in profiles.items() for rung in profile.rungs}
+    return dataclasses.replace(spec, resolved=resolved, rung_resolved=rungs)
 
 
 def _table(value: Any, where: str, key: str) -> dict:

@@ -12,7 +12,7 @@ import optuna
 
 log = logging.getLogger("study.trials")
 
-_GRID_KEYS = ("variant", "dataset", "seed")
+_GRID_KEYS = ("variant", "dataset", "seed", "rung")
 
 
 def describe_cell(params: dict[str, Any]) -> str:

@@ -160,7 +160,7 @@ def test_a_key_with_missing_fields_is_still_one_key(tmp_path):
     results.append_row(path, {"study": "s", "variant": "w", "status": "pruned", "seed": 0})
     frame = results.load_table(path)
     assert frame["variant"].tolist() == ["v", "w"] and frame["val_accuracy"].tolist()[0] == 0.3
-    assert results.row_key({"study": "s", "seed": 0}) == ("s", "", "", "", "", "", "", "0", "")
+    assert results.row_key({"study": "s", "seed": 0}) == ("s", "", "", "", "", "", "", "0", "", "")
 
 
 def test_reuse_drops_columns_an_older_kit_wrote_and_needs_the_same_profile_and_fold(tmp_path):
@@ -208,4 +208,4 @@ def test_load_table_has_a_plain_index_and_no_extra_columns(tmp_path):
         results.append_row(path, ok_row(seed=seed))
     frame = results.load_table(path)
     assert "index" not in frame.columns and list(frame.index) == [0, 1]
-    assert set(frame.columns) == set(ok_row()) | set(results.COLUMNS)
+    assert set(frame.columns) == set(ok_row()) | set(results.COLUMNS) | {"rung"}  # the key's rung ("" without a ladder)

@@ -111,13 +111,18 @@ def format_plans(plans) -> str:
 def _grid_lines(p) -> list[str]:
     header = f"  {'variant':<24} {'dataset':<14} {'params':>8} {'FLOPs':>8}  {'done seeds':<12} {'missing seeds':<14} per cell"
     out = [header]
-    groups: dict[tuple[str, str], list] = {}
+    groups: dict[tuple[str, str, str], list] = {}
     for c in p.cells:
-        groups.setdefault((c.variant, c.dataset), []).append(c)
-    for (variant, dataset), cells in groups.items():
+        groups.setdefault((c.rung, c.variant, c.dataset), []).append(c)
+    rungs = p.rungs
+    for (rung, variant, dataset), cells in groups.items():
+        if rung and rung in rungs:
+            entry = rungs.pop(rung)
+            out.append(f"  rung {rung}: {entry['cells'] - entry['missing']}/{entry['cells']} cells done"
+                       + f", ~{_duration(entry['remaining_s'])} left" * bool(entry["missing"]))
         done = [c.seed for c in cells if c.done]
         missing = [c.seed for c in cells if not c.done]
-        seconds, source = p.seconds.get(variant, (0.0, ""))
+        seconds, source = p.seconds.get(cells[0].estimate_key, (0.0, ""))
         estimate = f"{_duration(seconds)} ({source})" if missing else ""
         levels = f" ×{len(cells[0].levels)} levels" if len(cells[0].levels) > 1 else ""
         out.append(f"  {variant[:24]:<24} {dataset[:14]:<14} {_count(cells[0].params):>8} {_count(cells[0].flops):>8}  "
