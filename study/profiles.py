@@ -59,8 +59,9 @@ class Profile:
     def scale(self) -> str:
         """Where a verdict of this profile was measured, as it is spoken: "450 steps, width ×0.25"."""
         t = self.train
+        epochs = f"{t.epochs:,} epoch{'s' if t.epochs != 1 else ''}"
         budget = (f"{self.steps():,} step{'s' if self.steps() != 1 else ''}" if t.train_subset else
-                  f"≤ {t.epochs:,} epoch{'s' if t.epochs != 1 else ''}" + (" (early stopping)" if t.patience < t.epochs else ""))
+                  f"≤ {epochs} (early stopping)" if t.patience < t.epochs else epochs)
         return budget + (f", width ×{self.width:g}" if self.width != 1.0 else ", full width")
 
     @property

@@ -109,6 +109,7 @@ class StudySpec:
     run_order: int = 50  # position in a multi-study run (`order` in the file; lower runs first)
     resolved: Mapping[str, Mapping[str, ResolvedVariant]] = dataclasses.field(default_factory=dict)  # profile → label →
     tuning: Tuning | None = None  # the per-model tuning stage of a grid study (`[tuning]`)
+    expected_min: Mapping[str, float] = dataclasses.field(default_factory=dict)  # profile → minutes the file states
     rung_resolved: Mapping[tuple[str, str], Mapping[str, ResolvedVariant]] = dataclasses.field(default_factory=dict)  # (profile, rung) → label →
 
     def resolved_at(self, profile: str, rung: str = "") -> Mapping[str, ResolvedVariant]:
@@ -125,7 +126,7 @@ class StudySpec:
 
 
 _STUDY_KEYS = {"name", "axis", "kind", "description", "base", "datasets", "variants", "degradations", "search", "profiles",
-               "default_run", "equivalence_margin", "order"}
+               "default_run", "equivalence_margin", "order", "expected_min"}
 _KINDS = ("grid", "robustness", "search")
 
 
@@ -181,7 +182,8 @@ def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
                      profiles=profiles, path=where, default_run=bool(table.get("default_run", True)),
                      equivalence_margin=_margin(table.get("equivalence_margin", 3.0), where),
                      run_order=_order(table.get("order", 50), where),
-                     tuning=_tuning(doc["tuning"], kind, datasets, where) if "tuning" in doc else None)
+                     tuning=_tuning(doc["tuning"], kind, datasets, where) if "tuning" in doc else None,
+                     expected_min=_expected(table.get("expected_min", {}), profiles, where))
     networks = {v.label: variant_network(spec, v) for v in spec.variants}  # built and validated once
     by_width: dict[float, dict[str, ResolvedVariant]] = {}  # rungs of one width resolve alike: match once
 
@@ -316,6 +318,14 @@ def _margin(value: Any, where: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 100:
         raise SpecError.at(where, "study.equivalence_margin", f"got {json.dumps(value)}", "accuracy points in (0, 100]")
     return float(value)
+
+
+def _expected(value: Any, profiles: Mapping[str, Profile], where: str) -> dict[str, float]:
+    """`expected_min = { quick = 60 }`: the minutes a run of the study takes per profile, as measured and stated."""
+    if not isinstance(value, dict) or not all(k in profiles and _fits(v, 1.0) and v > 0 for k, v in value.items()):
+        raise SpecError.at(where, "study.expected_min", f"got {json.dumps(value, default=str)}",
+                           f"a table of minutes per profile ({', '.join(profiles)}), e.g. {{ quick = 60 }}")
+    return {k: float(v) for k, v in value.items()}
 
 
 def _order(value: Any, where: str) -> int:

@@ -56,7 +56,7 @@ def write_index(studies: list[StudyRun], out_dir: Path, available: list[str] | N
     profile and machine of every study.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    summaries = [summary.summarise(s, _page_link(out_dir, s.name)) for s in summary.order(studies)]
+    summaries = [summary.summarise(s, _page_link(out_dir, s.name), studies) for s in summary.order(studies)]
     costs = [{"study": r["name"], **c} for r in summaries for c in r["costs"]]
     if costs:
         pd.DataFrame(costs).to_csv(out_dir / "costs.csv", index=False)
@@ -138,6 +138,7 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
         sections.table_two_section(book.section("Table II — cost"), out, table_two)
     if ablations:
         sections.ablation_section(book.section("Ablations"), out, study, ablations)
+        sections.transfer_section(book, out, study, ablations)
     if summary.study_kind(study) != "search":
         sections.curves_section(book, out, study, main)
     sections.pareto_section(book, out, table, palette)

@@ -274,3 +274,24 @@ def optuna_figures(study, params: list[str], importances: bool = True) -> tuple[
             plt.close("all")
             notes.append(f"{title} could not be drawn: {type(err).__name__}: {err}".splitlines()[0])
     return figures, notes
+
+
+@_styled
+def transfer_figure(contrasts: pd.DataFrame, variant: str, margin: float) -> Figure:
+    """Δ of one contrast (variant − reference) with its 95 % CI at each rung, against the rung's training images
+    on a log axis: a flat line is a verdict that holds as the budget grows, a slope one that depends on it."""
+    rows = contrasts[contrasts["variant"].astype(str) == variant].sort_values("budget_images")
+    fig, ax = plt.subplots(figsize=(4.6, 3.2), layout="constrained")
+    x = rows["budget_images"].astype(float).to_numpy()
+    delta = rows["diff"].astype(float).to_numpy()
+    low, high = rows["ci_low"].astype(float).to_numpy(), rows["ci_high"].astype(float).to_numpy()
+    ax.axhspan(-margin, margin, color="#949494", alpha=0.15, lw=0, label=f"±{margin:g} pts (equivalence margin)")
+    ax.axhline(0, color="#949494", lw=0.8)
+    ax.errorbar(x, delta, yerr=[delta - low, high - delta], fmt="o-", color=OTHER, capsize=3, label="Δ, 95 % CI")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [str(r).split(",")[0] for r in rows["rung"]])
+    ax.minorticks_off()
+    ax.set_xlabel("rung (training budget, log scale)")
+    ax.set_ylabel(f"Δ {variant[:28]} − reference (pts)")
+    ax.legend(loc="best", fontsize=7, frameon=False)
+    return fig

@@ -334,9 +334,10 @@ def ablation_section(section: Section, out: Outputs, study: StudyRun,
         else:
             result = tables.sort_like(result, dataset=tables.dataset_order(result["dataset"]),
                                       variant=list(dict.fromkeys(points["variant"].astype(str))))
+            rungs = {"rung": ("rung", display.text)} if "rung" in result.columns else {}
             sub.add(frame_table(result, {
                 "dataset": ("dataset", display.text), "degradation": ("degradation", display.text),
-                "variant": ("variant", display.text), "n": lambda r: f"{r['n_variant']} / {r['n_reference']}",
+                "variant": ("variant", display.text), **rungs, "n": lambda r: f"{r['n_variant']} / {r['n_reference']}",
                 "variant %": ("mean_variant", display.pts), "reference %": ("mean_reference", display.pts),
                 "Δ": lambda r: display.pts(r["diff"], signed=True),
                 "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
@@ -345,11 +346,56 @@ def ablation_section(section: Section, out: Outputs, study: StudyRun,
             }, caption=f"Reference: {result['reference'].iloc[0]}.", csv=out.csv(result, f"ablation_{axis}")))
             if beyond(result, -100.0, 100.0):
                 sub.add(Note(CLIPPED_NOTE, "warn"))
-        if len(points):
-            sub.add(out.figure(figures.to_svg(figures.ablation_figure(points, axis)), f"ablation_{axis}",
-                               f"Test accuracy per {axis} variant: dots are seeds, bars the mean with its 95% "
+        for rung in summary.rung_order(study) or [""]:  # a ladder: one figure per rung (seeds pair within a rung)
+            rows = table[table["rung"].fillna("").astype(str) == rung] if rung else table
+            points = tables.axis_points(rows, axis)
+            if not len(points):
+                continue
+            at = f" at {rung}" if rung else ""
+            stem = f"ablation_{axis}" + (f"_{len(sub.blocks)}" if rung else "")
+            sub.add(out.figure(figures.to_svg(figures.ablation_figure(points, axis)), stem,
+                               f"Test accuracy per {axis} variant{at}: dots are seeds, bars the mean with its 95% "
                                f"t-interval (cut to [0, 100]); the reference is vermillion, its mean the dashed line.",
-                               csv=out.csv(points, f"ablation_{axis}_points")))
+                               csv=out.csv(points, f"{stem}_points")))
+
+
+def transfer_section(book: ReportBook, out: Outputs, study: StudyRun, ablations: dict[str, pd.DataFrame | str]) -> None:
+    """A ladder study's transfer verdicts (the change of each contrast's Δ from the lowest to the highest rung)
+    and, per contrast, Δ with its CI against the rung."""
+    transfer = summary.transfer_study(study)
+    if transfer.empty:
+        return
+    margin = summary.equivalence_margin(study.provenance)
+    section = book.section("Transfer across rungs")
+    section.add(Note(
+        "Does each contrast hold as the scale grows? The change of Δ (variant − reference) from the lowest to the "
+        "highest rung is paired by seed (the rung × variant interaction), Holm-adjusted across the contrasts: "
+        f"“holds across rungs” when two one-sided tests show it within ±{margin:g} points, “scale-dependent” when "
+        "the t-test rejects “no change” (the change per doubling of the rungs' size: training images × width²), "
+        "else inconclusive. Each rung's own Δ, CI and verdict are in the Ablations section."))
+    section.add(Note("Transfer verdicts:", "info", [f"{r['verdict']}: {r['answer']}" for r in transfer.to_dict("records")]))
+    section.add(frame_table(transfer, {
+        "contrast": ("contrast", display.text), "n": ("n", str),
+        "Δ low": lambda r: display.pts(r["delta_low"], signed=True), "Δ high": lambda r: display.pts(r["delta_high"], signed=True),
+        "change": lambda r: display.pts(r["delta"], signed=True),
+        "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
+        "CI at α/m": lambda r: display.difference_interval(r["ci_adj_low"], r["ci_adj_high"]),
+        "per doubling": lambda r: display.pts(r["per_doubling"], signed=True),
+        "p (Holm)": ("p_adjusted", display.p_value), "p TOST (Holm)": ("p_equivalence_adjusted", display.p_value),
+        "MDE": ("mde", display.mde), "verdict": ("verdict", display.text),
+    }, caption="Change of Δ from the lowest to the highest rung, in points; “CI at α/m” is the interval at the level "
+               "the first Holm step tests (Bonferroni, m contrasts).", csv=out.csv(transfer, "transfer")))
+    budgets = tables.ok_rows(study.table).groupby("rung")["budget_images"].median()
+    for axis, result in ablations.items():
+        if isinstance(result, str) or "rung" not in result.columns:
+            continue
+        per_rung = result.assign(budget_images=result["rung"].map(budgets))
+        for variant in dict.fromkeys(transfer.loc[transfer["axis"] == axis, "variant"].astype(str)):
+            stem = "transfer_" + "".join(c if c.isalnum() else "_" for c in variant)[:40]
+            section.add(out.figure(figures.to_svg(figures.transfer_figure(per_rung, variant, margin)), stem,
+                                   f"{variant} − {result['reference'].iloc[0]}: Δ and its 95% CI at each rung; the band "
+                                   f"is the ±{margin:g}-point equivalence margin.",
+                                   csv=out.csv(per_rung[per_rung["variant"].astype(str) == variant], f"{stem}_points")))
 
 
 def cost_table(costs: list[dict], csv: str | None = None) -> Table:

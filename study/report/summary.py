@@ -24,14 +24,22 @@ from study.report import display, tables
 
 #: The study a plain `nox -s ablations` runs; it leads the summary and the CSV.
 CONTRASTS_STUDY = "contrasts"
-#: Columns of `reports/contrasts.csv`, in order.
-CSV_COLUMNS = ("study", "contrast", "n", "delta", "ci_low", "ci_high", "mde", "verdict")
+#: Columns of `reports/contrasts.csv`, in order. A "contrast" row is Δ at one scale (its rung, or the study's one
+#: scale); a "transfer" row is the change of Δ from `low_rung` to `high_rung` (delta, CI and MDE of that change).
+CSV_COLUMNS = ("study", "contrast", "kind", "scale", "rung", "n", "delta", "ci_low", "ci_high", "mde", "verdict",
+               "low_rung", "high_rung", "delta_low", "delta_high", "per_doubling", "per_doubling_low",
+               "per_doubling_high")
 DEFAULT_MARGIN = 3.0
 #: A difference of two accuracies in points lies in [-100, 100]: intervals are cut to it and marked.
 DIFFERENCE_BOUNDS = (-100.0, 100.0)
 MINUS = "\u2212"
-_FRAME_COLUMNS = ["study", "axis", "dataset", "degradation", "contrast", "variant", "reference", "n", "n_variant",
-                  "n_reference", "paired", "delta", "ci_low", "ci_high", "mde", "verdict", "margin", "answer"]
+_FRAME_COLUMNS = ["study", "axis", "dataset", "degradation", "contrast", "kind", "scale", "rung", "variant", "reference",
+                  "n", "n_variant", "n_reference", "paired", "delta", "ci_low", "ci_high", "mde", "verdict", "margin",
+                  "answer"]
+_TRANSFER_COLUMNS = ["study", "axis", "dataset", "degradation", "contrast", "kind", "variant", "reference", "n", "delta",
+                     "ci_low", "ci_high", "ci_adj_low", "ci_adj_high", "mde", "verdict", "margin", "low_rung", "high_rung",
+                     "delta_low", "delta_high", "per_doubling", "per_doubling_low", "per_doubling_high", "p_adjusted",
+                     "p_equivalence_adjusted", "alpha_used", "answer"]
 
 
 def run_command(name: str, profile: str = "quick") -> str:
@@ -131,14 +139,18 @@ def compare_study(study) -> tuple[pd.DataFrame, list[str]]:
     records = []
     for r in result.to_dict("records"):
         where = _where(r)
+        rung = "" if display.missing(r.get("rung")) else str(r.get("rung") or "")
         label = f"{r['variant']} {MINUS} {r['reference']}"
         if several_groups:
             label += f" · {where}"
+        if rung:
+            label += f" · at {rung}"
         if several_axes:
             label = f"{r['axis']}: {label}"
         records.append({
             "study": study.name, "axis": r["axis"], "dataset": r["dataset"], "degradation": r["degradation"],
-            "contrast": label, "variant": r["variant"], "reference": r["reference"],
+            "contrast": label, "kind": "contrast", "scale": rung or scale_of(study), "rung": rung,
+            "variant": r["variant"], "reference": r["reference"],
             "n": int(r["n_variant"]) if r["paired"] else int(min(r["n_variant"], r["n_reference"])),
             "n_variant": int(r["n_variant"]), "n_reference": int(r["n_reference"]), "paired": bool(r["paired"]),
             "delta": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "mde": r["mde"],
@@ -152,8 +164,78 @@ def _ordered(result: pd.DataFrame, study, axis: str) -> pd.DataFrame:
     variants = study.provenance.get("variants")
     order = list(variants) if isinstance(variants, dict) and variants else []
     order += [v for v in tables.axis_points(study.table, axis)["variant"].astype(str) if v not in order]
+    rungs = {"rung": rung_order(study)} if "rung" in result.columns else {}  # a ladder: each contrast at its rungs
     return tables.sort_like(result, dataset=tables.dataset_order(result["dataset"].astype(str)),
-                            variant=list(dict.fromkeys(order)))
+                            variant=list(dict.fromkeys(order)), **rungs)
+
+
+def rung_order(study) -> list[str]:
+    """The ladder's rung labels, smallest first (study.json's order, else the rows' by size)."""
+    rungs = study.provenance.get("rungs")
+    if isinstance(rungs, list) and rungs and all(isinstance(r, dict) for r in rungs):
+        return [str(r.get("rung")) for r in rungs]
+    rows = study.table[study.table["rung"].fillna("").astype(str).ne("")] if "rung" in study.table.columns else study.table.iloc[0:0]
+    return sorted(rows["rung"].astype(str).unique(), key=lambda r: stats.rung_size(rows[rows["rung"] == r]))
+
+
+def scale_of(study) -> str:
+    """Where a study without a ladder measured its verdicts: "450 steps, width ×0.25" (study.json, else its rows)."""
+    scale = study.provenance.get("scale")
+    if isinstance(scale, str) and scale:
+        return scale
+    values = study.table["scale"].dropna().astype(str).unique() if "scale" in study.table.columns else []
+    return " | ".join(sorted(values)) if len(values) else f"the {study.profile} profile's budget and width"
+
+
+def transfer_study(study) -> pd.DataFrame:
+    """Every contrast of a ladder study from its lowest to its highest rung (`stats.transfer_axis`), one record each
+    (`_TRANSFER_COLUMNS`) with a one-line answer; empty for a study without a ladder."""
+    if study_kind(study) != "grid" or "rung" not in study.table.columns:
+        return pd.DataFrame(columns=_TRANSFER_COLUMNS)
+    margin = equivalence_margin(study.provenance)
+    records = []
+    for axis in contrast_axes(study):
+        try:
+            result = stats.transfer_axis(study.table, axis, margin=margin)
+        except ValueError:
+            continue
+        for r in _ordered(result, study, axis).to_dict("records") if len(result) else []:
+            where = _where(r)
+            records.append({
+                "study": study.name, "axis": axis, "dataset": r["dataset"], "degradation": r["degradation"],
+                "contrast": f"{r['variant']} {MINUS} {r['reference']}: {r['low_rung']} → {r['high_rung']}",
+                "kind": "transfer", "variant": r["variant"], "reference": r["reference"], "n": int(r["n"]),
+                "delta": r["change"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "ci_adj_low": r["ci_adj_low"],
+                "ci_adj_high": r["ci_adj_high"], "mde": r["mde"], "verdict": r["verdict"], "margin": r["margin"],
+                "low_rung": r["low_rung"], "high_rung": r["high_rung"], "delta_low": r["delta_low"],
+                "delta_high": r["delta_high"], "per_doubling": r["per_doubling"], "per_doubling_low": r["per_doubling_low"],
+                "per_doubling_high": r["per_doubling_high"], "p_adjusted": r["p_adjusted"],
+                "p_equivalence_adjusted": r["p_equivalence_adjusted"], "alpha_used": r["alpha_used"],
+                "answer": transfer_answer(r, where if len(result[["dataset", "degradation"]].drop_duplicates()) > 1 else ""),
+            })
+    return pd.DataFrame(records, columns=_TRANSFER_COLUMNS)
+
+
+def transfer_answer(record: dict, where: str = "") -> str:
+    """A transfer verdict in one sentence: how Δ moved from the lowest to the highest rung, and what that means."""
+    variant, target = str(record["variant"]), _object(str(record["reference"]))
+    on = f" on {where}" if where else ""
+    moved = (f"Δ {_signed(record['delta_low'])} at {record['low_rung']} → {_signed(record['delta_high'])} at "
+             f"{record['high_rung']}; change {_signed(record['change'])} "
+             f"[95 % CI {_signed(record['ci_low'])}, {_signed(record['ci_high'])}], n = {record['n']} seeds")
+    verdict = record["verdict"]
+    if verdict == stats.HOLDS:
+        return (f"{_subject(variant)} vs {target}{on} holds across rungs: its Δ changes by less than "
+                f"±{record['margin']:g} points as the budget grows ({moved}).")
+    if verdict == stats.SCALE_DEPENDENT:
+        return (f"{_subject(variant)} vs {target}{on} is scale-dependent: its Δ moves by "
+                f"{_signed(record['per_doubling'])} points per doubling [95 % CI {_signed(record['per_doubling_low'])}, "
+                f"{_signed(record['per_doubling_high'])}] ({moved}): a verdict at one rung does not stand for the others.")
+    if verdict == stats.INSUFFICIENT:
+        return f"Insufficient data: {variant} vs {target}{on} needs two seeds with all four cells of both rungs."
+    mde = "MDE not computable" if display.missing(record["mde"]) else f"MDE {record['mde']:.1f} pts"
+    return (f"Inconclusive: the data cannot tell whether {variant} vs {target}{on} holds as the budget grows "
+            f"({moved}; {mde}, margin ±{record['margin']:g}).")
 
 
 def _where(record: dict) -> str:
@@ -297,12 +379,14 @@ def order(studies: list) -> list:
     return sorted(studies, key=key)
 
 
-def summarise(study, link: str | None) -> dict[str, Any]:
-    """Everything the index shows about one study."""
+def summarise(study, link: str | None, siblings: Iterable = ()) -> dict[str, Any]:
+    """Everything the index shows about one study; `siblings` (the run's other studies) may hold the ladder
+    study that checks whether its verdicts hold at a larger scale."""
     prov, table = study.provenance, study.table
     kind = study_kind(study)
     margin = equivalence_margin(prov)
     frame, notes = compare_study(study) if len(table) else (pd.DataFrame(columns=_FRAME_COLUMNS), [])
+    transfer = transfer_study(study) if len(table) else pd.DataFrame(columns=_TRANSFER_COLUMNS)
     findings = (robustness_findings(study) if kind == "robustness" else search_findings(study)) \
         if kind != "grid" and len(table) else []
     if kind != "grid" and len(table):
@@ -321,10 +405,17 @@ def summarise(study, link: str | None) -> dict[str, Any]:
         "n": f"{r['n']}" if r["paired"] else f"{r['n_variant']} / {r['n_reference']} (unpaired)",
         "delta": display.pts(r["delta"], signed=True),
         "ci": display.difference_interval(r["ci_low"], r["ci_high"]),
-        "mde": display.mde(r["mde"]), "verdict": r["verdict"],
+        "mde": display.mde(r["mde"]), "verdict": r["verdict"], "scale": r["scale"],
         "kind": tables.verdict_kind(r["verdict"]), "css": display.verdict_class(r["verdict"], r["delta"], r["mde"]),
         "answer": r["answer"],
     } for r in frame.to_dict("records")]
+    transfers = [{
+        "contrast": r["contrast"], "n": str(r["n"]), "delta": display.pts(r["delta"], signed=True),
+        "ci": display.difference_interval(r["ci_low"], r["ci_high"]),
+        "ci_adj": display.difference_interval(r["ci_adj_low"], r["ci_adj_high"]),
+        "per_doubling": display.pts(r["per_doubling"], signed=True), "mde": display.mde(r["mde"]),
+        "verdict": r["verdict"], "kind": transfer_kind(r["verdict"]), "answer": r["answer"],
+    } for r in transfer.to_dict("records")]
     return {
         "name": study.name, "anchor": "study-" + "".join(c if c.isalnum() else "-" for c in study.name),
         "link": link, "kind": kind,
@@ -336,6 +427,8 @@ def summarise(study, link: str | None) -> dict[str, Any]:
         "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})" if isinstance(seeds, list) and seeds else
         display.text(table["seed"].nunique() if len(table) else None),
         "margin": f"{margin:g}", "contrasts": contrasts, "notes": notes, "findings": findings,
+        "transfers": transfers, "transfer_frame": transfer,
+        "scale_check": scale_check(study, frame, siblings) if len(frame) and not len(transfer) else None,
         "clipped": any(c["ci"].endswith(display.CLIPPED) for c in contrasts),
         "counts": verdict_counts(frame["verdict"], margin) if len(frame) else "",
         "costs": costs(study) if len(table) or prov.get("variants") else [], "costs_csv": None,
@@ -399,12 +492,65 @@ def _toml_description(path: Path) -> str:
 
 
 def contrasts_csv(summaries: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per contrast of every grid study, the contrasts study first (`CSV_COLUMNS`)."""
-    frames = [s["frame"] for s in summaries if s["kind"] == "grid" and len(s["frame"])]
+    """One row per contrast (per rung) of every grid study, the contrasts study first, then its transfer rows
+    (`CSV_COLUMNS`)."""
+    frames = [f for s in summaries if s["kind"] == "grid" for f in (s["frame"], s["transfer_frame"]) if len(f)]
     if not frames:
         return pd.DataFrame(columns=list(CSV_COLUMNS))
-    out = pd.concat(frames, ignore_index=True)[list(CSV_COLUMNS)]
+    out = pd.concat([f.reindex(columns=list(CSV_COLUMNS)) for f in frames], ignore_index=True)
     # Points to 1e-4: beyond any precision the data has, and free of float noise (0.07999999999999545).
-    numbers = ["delta", "ci_low", "ci_high", "mde"]
+    numbers = ["delta", "ci_low", "ci_high", "mde", "delta_low", "delta_high", "per_doubling", "per_doubling_low",
+               "per_doubling_high"]
     out[numbers] = out[numbers].apply(pd.to_numeric, errors="coerce").round(4)
     return out
+
+
+# --- does a verdict hold at a larger scale? ------------------------------------------------------
+
+
+def transfer_kind(verdict: str) -> str:
+    """The badge class of a transfer verdict: holds reads as agreement, scale-dependent as a warning."""
+    return {stats.HOLDS: "equivalent", stats.SCALE_DEPENDENT: "worse"}.get(verdict, tables.verdict_kind(verdict))
+
+
+def scale_check(study, frame: pd.DataFrame, siblings: Iterable) -> dict[str, Any]:
+    """For a study measured at one scale: the transfer verdicts of the run's ladder study on the same axis and
+    variants, or else the one command that checks them (with its estimated time)."""
+    variants = set(frame["variant"].astype(str))
+    axis = study.provenance.get("axis") or (frame["axis"].iloc[0] if len(frame) else "")
+    for other in siblings:
+        if other is study or other.provenance.get("axis") != axis or not len(other.table):
+            continue
+        transfer = transfer_study(other)
+        transfer = transfer[transfer["variant"].astype(str).isin(variants)]
+        if len(transfer):
+            by_variant = {r["variant"]: r for r in transfer.to_dict("records")}
+            return {"study": other.name, "verdicts": [
+                {"contrast": r["contrast"], "verdict": r["verdict"], "kind": transfer_kind(r["verdict"]),
+                 "answer": r["answer"]} for r in by_variant.values()]}
+    ladder = ladder_study_for(str(axis), study.profile)
+    if ladder is None:
+        return {"study": None, "verdicts": [], "command": None}
+    name, minutes = ladder
+    return {"study": name, "verdicts": [], "command": run_command(name, study.profile),
+            "minutes": minutes}
+
+
+def ladder_study_for(axis: str, profile: str) -> tuple[str, str] | None:
+    """The study of `ablations/` whose ladder checks an axis under a profile, and its expected time as its file
+    states it (`[study] expected_min`)."""
+    from study.studies import ABLATIONS, list_studies
+
+    for name in list_studies():
+        try:
+            with (ABLATIONS / f"{name}.toml").open("rb") as fh:
+                doc = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        table, profiles = doc.get("study", {}), doc.get("profiles", {})
+        if (isinstance(table, dict) and table.get("axis") == axis and isinstance(profiles, dict)
+                and isinstance(profiles.get(profile), dict) and profiles[profile].get("rungs")):
+            minutes = table.get("expected_min", {})
+            minutes = minutes.get(profile) if isinstance(minutes, dict) else None
+            return name, f"~{minutes:g} min" if isinstance(minutes, (int, float)) else "see its file for the expected time"
+    return None
