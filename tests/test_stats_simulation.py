@@ -142,3 +142,45 @@ def test_effects_of_3_sd_units_are_found():
     assert (verdict[:, 1] == WORSE).mean() >= power - _tolerance(power)
     # A true difference at the margin is (nearly) never declared equivalent.
     assert (verdict == EQUIVALENT).mean() <= ALPHA / M
+
+
+# --------------------------------------------------------------------------- transfer across rungs
+
+TRANSFER_SEEDS = 8  # the transfer study's design
+TRANSFER_FAMILIES = 3000
+
+
+def _transfer_verdicts(rng, changes: tuple[float, ...], sd: float, margin: float = 3.0) -> np.ndarray:
+    """Verdicts of `TRANSFER_FAMILIES` simulated families through `transfer_family`: one contrast per true change
+    of Δ, each seed's Δ at the low and the high rung drawn so that their difference has SD `sd`."""
+    from study.stats import transfer_family
+
+    verdicts = np.empty((TRANSFER_FAMILIES, len(changes)), dtype=object)
+    for f in range(TRANSFER_FAMILIES):
+        low = rng.normal(-4.0, 2.0, (len(changes), TRANSFER_SEEDS))  # Δ at the low rung, seed by seed
+        high = low + np.array(changes)[:, None] + rng.normal(0, sd, low.shape)  # the change has SD `sd`
+        family = {f"v{i}": (low[i], high[i]) for i in range(len(changes))}
+        verdicts[f] = [t.verdict for t in transfer_family(family, "ref", doublings=2.0, margin=margin)]
+    return verdicts
+
+
+def test_transfer_without_an_interaction_calls_scale_dependent_at_most_alpha_of_the_time():
+    verdicts = _transfer_verdicts(np.random.default_rng(24), (0.0, 0.0), sd=2.7)
+    any_false = (verdicts == "scale-dependent").any(axis=1).mean()  # family-wise: Holm over the two contrasts
+    assert any_false <= ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / TRANSFER_FAMILIES)
+    assert any_false > 0.02  # the test is not vacuous: Holm spends most of α
+
+
+def test_transfer_finds_an_interaction_at_the_margin_at_the_power_the_design_promises():
+    sd, margin = 2.7, 3.0
+    verdicts = _transfer_verdicts(np.random.default_rng(25), (margin, 0.0), sd=sd, margin=margin)
+    found = (verdicts[:, 0] == "scale-dependent").mean()
+    # Holm's first step tests at α/m: its power (the design's promise, Bonferroni) is a lower bound, α an upper one
+    promised = TTestPower().power(effect_size=margin / sd, nobs=TRANSFER_SEEDS, alpha=ALPHA / 2)
+    upper = TTestPower().power(effect_size=margin / sd, nobs=TRANSFER_SEEDS, alpha=ALPHA)
+    se = math.sqrt(promised * (1 - promised) / TRANSFER_FAMILIES)
+    assert promised - 3 * se <= found <= upper + 3 * se
+    # and a stable contrast of the same design is declared "holds across rungs" as often as TOST's power says
+    holds = (verdicts[:, 1] == "holds across rungs").mean()
+    low_power, high_power = (equivalence_power(sd, TRANSFER_SEEDS, margin, alpha=a) for a in (ALPHA / 2, ALPHA))
+    assert low_power - 0.03 <= holds <= high_power + 0.03
