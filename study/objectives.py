@@ -133,9 +133,15 @@ def _reporter(ctx: Context, trial: optuna.Trial) -> Callable[[int, dict[str, flo
     return report
 
 
+#: Fields added to `TrainConfig` after rows were first written, left out of `config` at their default, so a row
+#: of an older kit still matches a config that trains the same way (reuse compares the text).
+_LATER_FIELDS = {"bn_recalibrate": 0}
+
+
 def config_json(cfg: TrainConfig) -> str:
     """A training config as the `config` column stores it (equal text = equal training)."""
-    return json.dumps(dataclasses.asdict(cfg))
+    fields = dataclasses.asdict(cfg)
+    return json.dumps({k: v for k, v in fields.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]})
 
 
 def _slug(base: dict[str, Any]) -> str:

@@ -100,6 +100,8 @@ class Profile:
         parts.append(f"{t.optimizer} lr {t.lr:g}" + (f" wd {t.weight_decay:g}" if t.weight_decay else "")
                      + (f", {t.schedule} schedule" if t.schedule != "constant" else ""))
         parts.append(t.precision + (" fast path" if t.fast else " fast inference path" if t.fast_eval else ""))
+        if t.bn_recalibrate:
+            parts.append(f"batch-norm statistics recomputed on {t.bn_recalibrate} training batches before each evaluation")
         parts.append(f"val {t.val_subset:,}" if t.val_subset else f"val {t.val_fraction:.0%} of train")
         parts.append(f"test subset {t.test_subset:,}" if t.test_subset else "full test split")
         parts.append(f"{self.seeds} seed{'s' if self.seeds != 1 else ''}")

@@ -61,6 +61,11 @@ class TrainConfig:
     eval_batch_size: int = 500
     val_fraction: float = 0.1
     profile: str = "custom"  # the name of the profile this config came from (`study.profiles`)
+    # before each evaluation, reset the batch-norm running statistics and recompute them as a plain average over
+    # this many training batches (fixed order, `torch.optim.swa_utils.update_bn`); 0 = off. A short budget can
+    # leave them far from the batch statistics (momentum 0.99 keeps 0.99^100 = 37 % of the initial ones after
+    # 100 steps): eval mode then tests another function than the one trained.
+    bn_recalibrate: int = 0
 
 
 def seed_everything(seed: int) -> None:
@@ -265,7 +270,7 @@ def _fit(net: _Net, data: _Data, cfg: TrainConfig, seed: int, device: str, on_ep
          progress: bool, label: str) -> _Fit:
     """Epochs until the cap, early stopping or divergence; keeps the best-val-loss weights."""
     train_loader, val_loader = _loaders(data, cfg, seed, device)
-    loop = _Loop(net, cfg, device, train_loader, val_loader)
+    loop = _Loop(net, cfg, device, train_loader, val_loader, _bn_loader(data, cfg, seed, device))
     fit = _Fit(stop_reason=f"epoch cap ({cfg.epochs})")
     bar = _progress_bar(cfg.epochs * len(train_loader), label, progress)
     try:
@@ -296,6 +301,28 @@ def _loaders(data: _Data, cfg: TrainConfig, seed: int, device: str) -> tuple[dat
     return train_loader, val_loader
 
 
+def _bn_loader(data: _Data, cfg: TrainConfig, seed: int, device: str) -> datasets.DeviceLoader | None:
+    """The batches `bn_recalibrate` averages batch-norm statistics over: the first ones of the training split, in a
+    fixed order (its own loader, so the training order never changes)."""
+    if not cfg.bn_recalibrate:
+        return None
+    train_x, train_y = data.splits.train
+    keep = cfg.bn_recalibrate * cfg.batch_size
+    return datasets.DeviceLoader(train_x[:keep], train_y[:keep], batch_size=cfg.batch_size, shuffle=False, seed=seed,
+                                 device=device)
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, loader: datasets.DeviceLoader | None, cfg: TrainConfig, device: str) -> None:
+    """Recompute the batch-norm running statistics of `model` as a plain average over `loader` (no-op without one
+    or without batch norm); the weights are untouched, so training goes on as before."""
+    if loader is None:
+        return
+    cuda = [torch.device(device)] if str(device).startswith("cuda") else []
+    with torch.random.fork_rng(devices=cuda), autocast(device, cfg.precision):  # train-mode dropout draws no training RNG
+        torch.optim.swa_utils.update_bn(((_layout(x, cfg), y) for x, y in loader), model)
+
+
 def _progress_bar(total: int, label: str, progress: bool) -> tqdm:
     """A progress bar of `total` batches on stderr (a silent one unless `progress`)."""
     return tqdm(total=total, disable=not progress, file=sys.stderr, unit="batch", desc=label, leave=False)
@@ -309,9 +336,9 @@ def _progress_note(bar: tqdm, epoch: int, row: dict[str, float]) -> None:
 class _Loop:
     """The optimisation loop of one run: optimizer, schedule, scaler, and the history rows it logs."""
 
-    def __init__(self, net: _Net, cfg: TrainConfig, device: str, train_loader, val_loader):
+    def __init__(self, net: _Net, cfg: TrainConfig, device: str, train_loader, val_loader, bn_loader=None):
         self.net, self.cfg, self.device = net, cfg, device
-        self.train_loader, self.val_loader = train_loader, val_loader
+        self.train_loader, self.val_loader, self.bn_loader = train_loader, val_loader, bn_loader
         self.optimizer = _optimizer(net.model, cfg)
         total = max(1, cfg.epochs * len(train_loader))
         self.scheduler = _scheduler(self.optimizer, cfg, total)
@@ -375,6 +402,7 @@ class _Loop:
         now = time.perf_counter()  # after it, or a GPU's queued training work would count as validation time
         if not math.isfinite(train_loss):
             raise Diverged(f"loss {train_loss} at epoch {epoch}")
+        recalibrate_bn(self.net.model, self.bn_loader, self.cfg, self.device)  # kept with the best weights' snapshot
         val = evaluate(_evaluator(self.net.model, self.net.runner, self.cfg), self.val_loader, self.cfg, self.device)
         self.eval_seconds += time.perf_counter() - now
         self.net.runner.train()  # evaluation switched the runner (or the model it shares) to eval mode

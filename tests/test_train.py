@@ -175,3 +175,19 @@ def test_quick_profile_proxy_learns_on_real_fashion_mnist(fashion_root):
     assert result["status"] == "ok" and result["test_size"] == 10_000 and result["protocol"] == "val-split"
     assert result["model"] == "lrnet_paper ×0.25" and result["epochs"] == 1 and result["train_size"] == 14_400
     assert result["test_accuracy"] >= 0.78, result["test_accuracy"]
+
+
+def test_bn_recalibration_recomputes_the_statistics_before_evaluating_and_never_changes_training(tiny_root, tmp_path):
+    cfg = dataclasses.replace(TINY, epochs=1)
+    plain = run(tiny_root, cfg, history_path=tmp_path / "plain.csv", checkpoint_path=tmp_path / "plain.pt", seed=5)
+    recal = run(tiny_root, dataclasses.replace(cfg, bn_recalibrate=3), history_path=tmp_path / "recal.csv",
+                checkpoint_path=tmp_path / "recal.pt", seed=5)
+    rows = [list(csv.DictReader(open(tmp_path / f"{name}.csv"))) for name in ("plain", "recal")]
+    assert [r["train_loss"] for r in rows[0]] == [r["train_loss"] for r in rows[1]]  # the same steps, the same order
+    tracked = {name: [v.item() for k, v in torch.load(tmp_path / f"{name}.pt", weights_only=True).items()
+                      if k.endswith("num_batches_tracked")] for name in ("plain", "recal")}
+    assert set(tracked["recal"]) == {3}  # the tested weights carry the plain average over 3 batches
+    assert set(tracked["plain"]) == {8}  # momentum updates over the epoch's 8 steps
+    assert recal["val_loss"] != plain["val_loss"]
+    described = with_training(PROFILES["quick"], bn_recalibrate=20).describe()
+    assert "batch-norm statistics recomputed on 20 training batches before each evaluation" in described
