@@ -276,7 +276,8 @@ def test_rebuild_replaces_stale_outputs(built, tmp_path):
 # --- the summary of a whole run: reports/index.html and reports/contrasts.csv ---------------------
 
 OLD_STUDY = "b-old-kernels"  # sorts before "contrasts": the summary must still put contrasts first
-CSV_HEADER = "study,contrast,n,delta,ci_low,ci_high,mde,verdict"
+CSV_HEADER = ("study,contrast,kind,scale,rung,n,delta,ci_low,ci_high,mde,verdict,low_rung,high_rung,delta_low,delta_high,"
+              "per_doubling,per_doubling_low,per_doubling_high")
 NO_LINKS = "no links (FLOP-matched)"
 SINGLE = "single kernel {3} (FLOP-matched)"
 
@@ -354,8 +355,8 @@ def test_index_leads_with_the_contrasts_table_and_answers(run_summary):
         var, ref = _paired_points(runs, variant)
         ci = sps.ttest_rel(var, ref).confidence_interval(0.95)
         assert row[1:4] == ["5", f"{var.mean() - ref.mean():+.2f}", f"[{ci.low:+.2f}, {ci.high:+.2f}]"]
-    assert '<td class="text equiv">equivalent within ±3 pts</td>' in section
-    assert '<td class="text bad">worse</td>' in section
+    assert '<td class="text equiv">equivalent within ±3 pts at 450 steps, width ×0.25</td>' in section
+    assert '<td class="text bad">worse at 450 steps, width ×0.25</td>' in section
     var, ref = _paired_points(runs, NO_LINKS)
     ci = sps.ttest_rel(var, ref).confidence_interval(0.95)
     def signed(x: float) -> str:  # prose uses the minus sign, not a hyphen
@@ -546,7 +547,9 @@ def test_quick_run_pages_have_no_section_without_data(quick_run):
     assert set(_sections(_page(out, "contrasts"))) == {"Run", "Ablations", "Training curves", "Accuracy vs FLOPs"}
     assert set(_sections(_page(out, "robustness"))) == {"Run", "Training curves", "Robustness to degradation"}
     assert set(_sections(_page(out, "search"))) == {"Run", "Accuracy vs FLOPs", "Search"}
-    assert {"Table I — accuracy vs the paper", "Table II — cost", "Claims check"} <= set(_sections(_page(out, "paper")))
+    # the quick run's Table I is a proxy: no claim is checked on it
+    assert {"Table I — accuracy vs the paper", "Table II — cost"} <= set(_sections(_page(out, "paper")))
+    assert "Claims check" not in _sections(_page(out, "paper"))
 
 
 def test_quick_run_accuracy_intervals_stay_in_0_100_and_clipping_is_marked(quick_run):
@@ -578,7 +581,7 @@ def test_quick_run_accuracy_intervals_stay_in_0_100_and_clipping_is_marked(quick
     for html in (_page(out, "paper"), (out / "index.html").read_text(encoding="utf-8")):
         assert "[0.00, 100.00]*" in html and "cut to it" in html
     headers = [h for h, _ in _html_tables(_page(out, "paper"))]
-    assert any("paper within one run's range" in h for h in headers) and ">yes<" not in _page(out, "paper")  # n = 2
+    assert not any("paper within one run's range" in h or "Δ vs paper" in h for h in headers)  # a proxy: no paper beside it
 
 
 def test_agreement_is_never_coloured_beyond_the_mde(quick_run):
@@ -595,7 +598,7 @@ def test_agreement_is_never_coloured_beyond_the_mde(quick_run):
     equivalent = csv[csv["verdict"].str.startswith("equivalent")]
     index = (out / "index.html").read_text(encoding="utf-8")
     for r in equivalent.itertuples():
-        coloured = f'<td class="text equiv">{r.verdict}</td>' in index
+        coloured = f'<td class="text equiv">{r.verdict} at {r.scale}</td>' in index
         assert coloured == (abs(r.delta) <= r.mde), r
     # a Table I row with the paper inside one run's range but a gap beyond the MDE is not called agreement
     from study.report.sections import paper_in_range_cell as _paper_in_range_cell
@@ -678,7 +681,7 @@ def test_quick_run_index_summarises_every_study(quick_run):
         assert "<dt>question</dt>" in section
     for r in csv.itertuples():  # each contrast with its Δ, CI, MDE and verdict
         row = next(row for row in _rows(_section(index, r.study), "contrasts") if row[0] == htmllib.escape(r.contrast))
-        assert row[2] == f"{r.delta:+.2f}" and row[5] == r.verdict
+        assert row[2] == f"{r.delta:+.2f}" and htmllib.unescape(row[5]) == f"{r.verdict} at {r.scale}"
         assert row[4] == (f"{r.mde:.2f}" if r.mde <= 100 else "&gt; 100")  # beyond 100 points nothing is detectable
         cut = r.ci_low < -100 or r.ci_high > 100  # a difference of accuracies lies in [-100, 100]
         assert row[3] == f"[{max(r.ci_low, -100):+.2f}, {min(r.ci_high, 100):+.2f}]" + ("*" if cut else "")
@@ -696,7 +699,7 @@ def test_quick_run_index_summarises_every_study(quick_run):
     contrasts = _section(index, "contrasts")
     assert contrasts.count('<ul class="answers">') == 1 and contrasts.count("<li><span class=\"badge") == 2
     tables_part = index[index.index('<h2 id="paper-tables">'):index.index('<h2 id="not-run">')]
-    assert "Table I — test accuracy (%) vs the paper, from study paper" in tables_part
+    assert "Table I PROXY — test accuracy (%) after" in tables_part and "from study paper" in tables_part
     assert "Table II — cost per model, from study paper" in tables_part
     assert 'href="paper/table_i.csv"' in tables_part and 'href="paper/table_ii.csv"' in tables_part
     not_run = index[index.index('<h2 id="not-run">'):index.index("<footer")]
@@ -858,3 +861,26 @@ def test_flop_matched_variants_get_their_points_but_no_pareto_front(quick_run):
     assert headers == ["dataset", "network", "accuracy %", "MFLOPs", "params", "runs"] and len(rows) == len(points) == 3
     searched = _sections(_page(out, "search"))["Accuracy vs FLOPs"]  # networks of different cost still get their front
     assert "<img " in searched and "Pareto-optimal networks" in searched
+
+
+def test_a_proxy_table_one_sets_no_number_beside_the_papers_and_checks_no_claim(quick_run):
+    _, out = quick_run
+    page, index = _page(out, "paper"), (out / "index.html").read_text(encoding="utf-8")
+    text = htmllib.unescape(page)
+    for html in (page, index):
+        tables_one = [(h, rows) for h, rows in _html_tables(html) if "accuracy %" in h and "model" in h]
+        assert tables_one and all(not {"paper", "Δ vs paper", "paper within one run's range"} & set(h) for h, _ in tables_one)
+        assert "Table I PROXY" in html
+    assert "For context only, the paper's converged single-run numbers" in text and "LR-Net 95.03 % on fashion-mnist" in text
+    assert "The paper's claims are not checked: this study trained a PROXY" in text
+    assert not re.search(r'<div class="claim"', page) and ">supported<" not in page
+    one = pd.read_csv(out / "paper" / "table_i.csv")
+    assert one["paper"].isna().all() and one["diff_vs_paper"].isna().all()
+
+
+def test_a_converged_table_one_still_sets_the_papers_numbers_beside_its_own_and_checks_the_claims(built):
+    _, out = built
+    page = _page(out)
+    headers = [h for h, _ in _html_tables(page) if "accuracy %" in h and "model" in h]
+    assert headers and {"paper", "Δ vs paper", "paper within one run's range"} <= set(headers[0])
+    assert "Claims check" in page and "(a) LR-Net" in page and "Table I PROXY" not in page

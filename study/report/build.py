@@ -92,12 +92,17 @@ def _paper_tables(study: StudyRun, out_dir: Path) -> tuple[str, list] | None:
     if not tables.trained_baselines(study.table):
         return None
     folder = urllib.parse.quote(study.name) + "/"
-    one = tables.table_one(study.table)
+    proxy = summary.is_proxy(study)
+    one = tables.table_one(study.table, proxy)
     one = one[~one["low_data"]]
     blocks = []
     if len(one):
-        blocks.append(frame_table(one, sections.table_one_columns(), caption=f"Table I — test accuracy (%) vs the paper, "
-                                  f"from study {study.name}; paper within one run's range only for n ≥ 3.",
+        caption = (f"Table I PROXY — test accuracy (%) after {summary.scale_of(study)}, an equal tuned budget for every "
+                   f"model, from study {study.name}: it ranks the models at this budget and is not comparable with the "
+                   "paper's converged numbers (none is set beside it; see the study page for them as context)."
+                   if proxy else f"Table I — test accuracy (%) vs the paper, from study {study.name}; paper within one "
+                   "run's range only for n ≥ 3.")
+        blocks.append(frame_table(one, sections.table_one_columns(proxy), caption=caption,
                                   csv=folder + "table_i.csv" if (out_dir / study.name / "table_i.csv").exists() else None,
                                   row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
         if (one["ci_clipped"] | one["pi_clipped"]).any():
@@ -123,10 +128,12 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     margin = summary.equivalence_margin(study.provenance)
     # the paper's claims and Tables I/II are about LR-Net against its baselines: only a study that trained them
     baselines = tables.trained_baselines(table)
-    table_one = tables.table_one(table) if baselines else tables.table_one(table.iloc[0:0])
+    proxy = summary.is_proxy(study)
+    table_one = tables.table_one(table if baselines else table.iloc[0:0], proxy)
     versus = tables.lrnet_vs_baselines(table, margin)
     table_two = tables.table_two(table, study.costs)
-    claims = check_claims(versus, table_two, set(main["model"])) if baselines else []
+    # the paper's claims are about its converged networks: a proxy's numbers never decide them
+    claims = check_claims(versus, table_two, set(main["model"])) if baselines and not proxy else []
     palette = figures.model_palette(table["model"].dropna().astype(str))
     book = ReportBook(f"Study {study.name}", _subtitle(study), provenance.study_footer(study))
     ablations = {axis: sections.compare_axis(table, axis, margin) for axis in tables.ablation_axes(table)}
@@ -145,7 +152,7 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     if summary.study_kind(study) == "search" and (study.journal is not None or study.storage_url):
         sections.search_section(book.section("Search"), out, study)
     sections.robustness_section(book, out, table, palette)
-    if baselines:
+    if baselines and not proxy:
         book.section("Claims check").add(
             Note("Each claim of the paper is checked against this study's own numbers. Accuracy: supported only "
                  "if LR-Net is significantly better (Holm-adjusted, α = 0.05) than every baseline on every dataset "
@@ -177,7 +184,7 @@ def _summary(book: ReportBook, study: StudyRun, table_one: pd.DataFrame, claims,
     """Verdicts first: the claims, LR-Net against the paper, ablation verdict counts, then caveats."""
     book.summary.append(Verdicts(claims, with_evidence=False))
     lrnet = table_one[table_one["model"] == tables.LRNET]
-    if len(lrnet):
+    if len(lrnet) and lrnet["paper"].notna().any():
         clipped = f" ({display.CLIPPED} cut to [0, 100])" if lrnet["ci_clipped"].any() else ""
         book.summary.append(Note(f"LR-Net test accuracy (%), ours [95% CI{clipped}] vs the paper:", "info", [
             f"{r['dataset']} ({display.text(r['protocol'])}): {display.pts(r['mean'])} "
@@ -193,6 +200,10 @@ def _summary(book: ReportBook, study: StudyRun, table_one: pd.DataFrame, claims,
         book.summary.append(Note("Ablations, each variant vs the axis's reference (Holm, α = 0.05; equivalent: "
                                  f"shown within ±{margin:g} pts by TOST; inconclusive: neither):", "info", counts))
     caveats = [*study.problems]
+    if tables.trained_baselines(study.table) and summary.is_proxy(study):
+        caveats.append(f"The paper's claims are not checked: this study trained a PROXY ({summary.scale_of(study)}), and "
+                       "the claims are about converged networks; a short-budget ranking neither supports nor refutes "
+                       "them. `--profile paper` checks them.")
     mde = sections.quick_mde_sentence(study)
     if mde:
         caveats.append(mde)

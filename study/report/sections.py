@@ -165,8 +165,28 @@ CLIPPED_NOTE = (f"{display.CLIPPED} An interval that reached beyond its scale (0
                 "barely constrain the number.")
 
 
-def table_one_columns() -> dict:
-    """Table I's columns (header → column and formatter, or a function of the row); the index shows them too."""
+#: Table I's columns that set a number beside the paper's: never shown for a proxy or a low-data protocol.
+PAPER_COLUMNS = ("paper", "Δ vs paper", "MDE (one run)", "paper within one run's range")
+
+
+def table_one_columns(proxy: bool = False) -> dict:
+    """Table I's columns (header → column and formatter, or a function of the row); the index shows them too.
+    A proxy's Table I has none of the paper's numbers beside its own (`PAPER_COLUMNS`)."""
+    columns = _table_one_columns()
+    return {k: v for k, v in columns.items() if k not in PAPER_COLUMNS} if proxy else columns
+
+
+def paper_context(table_one: pd.DataFrame) -> str:
+    """The paper's converged Table I numbers for a proxy's datasets, as context only, in one line."""
+    models = [m for m in dict.fromkeys(tables.paper_model(m) for m in table_one["model"].astype(str)) if m]
+    datasets = list(dict.fromkeys(table_one["dataset"].astype(str)))
+    values = [f"{m} {tables.PAPER_TABLE_I[m][d]:.2f} % on {d}" for m in models for d in datasets
+              if d in tables.PAPER_TABLE_I[m]]
+    return ("For context only, the paper's converged single-run numbers (not comparable with a short-budget proxy): "
+            + "; ".join(values) + ".") if values else ""
+
+
+def _table_one_columns() -> dict:
     return {
         "dataset": ("dataset", display.text), "model": ("model", display.text),
         "protocol": ("protocol", display.text), "n": ("n", display.count),
@@ -195,7 +215,17 @@ def table_two_columns() -> dict:
 def table_one_section(section: Section, out: Outputs, table_one: pd.DataFrame, versus: pd.DataFrame,
                        main: pd.DataFrame, study: StudyRun) -> None:
     source = "the study's “paper” axis" if (main["axis"] == "paper").any() else "all axes (each run once)"
-    section.add(Note(
+    proxy = summary.is_proxy(study)
+    if proxy:
+        context = paper_context(table_one)
+        section.add(Note(
+            f"PROXY Table I: test accuracy (%) on clean data from {source} after {summary.scale_of(study)} — an equal "
+            "budget for every model, each at its tuned learning rate (lr column): mean and 95% t-interval over seeds. "
+            "It ranks the models at this small budget; it does not reproduce the paper's converged accuracies, so no "
+            "number of it is set beside the paper's and none feeds a claim verdict (`--profile paper` does both).",
+            "warn", [context] if context else []))
+    else:
+        section.add(Note(
         f"Test accuracy (%) on clean data from {source}: mean and 95% t-interval over seeds (n seeds; k-fold "
         "folds are averaged within a seed). “Paper” is the paper's Table I (VGG-16 ↔ vgg16_*, InceptionV3 ↔ "
         "inception_v3_*, LR-Net ↔ lrnet_paper); Δ = ours − paper. The paper's numbers are single runs: they "
@@ -203,17 +233,17 @@ def table_one_section(section: Section, out: Outputs, table_one: pd.DataFrame, v
         "and called in line with ours only when also |Δ| ≤ the MDE, the gap of one run this design detects "
         "with 80% power."))
     full, low = table_one[~table_one["low_data"]], table_one[table_one["low_data"]]
-    columns = table_one_columns()
+    columns = table_one_columns(proxy)
     if len(full):
-        section.add(frame_table(full, columns, caption="Table I reproduction.", csv=out.csv(full, "table_i"),
+        caption = f"Table I PROXY: accuracy after {summary.scale_of(study)}." if proxy else "Table I reproduction."
+        section.add(frame_table(full, columns, caption=caption, csv=out.csv(full, "table_i"),
                                 row_class=lambda r: "reference" if r["model"] == tables.LRNET else "", collapse_over=30))
     if len(low):
         sub = section.subsection("Low-data table: k-fold on the test split only")
         sub.add(Note("Only a test split was available for these datasets: each model trained on 4/5 of it and was "
                      "tested on the remaining fold, the fold rotating over seeds. This is a different, smaller-data "
                      "protocol than the paper's, so these numbers are not put beside the paper's.", "warn"))
-        low_columns = {k: v for k, v in columns.items()
-                       if k not in ("paper", "Δ vs paper", "MDE (one run)", "paper within one run's range")}
+        low_columns = {k: v for k, v in columns.items() if k not in PAPER_COLUMNS}
         sub.add(frame_table(low, low_columns, caption="Low-data protocol (not comparable with the paper).",
                             csv=out.csv(low, "table_i_low_data"),
                             row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))

@@ -152,14 +152,16 @@ def sort_like(frame: pd.DataFrame, **orders: list) -> pd.DataFrame:
     ).drop(columns=[f"_{c}" for c in keys]).reset_index(drop=True)
 
 
-def table_one(table: pd.DataFrame) -> pd.DataFrame:
+def table_one(table: pd.DataFrame, proxy: bool = False) -> pd.DataFrame:
     """Table I: test accuracy mean ± 95% CI per model × dataset × protocol, beside the paper's number.
 
     The paper's numbers are single runs, so they are checked against our 95% prediction interval for
     one run (`paper_in_range`, n ≥ 3 only); `paper_agrees` also needs |Δ| within `mde_one_run`, the
     shift of one run this design detects with 80% power. CI and prediction interval are cut to [0, 100]
     (`ci_clipped`, `pi_clipped`). Rows of a k-fold protocol on the test split alone are a
-    low-data setting (`low_data`): they are never put beside the paper's numbers.
+    low-data setting (`low_data`): they are never put beside the paper's numbers, and neither is a `proxy`
+    study's (a reduced budget or width: accuracy after a few hundred steps is another quantity than the paper's
+    converged accuracy), whose `paper` and every column derived from it stay empty.
     """
     by = ["model", "dataset", "protocol"]
     seeds = per_seed(main_rows(table), by)
@@ -172,7 +174,7 @@ def table_one(table: pd.DataFrame) -> pd.DataFrame:
     out["mde_one_run"] = [stats.mde_one_run(x) for x in groups]
     out["low_data"] = out["protocol"].astype(str).str.startswith("kfold")
     out["paper"] = [
-        np.nan if low else PAPER_TABLE_I.get(paper_model(m) or "", {}).get(d, np.nan)
+        np.nan if low or proxy else PAPER_TABLE_I.get(paper_model(m) or "", {}).get(d, np.nan)
         for m, d, low in zip(out["model"], out["dataset"], out["low_data"], strict=True)
     ]
     out["diff_vs_paper"] = out["mean"] - out["paper"]
