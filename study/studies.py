@@ -80,13 +80,19 @@ class Tuning:
 
     lr: tuple[float, ...] = (5e-4, 1.5e-3, 4.5e-3)
     weight_decay: tuple[float, ...] = (0.0,)
-    seed: int = 1000  # the tuning runs' seed: apart from the grid's seeds 0, 1, …
+    seed: int = 1000  # the tuning runs' first seed: apart from the grid's seeds 0, 1, …
     dataset: str = ""  # "" = the profile's first dataset
+    seeds: int = 2  # runs per grid point (seeds seed, seed + 1, …): a point is chosen on its mean validation accuracy
 
     @property
     def points(self) -> list[dict[str, float]]:
-        """The grid, lr-major: every trial of one variant's tuning study."""
+        """The grid, lr-major."""
         return [{"lr": lr, "weight_decay": wd} for lr in self.lr for wd in self.weight_decay]
+
+    @property
+    def runs(self) -> list[dict[str, float]]:
+        """Every trial of one variant's tuning study: each point at each tuning seed, seed-major."""
+        return [{**point, "seed": self.seed + i} for i in range(self.seeds) for point in self.points]
 
 
 @dataclass(frozen=True)
@@ -292,6 +298,9 @@ def _tuning(table: Any, kind: str, datasets: tuple[str, ...], where: str) -> Tun
                                f"a list of distinct numbers in {'(0' if key == 'lr' else '[0'}, 1)")
     if not isinstance(table.get("seed", 0), int) or isinstance(table.get("seed"), bool) or table.get("seed", 0) < 0:
         raise SpecError.at(where, "tuning.seed", f"got {json.dumps(table.get('seed'), default=str)}", "an integer ≥ 0")
+    if not isinstance(table.get("seeds", 2), int) or isinstance(table.get("seeds"), bool) or table.get("seeds", 2) < 1:
+        raise SpecError.at(where, "tuning.seeds", f"got {json.dumps(table.get('seeds'), default=str)}",
+                           "an integer ≥ 1 (runs per grid point; 2 or more, or say in the file why one)")
     if table.get("dataset", datasets[0]) not in datasets:
         raise SpecError.at(where, "tuning.dataset", f"got {json.dumps(table.get('dataset'), default=str)}", ", ".join(datasets))
     return Tuning(**{k: tuple(float(x) for x in v) if isinstance(v, list) else v for k, v in table.items()})

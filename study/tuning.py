@@ -2,10 +2,12 @@
 model before the grid, so a comparison is not won by one model's lucky default rate.
 
 Each variant gets its own Optuna study in the study's storage, named by `tuning_name` (study, variant,
-profile and a digest of what a tuning run trains), whose trials are the points of `[tuning]`'s grid,
-queued in order. A trial trains the variant at the profile's budget with that point's lr and weight
-decay on the tuning dataset's validation split (the test split is never touched) and returns the best
-validation accuracy; the best point (the first in grid order on a tie) is the variant's tuned value.
+profile and a digest of what a tuning run trains), whose trials are the points of `[tuning]`'s grid at
+each of its `seeds` tuning seeds, queued seed-major. A trial trains the variant at the profile's budget
+with that point's lr and weight decay on the tuning dataset's validation split (the test split is never
+touched) and returns the best validation accuracy; the point with the best mean over its seeds (the
+first in grid order on a tie) is the variant's tuned value: one seed's validation accuracy on a few
+hundred images moves by points, more than the gaps between neighbouring rates.
 Trials are resumed like grid cells: finished points are never retrained, a dead worker's point is
 queued again. `runs/<study>/tuning.json` records, per profile, the budget, every point and the choice;
 the grid then trains each variant with its choice (`cells.Context.cfg_for`), so the rows' `config`
@@ -50,8 +52,9 @@ def tuning_dataset(ctx: Context) -> str:
 def tuning_name(ctx: Context, label: str) -> str:
     """The Optuna study of one variant's tuning; a changed budget, network, dataset or seed is a new study."""
     tuning = ctx.spec.tuning
-    what = json.dumps([config_json(ctx.cfg), ctx.resolved(label).model.digest, tuning_dataset(ctx), tuning.seed,
-                       tuning.lr, tuning.weight_decay])
+    what = [config_json(ctx.cfg), ctx.resolved(label).model.digest, tuning_dataset(ctx), tuning.seed,
+            tuning.lr, tuning.weight_decay] + ([tuning.seeds] if tuning.seeds != 1 else [])  # one seed: the older name
+    what = json.dumps(what)
     return f"{ctx.spec.name}.tune.{label}.{ctx.profile}-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
 
 
@@ -78,13 +81,13 @@ def _run_points(ctx: Context, study: optuna.Study, label: str, tuning: Tuning, d
         storage.reclaim_dead_trials(study)
     objective = _objective(ctx, label, tuning)
     while True:
-        held = [_point(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING,
-                                                                             TrialState.WAITING))]
-        for point in tuning.points:
-            if point not in held:
-                study.enqueue_trial(point)
-        done = [_point(t) for t in _done(study)]
-        if all(point in done for point in tuning.points):
+        held = [_run_of(t, tuning) for t in study.get_trials(deepcopy=False, states=(
+            TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING))]
+        for run in tuning.runs:
+            if run not in held:
+                study.enqueue_trial(run)
+        done = [_run_of(t, tuning) for t in _done(study)]
+        if all(run in done for run in tuning.runs):
             return True
         if deadline and time.time() > deadline:
             return False
@@ -101,15 +104,21 @@ def _done(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def _done_in_grid_order(study: optuna.Study, tuning: Tuning) -> list[optuna.trial.FrozenTrial]:
-    """One finished trial per grid point that has one, in the grid's order."""
-    by_point = {json.dumps(_point(t)): t for t in _done(study)}
-    return [by_point[json.dumps(p)] for p in tuning.points if json.dumps(p) in by_point]
+def _done_in_grid_order(study: optuna.Study, tuning: Tuning) -> list[list[optuna.trial.FrozenTrial]]:
+    """Per grid point (in the grid's order) its finished trials, one per tuning seed that has one."""
+    by_run = {json.dumps(_run_of(t, tuning)): t for t in _done(study)}
+    return [[by_run[json.dumps(r)] for r in tuning.runs if _point_of(r) == p and json.dumps(r) in by_run]
+            for p in tuning.points]
 
 
-def _point(trial: optuna.trial.FrozenTrial) -> dict[str, float]:
+def _point_of(run: dict[str, float]) -> dict[str, float]:
+    return {"lr": run.get("lr"), "weight_decay": run.get("weight_decay")}
+
+
+def _run_of(trial: optuna.trial.FrozenTrial, tuning: Tuning) -> dict[str, float]:
+    """The (lr, weight decay, seed) a trial trains; a trial of an older one-seed study ran `tuning.seed`."""
     params = trial.system_attrs.get("fixed_params") or trial.params
-    return {"lr": params.get("lr"), "weight_decay": params.get("weight_decay")}
+    return {"lr": params.get("lr"), "weight_decay": params.get("weight_decay"), "seed": params.get("seed", tuning.seed)}
 
 
 def _objective(ctx: Context, label: str, tuning: Tuning):
@@ -124,10 +133,11 @@ def _objective(ctx: Context, label: str, tuning: Tuning):
         trial.set_user_attr("owner", storage.owner())
         lr = trial.suggest_categorical("lr", list(tuning.lr))
         wd = trial.suggest_categorical("weight_decay", list(tuning.weight_decay))
+        seed = trial.suggest_int("seed", tuning.seed, tuning.seed + tuning.seeds - 1) if tuning.seeds > 1 else tuning.seed
         cfg = dataclasses.replace(ctx.cfg, lr=lr, weight_decay=wd)
-        history = folder / f"{label}-lr{lr:g}-wd{wd:g}.csv".replace("/", "_")
+        history = folder / (f"{label}-lr{lr:g}-wd{wd:g}" + (f"-s{seed}" if tuning.seeds > 1 else "") + ".csv").replace("/", "_")
         try:
-            result = train(model, Task(dataset, protocol=protocol, test=False), cfg=cfg, seed=tuning.seed,
+            result = train(model, Task(dataset, protocol=protocol, test=False), cfg=cfg, seed=seed,
                            device=ctx.device, history_path=history)
         except (RuntimeError, ValueError, KitError) as err:  # e.g. out of memory at this rate's batch: a failed point
             result = {"status": "failed", "stop_reason": f"{type(err).__name__}: {str(err).strip()[:200]}"}
@@ -143,14 +153,17 @@ def _objective(ctx: Context, label: str, tuning: Tuning):
 
 
 def _choice(study: optuna.Study, tuning: Tuning, label: str) -> dict[str, float]:
-    """The best point (the first in grid order on a tie); a variant whose every point failed is an error."""
-    trials = _done_in_grid_order(study, tuning)
+    """The point with the best mean validation accuracy over its seeds (the first in grid order on a tie); a
+    variant whose every run failed is an error."""
+    runs = _done_in_grid_order(study, tuning)
+    trials = [t for point in runs for t in point]
     if not any(t.user_attrs.get("status") == "ok" for t in trials):
         reason = trials[-1].user_attrs.get("stop_reason", "") if trials else "no trial finished"
         raise KitError(f"tuning of {label}: no learning rate in {list(tuning.lr)} trained ({reason}); "
                        "widen [tuning] lr or check the model with `python -m study train`")
-    best = max(trials, key=lambda t: t.value)  # max keeps the first of equal values: grid order
-    return _point(best)
+    means = [(sum(t.value for t in point) / len(point), i) for i, point in enumerate(runs) if point]
+    best = max(means, key=lambda m: m[0])[1]  # max keeps the first of equal values: grid order
+    return tuning.points[best]
 
 
 def _record(ctx: Context, label: str, study: optuna.Study) -> None:
@@ -161,14 +174,27 @@ def _record(ctx: Context, label: str, study: optuna.Study) -> None:
         doc = json.loads(path.read_text()) if path.exists() else {}
         entry = doc.setdefault(ctx.profile, {})
         entry["budget"] = {"points": len(tuning.points), "lr": list(tuning.lr), "weight_decay": list(tuning.weight_decay),
-                           "dataset": tuning_dataset(ctx), "seed": tuning.seed, "selected_on": "best validation accuracy",
+                           "dataset": tuning_dataset(ctx), "seed": tuning.seed, "seeds": tuning.seeds,
+                           "selected_on": f"best mean validation accuracy over {tuning.seeds} seed"
+                                          + ("s" if tuning.seeds != 1 else ""),
                            "per_point": ctx.profile_spec.describe()}
-        trials = _done_in_grid_order(study, tuning)
         entry.setdefault("models", {})[label] = {
             **ctx.tuned[label], "optuna_study": study.study_name,
-            "points": [{**_point(t), **{k: t.user_attrs.get(k) for k in ("status", "val_accuracy", "val_loss", "wall_s")}}
-                       for t in trials]}
+            "points": [_point_record(point, trials, tuning) for point, trials in zip(
+                tuning.points, _done_in_grid_order(study, tuning), strict=True) if trials]}
         write_text_atomic(path, json.dumps(doc, indent=2, default=str))
+
+
+def _point_record(point: dict[str, float], trials: list[optuna.trial.FrozenTrial], tuning: Tuning) -> dict[str, Any]:
+    """One grid point in `tuning.json`: its mean validation accuracy (failed runs count 0, as in the choice) and
+    every seed's run."""
+    ok = [t for t in trials if t.user_attrs.get("status") == "ok"]
+    runs = [{"seed": _run_of(t, tuning)["seed"], **{k: t.user_attrs.get(k) for k in (
+        "status", "val_accuracy", "val_loss", "wall_s")}} for t in trials]
+    return {**point, "status": "ok" if ok else trials[-1].user_attrs.get("status"),
+            "val_accuracy": sum(t.value for t in trials) / len(trials) if ok else None,
+            "val_loss": ok[0].user_attrs.get("val_loss") if len(ok) == 1 else None,
+            "wall_s": sum(t.user_attrs.get("wall_s") or 0.0 for t in trials), "runs": runs}
 
 
 def missing_points(ctx: Context, storage_url: str | None = None) -> dict[str, int]:
@@ -183,10 +209,11 @@ def missing_points(ctx: Context, storage_url: str | None = None) -> dict[str, in
         done: list[dict[str, float]] = []
         if opened is not None:
             try:
-                done = [_point(t) for t in _done(optuna.load_study(study_name=tuning_name(ctx, variant.label), storage=opened))]
+                study = optuna.load_study(study_name=tuning_name(ctx, variant.label), storage=opened)
+                done = [_run_of(t, tuning) for t in _done(study)]
             except KeyError:  # no tuning study of this variant yet
                 pass
-        missing[variant.label] = sum(point not in done for point in tuning.points)
+        missing[variant.label] = sum(run not in done for run in tuning.runs)
     return missing
 
 

@@ -61,12 +61,15 @@ def test_each_model_trains_with_the_point_its_tuning_chose_on_validation(study_f
     monkeypatch.setattr(train, "_final_evaluation", lambda *a, **k: tested.append(a[4]) or original(*a, **k))
     assert _run(study_file, tmp_path) == 0
     record = tuning.load_tuning(tmp_path / "runs", "tiny_paper")["quick"]
-    assert record["budget"]["points"] == 4 and record["budget"]["selected_on"] == "best validation accuracy"
+    assert record["budget"]["points"] == 4 and record["budget"]["selected_on"] == "best mean validation accuracy over 2 seeds"
     rows = results.load_rows(results.results_path(tmp_path / "runs", "tiny_paper"))
-    assert len(rows) == 4 and len(tested) == 4  # the 8 tuning runs never evaluated the test split
+    assert len(rows) == 4 and len(tested) == 4  # the 16 tuning runs never evaluated the test split
     for label, entry in record["models"].items():
         points = entry["points"]
         assert [(p["lr"], p["weight_decay"]) for p in points] == [(1e-6, 0.0), (1e-6, 1e-4), (3e-3, 0.0), (3e-3, 1e-4)]
+        for p in points:  # each point chosen on its mean over the two tuning seeds (a failed run counts 0)
+            assert [r["seed"] for r in p["runs"]] == [1000, 1001]
+            assert p["val_accuracy"] == pytest.approx(sum(r["val_accuracy"] or 0.0 for r in p["runs"]) / 2)
         best = max(points, key=lambda p: p["val_accuracy"])  # max keeps the first of ties: grid order
         assert (entry["lr"], entry["weight_decay"]) == (best["lr"], best["weight_decay"])
         used = {(json.loads(r["config"])["lr"], json.loads(r["config"])["weight_decay"]) for r in rows if r["variant"] == label}
@@ -88,7 +91,7 @@ def test_a_rerun_neither_tunes_nor_trains_again(study_file, tmp_path, monkeypatc
     plan = ["plan", "--only", str(study_file), "--runs", str(tmp_path / "runs"), "--no-profiling", "--set",
             "tuning.weight_decay=[0.0]"]
     assert main(plan) == 0
-    assert "+ first 4 tuning runs (lrnet_paper 2, resnet18_scratch 2)" in capsys.readouterr().out
+    assert "+ first 8 tuning runs (lrnet_paper 4, resnet18_scratch 4)" in capsys.readouterr().out
     assert _run(study_file, tmp_path, "--no-report", "--set", "tuning.weight_decay=[0.0]") == 0
     capsys.readouterr()
     assert main(plan) == 0

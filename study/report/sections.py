@@ -261,12 +261,18 @@ def table_one_section(section: Section, out: Outputs, table_one: pd.DataFrame, v
         versus_subsection(section.subsection("LR-Net vs each baseline"), out, versus)
 
 
+def _tuning_seeds(budget: dict) -> str:
+    seeds = int(budget.get("seeds", 1))
+    return f"seed {budget['seed']}" if seeds == 1 else f"seeds {budget['seed']}–{budget['seed'] + seeds - 1} per point"
+
+
 def tuning_subsection(sub: Section, out: Outputs, tuned: pd.DataFrame, budget: dict) -> None:
     sub.add(Note(
-        f"Before Table I each model ran the same {budget['points']} tuning runs: learning rate "
+        f"Before Table I each model ran the same {budget['points'] * int(budget.get('seeds', 1))} tuning runs: learning rate "
         f"{', '.join(f'{v:g}' for v in budget['lr'])} × weight decay {', '.join(f'{v:g}' for v in budget['weight_decay'])} "
-        f"on {budget['dataset']} (seed {budget['seed']}), each at the Table I budget ({budget['per_point']}), selected on "
-        "validation accuracy; the test split was not touched. Table I trains each model with its choice (its lr column)."))
+        f"on {budget['dataset']} ({_tuning_seeds(budget)}), each at the Table I budget ({budget['per_point']}), selected "
+        f"on {budget.get('selected_on', 'validation accuracy')}; the test split was not touched. Table I trains each "
+        "model with its choice (its lr column)."))
     sub.add(frame_table(tuned, {
         "model": ("model", display.text), "lr": ("lr", lambda v: f"{v:g}"), "weight decay": ("weight_decay", lambda v: f"{v:g}"),
         "val accuracy % (chosen)": ("val_accuracy", display.pts), "every point: lr → val %": ("points", display.text),
