@@ -113,6 +113,9 @@ def test_a_run_stopped_between_rungs_resumes_without_retraining_the_finished_run
 def test_a_rung_an_identical_run_already_trained_is_reused_not_retrained(study_file, tmp_path, monkeypatch):
     runs, out = tmp_path / "runs", tmp_path / "reports"
     assert _run(study_file("tinyone", ONE_RUNG), runs, out) == 0  # the default-run analogue: one scale, 1 step
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "every verdict above was measured at one scale (1 step, full width)" in index
+    assert "No study of <code>ablations/</code> checks them at another scale." in index  # axis "links" has no ladder file
     trained = _training_refused_when(monkeypatch, lambda cfg: cfg.train_subset == 30)
     assert _run(study_file("tinytransfer", LADDER), runs, out) == 0
     assert trained == [60] * 9
@@ -120,6 +123,23 @@ def test_a_rung_an_identical_run_already_trained_is_reused_not_retrained(study_f
     reused = [r for r in results.load_rows(results.results_path(runs, "tinytransfer")) if r["rung"] == "1 step, full width"]
     assert len(reused) == 9 and {r["reused_from"] for r in reused} == {"tinyone"}
     assert all(r["test_accuracy"] == one[r["variant"], r["seed"]]["test_accuracy"] for r in reused)
+    section = (out / "index.html").read_text(encoding="utf-8").split('<h2 id="study-tinyone">')[1].split("<h2")[0]
+    assert 'The transfer study <a href="#study-tinytransfer">tinytransfer</a> checked them on a ladder' in section
+    assert section.count('<span class="badge') >= 2 + 2  # two contrasts, and their two transfer verdicts
+
+
+def test_the_default_runs_index_gives_the_command_that_checks_its_scale(tmp_path):
+    from study.report.build import write_index
+    from study.report.load import load_run
+    from tests.fixtures.report import make_study as fixture
+
+    runs = tmp_path / "runs"
+    fixture.make_contrasts_study(runs)
+    write_index([load_run(runs / "contrasts")], tmp_path / "out")
+    index = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert ("every verdict above was measured at one scale (450 steps, width ×0.25), a proxy of the paper's. Whether "
+            "they hold at a larger budget is not checked in this runs directory: <code>nox -s ablations -- --only "
+            "transfer</code> checks it (~60 min on 2 CPU cores).") in " ".join(index.split())
 
 
 def test_plan_counts_and_estimates_each_rung(study_file, tmp_path, capsys):
