@@ -20,7 +20,7 @@ from study.errors import DataError
 from study.measure import git_commit
 from study.profiles import Profile
 from study.studies import ResolvedVariant, StudySpec, Variant
-from study.train import TrainConfig
+from study.train import TrainConfig, config_json
 
 
 @dataclasses.dataclass
@@ -98,6 +98,8 @@ class Cell:
     seed: int
     bases: tuple[dict[str, Any], ...]  # one per degradation level, the clean one first
     rung: str = ""  # its ladder rung ("" = none)
+    networks: frozenset[str] = frozenset()  # what a current row's spec_hash may be (the digest; an older kit's name)
+    config: str = ""  # the training config a current row's `config` holds (`train.config_json`)
 
     @property
     def key(self) -> tuple:
@@ -110,16 +112,31 @@ class Cell:
         params = {"variant": self.variant.label, "dataset": self.dataset, "seed": self.seed}
         return {**params, "rung": self.rung} if self.rung else params
 
+    def current(self, row: dict[str, Any]) -> bool:
+        """Whether a finished row of this cell trained what the cell trains now: the same network and the same
+        resolved training config (a row without these fields, written by hand or by a very old kit, counts)."""
+        network, config = row.get("spec_hash"), row.get("config")
+        return (not network or not self.networks or network in self.networks) and (not config or not self.config
+                                                                                    or config == self.config)
+
     def done(self, finished: dict[tuple, dict[str, Any]]) -> bool:
-        """Whether every row of the cell is in `finished` (`ResultsTable.finished()`): the one test of "done"."""
-        return all(results.row_key(b) in finished for b in self.bases)
+        """Whether every row of the cell is in `finished` (`ResultsTable.finished()`) and current: the one test of
+        "done", asked by `run` and `plan` alike. A row of an edited study file (another network or budget) is stale:
+        its cell trains again, and the new row supersedes it (`results.load_table` keeps a key's newest row)."""
+        return all(results.row_key(b) in finished and self.current(finished[results.row_key(b)]) for b in self.bases)
+
+    def stale(self, finished: dict[tuple, dict[str, Any]]) -> bool:
+        """Whether the cell has a finished row that trained something else than the cell trains now."""
+        return any(results.row_key(b) in finished and not self.current(finished[results.row_key(b)]) for b in self.bases)
 
 
 def cell(ctx: Context, label: str, dataset: str, seed: int) -> Cell:
     """The cell of a variant label, dataset and seed, at the context's rung."""
     variant = next(v for v in ctx.variants if v.label == label)
+    model = ctx.resolved(label).model
     return Cell(variant, dataset, seed, tuple(row_base(ctx, label, variant.reference, dataset, seed, level)
-                                              for level in ctx.levels), ctx.rung)
+                                              for level in ctx.levels), ctx.rung,
+                frozenset({model.digest, model.name}), config_json(ctx.cfg_for(label)))
 
 
 def cells(ctx: Context) -> Iterator[Cell]:
@@ -141,7 +158,7 @@ def row_base(ctx: Context, variant_label: str, reference: bool, dataset: str, se
     base = {"study": ctx.spec.name, "axis": ctx.spec.axis, "variant": variant_label, "is_reference": reference,
             "dataset": dataset, "degradation": degradation, "protocol": protocol, "fold": fold_of(protocol, seed),
             "seed": seed, "profile": ctx.profile, "scale": profile.scale, "budget_images": profile.budget_images,
-            "scale_width": profile.width}
+            "scale_width": profile.width, "equivalence_margin": ctx.spec.equivalence_margin, "kind": ctx.spec.kind}
     return {**base, "rung": ctx.rung} if ctx.rung else base
 
 

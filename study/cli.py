@@ -7,10 +7,13 @@ they are imported lazily so `--help` stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
+import signal
 import sys
 
-from study.errors import KitError
+from study.errors import ERROR_FILE, KitError, Stopped
 
 COMMANDS = {
     "profile": "params, FLOPs, throughput and memory of a model or spec file",
@@ -27,7 +30,7 @@ COMMANDS = {
 
 EXIT_CODES = ("exit codes: 0 done; 1 an error the message says how to fix; 2 a bad spec, study file, --set or model "
               "name; 3 missing or corrupt data; 4 `run` stopped by its time guard with cells missing (re-run to "
-              "continue); 130 interrupted")
+              "continue); 130 interrupted; 129/143 stopped by SIGHUP/SIGTERM")
 
 
 def kit_version() -> str:
@@ -65,11 +68,47 @@ def main(argv: list[str] | None = None) -> int:
 
     configure(args.verbose - args.quiet)  # worker processes inherit it through STUDY_VERBOSITY
     module = importlib.import_module(f"study.commands.{args.command}")
+    _stop_on_signals()
     try:
         return int(module.run(args) or 0)
     except KitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except KeyboardInterrupt:
-        print("interrupted: finished results are kept; re-run the same command to resume", file=sys.stderr)
-        return 130
+        return _failed(str(err), err.exit_code)
+    except OSError as err:  # a full disk or a read-only folder: the path, the cause, the fix; nothing finished is lost
+        return _failed(os_error_line(err), 1)
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", None)
+        what = f"stopped by {signal.Signals(signum).name}" if signum else "interrupted"
+        print(f"{what}: finished results are kept; re-run the same command to resume", file=sys.stderr)
+        return 128 + signum if signum else 130
+
+
+def _failed(line: str, code: int) -> int:
+    """Print the one error line; a worker also leaves it for its parent (which prints the first worker's)."""
+    print(f"error: {line}", file=sys.stderr)
+    if os.environ.get(ERROR_FILE):
+        try:
+            with open(os.environ[ERROR_FILE], "w", encoding="utf-8") as fh:
+                fh.write(f"{code}\t{line}\n")
+        except OSError:
+            pass  # a full disk: the parent still reports the exit code
+    return code
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for a failed write or read of the kit's files: which file, why, and what to do."""
+    where = err.filename or "a file of the run"
+    fixes = {errno.ENOSPC: "free disk space (or pass --runs on another disk)", errno.EDQUOT: "free disk space",
+             errno.EROFS: "the folder is read-only: pass --runs DIR on a writable disk",
+             errno.EACCES: "no permission to write there: pass --runs DIR you own"}
+    fix = fixes.get(err.errno, "check the path")
+    return f"{where}: {err.strerror or err}; {fix}, then re-run the same command: finished rows are kept"
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop a command like Ctrl-C does (a `study run` stops its workers first)."""
+    def stop(signum, frame):
+        raise Stopped(signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), stop)

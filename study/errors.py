@@ -2,8 +2,12 @@
 
 Exit codes of `python -m study`: 0 done; 1 a user-fixable error (KitError); 2 a bad spec, study file,
 `--set` override or model name; 3 missing or corrupt data; 4 (EXIT_INCOMPLETE) `study run` stopped by
-its time guard with cells missing (finished rows are kept: re-run to continue); 130 interrupted.
+its time guard with cells missing (finished rows are kept: re-run to continue); 130 interrupted (Ctrl-C),
+129 / 143 stopped by SIGHUP / SIGTERM (128 + the signal's number, as shells report it).
 """
+
+#: Where a worker process of `study run` leaves its error line and exit code for the parent to report (env var).
+ERROR_FILE = "STUDY_ERROR_FILE"
 
 #: `study run` finished its studies' trials as far as the time guard allowed, but cells are missing.
 EXIT_INCOMPLETE = 4
@@ -36,3 +40,12 @@ class DataError(KitError):
     """A dataset that is missing, corrupt or inconsistent (exit code 3)."""
 
     exit_code = 3
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a `timeout`, a cancelled CI job, a closed terminal), handled like Ctrl-C: workers stop,
+    finished rows stay, and the exit code is 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

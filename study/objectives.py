@@ -8,9 +8,13 @@ a second worker finds its row there (or in another trial's stored rows) and retu
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
+import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -22,7 +26,7 @@ from study.cells import Cell, Context, cell, row_base
 from study.measure import count_flops, count_params
 from study.models import ResolvedModel, resolve_model
 from study.studies import ResolvedVariant, Variant, variant_network
-from study.train import Task, TrainConfig, train
+from study.train import Task, TrainConfig, config_json, train
 
 
 def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
@@ -44,7 +48,7 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         if _duplicate_running(trial, trial.params):
             raise optuna.TrialPruned("another worker holds this cell")
         rows = _cell_rows(at, trial, here)
-        if not ctx.table.claim_and_write(rows, lambda key: storage.stored_elsewhere(trial, key)):
+        if not ctx.table.claim_and_write(rows, lambda key: storage.stored_elsewhere(trial, key, here.current), here.current):
             raise optuna.TrialPruned("another worker finished this cell first")
         storage.store_rows(trial, rows)
         return _objective_value(rows[0])
@@ -56,13 +60,12 @@ def _finished_rows(ctx: Context, trial: optuna.Trial, here: Cell) -> list[dict[s
     """The cell's rows when the table already has them (also kept on this trial); a cell another trial
     stored is pruned. Checked under the table's lock: a worker writing this cell now holds it."""
     with ctx.table.lock():
-        if storage.stored_elsewhere(trial, here.key):
+        if storage.stored_elsewhere(trial, here.key, here.current):
             raise optuna.TrialPruned("another trial already finished this cell")
         done = ctx.table.finished()
-        keys = [results.row_key(b) for b in here.bases]
-        if not all(k in done for k in keys):
+        if not here.done(done):
             return []
-        rows = [done[k] for k in keys]
+        rows = [done[results.row_key(b)] for b in here.bases]
     storage.store_rows(trial, rows)
     return rows
 
@@ -131,17 +134,6 @@ def _reporter(ctx: Context, trial: optuna.Trial) -> Callable[[int, dict[str, flo
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     return report
-
-
-#: Fields added to `TrainConfig` after rows were first written, left out of `config` at their default, so a row
-#: of an older kit still matches a config that trains the same way (reuse compares the text).
-_LATER_FIELDS = {"bn_recalibrate": 0}
-
-
-def config_json(cfg: TrainConfig) -> str:
-    """A training config as the `config` column stores it (equal text = equal training)."""
-    fields = dataclasses.asdict(cfg)
-    return json.dumps({k: v for k, v in fields.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]})
 
 
 def _slug(base: dict[str, Any]) -> str:
@@ -231,8 +223,9 @@ def _write_pruned(ctx: Context, trial: optuna.Trial, base: dict[str, Any], model
     storage.store_rows(trial, [row])
 
 
-def recording_errors(objective: Callable[[optuna.Trial], Any]) -> Callable[[optuna.Trial], Any]:
-    """The objective, recording a failure's first line on the trial (Optuna only logs it)."""
+def recording_errors(objective: Callable[[optuna.Trial], Any], run_dir: Path | None = None) -> Callable[[optuna.Trial], Any]:
+    """The objective, recording a failure's first line on the trial (Optuna only logs it). A failure while the run
+    folder is full or read-only ends the study at once with that cause (retrying could only fail again)."""
 
     def wrapped(trial: optuna.Trial) -> Any:
         try:
@@ -241,7 +234,38 @@ def recording_errors(objective: Callable[[optuna.Trial], Any]) -> Callable[[optu
             raise
         except Exception as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            trial.set_user_attr("error", f"{type(err).__name__}: {first}"[:300])
+            disk = disk_problem(run_dir) if run_dir is not None and not isinstance(err, OSError) else None
+            try:
+                trial.set_user_attr("error", f"{type(err).__name__}: {first}"[:300])
+            except OSError:
+                pass  # the journal cannot be written either: the cause below says why
+            if disk is not None:
+                raise disk from err
             raise
 
     return wrapped
+
+
+#: Below this much free space a failed trial is put down to a full disk.
+MIN_FREE_BYTES = 16 * 2**20
+
+
+def disk_problem(run_dir: Path) -> OSError | None:
+    """A full disk or a read-only run folder, as the OSError that names it (None when writing there can work)."""
+    folder = Path(run_dir)
+    try:
+        if shutil.disk_usage(folder).free < MIN_FREE_BYTES:
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder))
+    except OSError:
+        return None
+    if not os.access(folder, os.W_OK):
+        return OSError(errno.EROFS if _read_only(folder) else errno.EACCES,
+                       os.strerror(errno.EROFS if _read_only(folder) else errno.EACCES), str(folder))
+    return None
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False

@@ -48,6 +48,7 @@ class PlannedCell:
     flops: int | None
     done: bool
     rung: str = ""  # its ladder rung ("" = none)
+    stale: bool = False  # a finished row of it trained another network or config (the study file was edited)
 
     @property
     def estimate_key(self) -> str:
@@ -69,7 +70,6 @@ class StudyPlan:
     band_samples: int = 0  # search: specs drawn to check the bands
     band_rejected: int = 0
     band_reasons: dict[str, int] = dataclasses.field(default_factory=dict)
-    changed: dict[str, int] = dataclasses.field(default_factory=dict)  # variant → finished rows of another network
     tuning: dict[str, int] = dataclasses.field(default_factory=dict)  # variant → tuning runs still to train first
 
     @property
@@ -86,6 +86,16 @@ class StudyPlan:
             return self.missing * self.seconds.get("trial", (0.0, ""))[0]
         cells = [c.estimate_key for c in self.cells if not c.done] + [v for v, n in self.tuning.items() for _ in range(n)]
         return sum(self.seconds.get(v, (0.0, ""))[0] for v in cells)  # a tuning run costs what a cell of its variant does
+
+    @property
+    def stale(self) -> dict[str, int]:
+        """Stale cells per variant: finished rows that trained another network or training config than the study
+        file resolves to now; `run` trains them again (the old rows are kept, and superseded)."""
+        out: dict[str, int] = {}
+        for c in self.cells:
+            if c.stale:
+                out[c.variant] = out.get(c.variant, 0) + 1
+        return out
 
     @property
     def rungs(self) -> dict[str, dict[str, float]]:
@@ -123,25 +133,8 @@ def grid_cells(ctx) -> list[PlannedCell]:
     for c in cells(ctx):
         resolved = ctx.at(c.rung).resolved(c.variant.label)
         planned.append(PlannedCell(c.variant.label, c.dataset, c.seed, ctx.levels, resolved.params, resolved.flops,
-                                   c.done(finished), c.rung))
+                                   c.done(finished), c.rung, c.stale(finished)))
     return planned
-
-
-def changed_networks(ctx) -> dict[str, int]:
-    """Variants whose finished rows trained another network than the spec resolves to now (the file was
-    edited, or a `--set` changed it under the same label): label → rows. Those rows still count as done."""
-    if ctx.spec.kind == "search":
-        return {}
-    # an older kit hashed a registered network by its name: both forms name the same network
-    same = {v.label: {n for rung in ctx.rungs for n in (ctx.at(rung).resolved(v.label).model.digest,
-                                                         ctx.at(rung).resolved(v.label).model.name)} for v in ctx.variants}
-    changed: Counter = Counter()
-    for r in results.load_rows(ctx.results_path):
-        label = r.get("variant")
-        if (r.get("profile") == ctx.profile and r.get("status") != "failed" and label in same
-                and r.get("spec_hash") and r["spec_hash"] not in same[label]):
-            changed[label] += 1
-    return dict(changed)
 
 
 def _ok_rows(path: Path, profile: str) -> list[dict[str, Any]]:
@@ -292,11 +285,12 @@ def study_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
 
     cells = grid_cells(ctx)
     return StudyPlan(ctx.spec.name, ctx.spec.kind, ctx.profile, cells, grid_seconds(ctx, cells, profile),
-                     changed=changed_networks(ctx), tuning=missing_points(ctx))
+                     tuning=missing_points(ctx))
 
 
 def as_json(plans: Sequence[StudyPlan]) -> dict[str, Any]:
     """The plans as one JSON-able document (`study plan --json`)."""
-    return {"studies": [{**dataclasses.asdict(p), "missing": p.missing, "remaining_s": p.remaining_s, "rungs": p.rungs}
+    return {"studies": [{**dataclasses.asdict(p), "missing": p.missing, "remaining_s": p.remaining_s, "rungs": p.rungs,
+                         "stale": p.stale}
                         for p in plans],
             "remaining_s": sum(p.remaining_s for p in plans)}

@@ -95,6 +95,9 @@ SCHEMA: tuple[Column, ...] = (
            required=False),
     Column("budget_images", (int,), "training images the budget allows (epoch cap × subset): a rung's size", required=False),
     Column("scale_width", _NUM, "the profile's (or rung's) proxy width, before capacity matching", required=False),
+    Column("equivalence_margin", _NUM, "the study's equivalence margin in points (a report without study.json uses it)",
+           required=False),
+    Column("kind", (str,), "the study's kind (grid, robustness, search)", required=False),
 )
 COLUMNS: tuple[str, ...] = tuple(c.name for c in SCHEMA if c.required)
 _BY_NAME = {c.name: c for c in SCHEMA}
@@ -133,12 +136,16 @@ def check_row(row: Mapping[str, Any]) -> None:
 
 
 def append_row(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
-    """Append one row atomically (single O_APPEND write + fsync)."""
+    """Append one row atomically (single O_APPEND write + fsync), always on a line of its own: after a torn last
+    line (a kill or a full disk mid-write) it starts a new one, so the torn line stays the only loss."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(dict(row), default=jsonable, sort_keys=True) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
         os.write(fd, line)
         os.fsync(fd)
     finally:
@@ -146,17 +153,33 @@ def append_row(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
 
 
 def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every complete row of a results file; a torn last line (killed mid-write) is skipped."""
+    """Every complete row of a results file; a torn line (killed mid-write) is skipped (`torn_lines` counts them)."""
+    return _read(path)[0]
+
+
+def torn_lines(path: str | os.PathLike) -> int:
+    """How many lines of a results file are not a complete row (each a write cut off; its cell trains again)."""
+    return _read(path)[1]
+
+
+def _read(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
     path = Path(path)
     if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+        return [], 0
+    rows, torn = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
             continue
-    return rows
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            torn += 1
+    return rows, torn
 
 
 class ResultsTable:
@@ -185,12 +208,14 @@ class ResultsTable:
         check_row(row)
         append_row(self.path, row)
 
-    def claim_and_write(self, rows: list[dict[str, Any]], taken_elsewhere=lambda key: False) -> bool:
+    def claim_and_write(self, rows: list[dict[str, Any]], taken_elsewhere=lambda key: False,
+                        current=lambda row: True) -> bool:
         """Write a cell's rows unless the table (or, per `taken_elsewhere(key)`, another worker's storage)
-        already has the cell; check and write happen under the lock. Returns whether written."""
+        already has a `current` row of the cell; check and write happen under the lock. Returns whether written."""
         key = row_key(rows[0])
         with self.lock():
-            if key in self.finished() or taken_elsewhere(key):
+            finished = self.finished()
+            if (key in finished and current(finished[key])) or taken_elsewhere(key):
                 return False
             for row in rows:
                 self.write(row)

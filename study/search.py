@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 import time
 import warnings
@@ -87,7 +88,7 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         # on an RDB the heartbeat does this; a host:pid check there could fail a live worker's trial
         # in another container that shares the host name
         storage.reclaim_dead_trials(study)
-    objective = recording_errors(search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx))
+    objective = recording_errors(search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx), ctx.run_dir)
     objective = logged_trials(ctx.spec.name, objective)  # a log line per trial start/finish/failure
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -102,8 +103,9 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
 
     stalled, before = 0, None
     while True:
-        if shared:
-            storage.import_rows(study, ctx.results_path)  # rows finished on machines that share only the storage
+        # rows finished on machines that share only the storage, and rows a torn write lost from the table but the
+        # journal kept: restored, not retrained
+        storage.import_rows(study, ctx.results_path)
         missing = missing_cells(ctx)
         if missing == 0 or (deadline and time.time() > deadline):
             return
@@ -180,7 +182,7 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
 
     path = ctx.run_dir / ctx.spec.name / "study.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous = _previous(path)
     sources = {}
     for d in ctx.datasets:
         try:
@@ -202,6 +204,21 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
                       "train_config": dataclasses.asdict(r.train), "variants": _variant_summaries(ctx.at(r.rung))}
                      for r in ctx.spec.profiles[ctx.profile].rungs], **extra}
     write_text_atomic(path, json.dumps(doc, indent=2, default=str))
+
+
+def _previous(path) -> dict[str, Any]:
+    """The study.json an earlier run wrote (its start time is kept); an unreadable one is rewritten whole, with a
+    warning: the rows record the settings a report needs, so nothing is lost."""
+    if not path.exists():
+        return {}
+    try:
+        previous = json.loads(path.read_text())
+        if not isinstance(previous, dict):
+            raise ValueError("not a JSON object")
+        return previous
+    except (OSError, ValueError) as err:
+        logging.getLogger(__name__).warning("%s was unreadable (%s); rewriting it from this run", path, err)
+        return {}
 
 
 def _command() -> str:

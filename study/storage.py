@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import socket
 import time
@@ -20,12 +21,13 @@ from typing import Any
 
 import optuna
 from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import TrialState
 
 from study import results
 from study.errors import KitError
 
+log = logging.getLogger(__name__)
 HEARTBEAT_S = 20
 MAX_RETRY = 2
 
@@ -97,7 +99,45 @@ def open_storage(run_dir: Path, study_name: str, url: str | None) -> optuna.stor
         return _open_rdb(url)
     path = run_dir / study_name / "optuna.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
+    repaired = repair_journal(path)
+    if repaired:
+        log.warning(repaired)
     return JournalStorage(JournalFileBackend(str(path)))
+
+
+def repair_journal(path: Path) -> str | None:
+    """Cut a torn Optuna journal (a kill or a full disk mid-write) back to its last complete record, under the
+    journal's own lock, keeping the original beside it; returns the one line that says so (None: nothing to do).
+
+    Optuna reads past a torn *last* record, but the next append lands after it and every later read fails. The
+    records cut hold trial states only: every finished row is in results.jsonl, and a lost trial's cell is queued
+    again from the table."""
+    if not path.exists() or not path.stat().st_size:
+        return None
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        good = 0
+        for line in data.splitlines(keepends=True):
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError("no line end")
+                json.loads(line)
+            except ValueError:
+                break
+            good += len(line)
+        if good == len(data):
+            return None
+        backup = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%d-%H%M%S')}")
+        backup.write_bytes(data)
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+            os.fsync(fh.fileno())
+    finally:
+        lock.release()
+    return (f"{path}: repaired a torn Optuna journal: cut {len(data) - good} bytes after its last complete record "
+            f"(the original is kept as {backup.name}); finished rows are safe in results.jsonl")
 
 
 def owner() -> str:
@@ -132,10 +172,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def stored_elsewhere(trial: optuna.Trial, key: tuple) -> bool:
-    """Whether another trial (finished or still running, on any machine) already stored this cell's row."""
+def stored_elsewhere(trial: optuna.Trial, key: tuple, current=lambda row: True) -> bool:
+    """Whether another trial (finished or still running, on any machine) already stored a `current` row of this
+    cell (a row of what the cell trained before its study file was edited does not count)."""
     for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
-        if other.number != trial.number and any(results.row_key(r) == key for r in other.user_attrs.get("rows", [])):
+        if other.number != trial.number and any(results.row_key(r) == key and current(r)
+                                                for r in other.user_attrs.get("rows", [])):
             return True
     return False
 

@@ -24,7 +24,7 @@ from study.blocks import network_complexity
 from study.errors import SpecError, UnknownModelError
 from study.models import ResolvedModel, get_entry, resolve_model
 from study.profiles import PROFILES, Profile, override
-from study.spec import NetworkSpec, network_from_mapping, read_toml, unknown_key, validate_network
+from study.spec import NetworkSpec, load_network, network_from_mapping, read_toml, unknown_key, validate_network
 
 ABLATIONS = Path(__file__).resolve().parent.parent / "ablations"
 
@@ -35,9 +35,9 @@ class Variant:
 
     label: str
     reference: bool = False
-    model: str = ""  # a registered model; else the base network with the overrides below
+    model: str = ""  # a registered model or a .toml network spec (relative to the study file); else the base network
     block: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # applied to every MK block
-    blocks: int = 0  # block count (0 = the base's)
+    blocks: int = 0  # block count ≥ 1 (left out: the base's)
     head: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     profiles: tuple[str, ...] = ()  # run only under these profiles (empty = every profile)
     match: str = ""  # "flops" or "params": widths scaled to the reference's cost (±5 %); "" = as written
@@ -375,7 +375,9 @@ def _resolve_variant(spec: StudySpec, v: Variant, network: NetworkSpec | str, re
 
 def _mk(network: NetworkSpec | str) -> NetworkSpec | None:
     """The MK network behind a variant's network (None for a baseline)."""
-    return network if isinstance(network, NetworkSpec) else get_entry(network).spec
+    if isinstance(network, NetworkSpec):
+        return network
+    return load_network(network) if network.endswith(".toml") else get_entry(network).spec
 
 
 def _known_model(name: str, where: str, key: str) -> None:
@@ -390,9 +392,10 @@ def _tupled(value: Any) -> Any:
     return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
 
 
-_VARIANT_TYPES = (("reference", bool, "true or false"), ("model", str, "a registered model name"),
+_VARIANT_TYPES = (("reference", bool, "true or false"),
+                  ("model", str, "a registered model name or a .toml network spec, relative to the study file"),
                   ("block", dict, "a table of MK-block settings"), ("head", dict, "a table of head settings"),
-                  ("blocks", int, "a block count (0 = the base's)"))
+                  ("blocks", int, "a block count ≥ 1 (leave the key out for the base's)"))
 
 
 def _variant(table: Any, i: int, where: str) -> Variant:
@@ -403,9 +406,15 @@ def _variant(table: Any, i: int, where: str) -> Variant:
         raise SpecError.at(where, f"variants[{i}].label", "missing or empty", "a non-empty string naming the cell")
     for key, kind, allowed in _VARIANT_TYPES:
         value = table.get(key)
-        if value is not None and (not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0))):
+        if value is not None and (not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 1))):
             raise SpecError.at(where, f"variants[{i}].{key}", f"got {json.dumps(value, default=str)}", allowed)
-    if table.get("model"):
+    if table.get("model", "").endswith(".toml"):  # a spec file beside the study: stored as a path that works from anywhere
+        path = Path(where).parent / table["model"]
+        if not path.is_file():
+            raise SpecError.at(where, f"variants[{i}].model", f"no network spec file {str(path)!r}",
+                               "a .toml network spec, relative to the study file, or a registered model name")
+        table = {**table, "model": str(path.resolve())}
+    elif table.get("model"):
         _known_model(table["model"], where, f"variants[{i}].model")
     if table.get("match", "") not in ("", *capacity.MATCHES):
         raise SpecError.at(where, f"variants[{i}].match", f"got {json.dumps(table['match'])}", ", ".join(capacity.MATCHES))
@@ -417,7 +426,11 @@ def _variant(table: Any, i: int, where: str) -> Variant:
 def variant_network(study: StudySpec, variant: Variant) -> NetworkSpec | str:
     """The network a variant trains at full width: a registered model's name, or the base spec with
     the variant's overrides (validated here, once)."""
-    if variant.model:
+    if variant.model.endswith(".toml"):
+        base = load_network(variant.model)
+        if not (variant.block or variant.blocks or variant.head):
+            return base
+    elif variant.model:
         entry = get_entry(variant.model)
         if entry.spec is None or not (variant.block or variant.blocks or variant.head):
             return variant.model

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import json
 import math
 import random
 import sys
@@ -66,6 +67,17 @@ class TrainConfig:
     # leave them far from the batch statistics (momentum 0.99 keeps 0.99^100 = 37 % of the initial ones after
     # 100 steps): eval mode then tests another function than the one trained.
     bn_recalibrate: int = 0
+
+
+#: Fields added to `TrainConfig` after rows were first written, left out of `config` at their default, so a row
+#: of an older kit still matches a config that trains the same way (done-ness and reuse compare the text).
+_LATER_FIELDS = {"bn_recalibrate": 0}
+
+
+def config_json(cfg: TrainConfig) -> str:
+    """A training config as a row's `config` column stores it (equal text = equal training)."""
+    fields = dataclasses.asdict(cfg)
+    return json.dumps({k: v for k, v in fields.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]})
 
 
 def seed_everything(seed: int) -> None:

@@ -32,9 +32,8 @@ from study import storage
 from study.cells import Context, resolve_protocol
 from study.errors import KitError
 from study.files import locked, write_text_atomic
-from study.objectives import config_json
 from study.studies import Tuning
-from study.train import Task, train
+from study.train import Task, config_json, train
 
 log = logging.getLogger(__name__)
 

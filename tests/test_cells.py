@@ -55,7 +55,8 @@ def test_row_base_holds_every_key_field(tmp_path):
     base = cells.row_base(ctx, "none", False, "kmnist", 7, "blur:1.0")
     assert base == {"study": "tiny", "axis": "links", "variant": "none", "is_reference": False, "dataset": "kmnist",
                     "degradation": "blur:1.0", "protocol": "kfold-test:5", "fold": 2, "seed": 7, "profile": "quick",
-                    "scale": "450 steps, full width", "budget_images": 14_400, "scale_width": 1.0}  # no ladder: no rung
+                    "scale": "450 steps, full width", "budget_images": 14_400, "scale_width": 1.0,  # no ladder: no rung
+                    "equivalence_margin": 3.0, "kind": "grid"}
     assert set(results.KEY) - {"rung"} <= set(base)
     assert cells.row_base(ctx, "paper", True, "fashion-mnist", 1)["degradation"] == "none"
 

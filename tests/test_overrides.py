@@ -85,7 +85,7 @@ def test_run_records_the_overrides_in_study_json(tmp_path, monkeypatch):
     assert not (runs / "tinyset" / "results.jsonl").exists()
 
 
-def test_a_set_that_changes_a_finished_variants_network_is_refused(tmp_path, monkeypatch, capsys):
+def test_a_set_that_changes_a_finished_variants_network_makes_its_cell_stale(tmp_path, monkeypatch, capsys):
     from study import cells, results
 
     monkeypatch.setenv("STUDY_DATA_ROOT", str(write_tiny_dataset(tmp_path / "data")))
@@ -99,12 +99,12 @@ def test_a_set_that_changes_a_finished_variants_network_is_refused(tmp_path, mon
     results.append_row(results.results_path(runs, "tinychanged"), row)
     base = ["--only", str(path), "--runs", str(runs)]
     dense = ["--set", "variants.1.block.links=dense"]
-    assert main(["run", *base, "--no-report", *dense]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "variant(s) none train another network" in err[0] and "fresh --runs" in err[0]
     assert main(["plan", *base, "--no-profiling", *dense]) == 0
-    assert "! none: 1 finished rows trained another network" in capsys.readouterr().out
-    # the same override under a new label is a new variant: its cells are missing, the old rows untouched
-    assert main(["plan", *base, "--no-profiling", "--json", *dense, "--set", "variants.1.label=dense"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith("  ! none: 1 stale cell: its rows trained another network")  # listed first
+    assert main(["plan", *base, "--no-profiling", "--json", *dense]) == 0
     (planned,) = json.loads(capsys.readouterr().out)["studies"]
-    assert planned["changed"] == {} and planned["missing"] == 4
+    assert planned["stale"] == {"none": 1} and planned["missing"] == 4
+    assert main(["plan", *base, "--no-profiling", "--json"]) == 0  # without the --set the row is current again
+    (planned,) = json.loads(capsys.readouterr().out)["studies"]
+    assert planned["stale"] == {} and planned["missing"] == 3

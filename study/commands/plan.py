@@ -90,6 +90,10 @@ def format_plans(plans) -> str:
                      + (f"{p.trials_done}/{p.trials} trials done" if p.kind == "search"
                         else f"{len(p.cells) - p.missing}/{len(p.cells)} cells done")
                      + f", ~{_duration(p.remaining_s)} left" * bool(p.missing))
+        for label, count in p.stale.items():  # first: what an edit of the study file made stale
+            lines.append(f"  ! {label}: {count} stale cell{'s' if count != 1 else ''}: its rows trained another network or "
+                         "training config than the study file says now; run trains them again (the old rows are kept, "
+                         "superseded)")
         if p.kind == "search":
             lines += _search_lines(p)
         else:
@@ -97,9 +101,6 @@ def format_plans(plans) -> str:
         if sum(p.tuning.values()):
             lines.append(f"  + first {sum(p.tuning.values())} tuning runs ({', '.join(f'{v} {n}' for v, n in p.tuning.items() if n)}), "
                          "each costing about one cell of its variant (counted in the time left)")
-        for label, rows in p.changed.items():
-            lines.append(f"  ! {label}: {rows} finished rows trained another network than this spec resolves to "
-                         "(edited or --set under the same label); they count as done")
         lines.append("")
     total = sum(p.remaining_s for p in plans)
     missing = sum(p.missing for p in plans)

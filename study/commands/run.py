@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from study.errors import KitError
+from study.errors import ERROR_FILE, KitError
 from study.logs import study_log
 from study.progress import Progress
 
@@ -93,11 +93,9 @@ def run(args: argparse.Namespace) -> int:
     for spec in specs:
         seeds, adaptive = _parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
         contexts.append((cells.Context(spec, args.profile, args.runs, device, seeds), adaptive))
-    if overrides:
-        _refuse_changed_networks([c for c, _ in contexts])
     progress = Progress([c for c, _ in contexts])
     begin = time.time()
-    errors: list[str] = []
+    errors: list[KitError] = []
     for i, (ctx, adaptive) in enumerate(contexts, start=1):
         with study_log(args.runs, ctx.spec.name):
             progress.start(i, ctx)
@@ -113,10 +111,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from study.report.build import build_reports
 
-        build_reports(runs_dir=args.runs, out_dir=args.out, storage=args.storage)
-        print(f"report: {args.out / 'index.html'}", file=sys.stderr)
+        try:
+            build_reports(runs_dir=args.runs, out_dir=args.out, storage=args.storage)
+            print(f"report: {args.out / 'index.html'}", file=sys.stderr)
+        except KitError:
+            if not errors:  # a study's own error is the one to report, not that it left no rows
+                raise
     if errors:
-        raise KitError(errors[0] + (f" (and {len(errors) - 1} more studies failed)" if len(errors) > 1 else ""))
+        first = errors[0]
+        if len(errors) > 1:
+            first = type(first)(f"{first} (and {len(errors) - 1} more studies failed)")
+            first.exit_code = errors[0].exit_code
+        raise first
     return EXIT_INCOMPLETE if any(missing.values()) else 0
 
 
@@ -127,20 +133,8 @@ def _guard_min(specs, profile: str) -> float:
     return 0.0 if not guards or 0.0 in guards else max(guards)
 
 
-def _refuse_changed_networks(contexts) -> None:
-    """A `--set` that changes a variant's network under its old label must not find the old network's rows done."""
-    from study.plan import changed_networks
-
-    for ctx in contexts:
-        changed = changed_networks(ctx)
-        if changed:
-            raise KitError(f"study {ctx.spec.name}: with these --set overrides variant(s) {', '.join(sorted(changed))} "
-                           f"train another network than the finished rows in {ctx.results_path} (which would count "
-                           "as done); use a fresh --runs DIR, or give the variant a new label with --set variants.N.label=…")
-
-
 def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress, deadline: float, overrides,
-               errors: list[str]) -> None:
+               errors: list[KitError]) -> None:
     """Run one study to its end (adaptive seeds included); a KitError is kept in `errors`, not raised."""
     from study import search, tuning
     from study.overrides import as_arguments, describe
@@ -156,7 +150,7 @@ def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress,
             else:
                 search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
         except KitError as err:  # one broken study must not cost the others (or the report)
-            errors.append(str(err))
+            errors.append(err)
             return
         decision = _adaptive_decision(ctx, adaptive, args, deadline)
         if decision is None or not decision.more_seeds:
@@ -169,7 +163,7 @@ def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress,
         progress.refresh_total()
 
 
-def _measure_costs(ctx, deadline: float, errors: list[str]) -> None:
+def _measure_costs(ctx, deadline: float, errors: list[KitError]) -> None:
     """Table II's costs of a study that trained the paper's baselines (`study.costs`), unless the guard has passed."""
     from study import costs
     from study.models import list_models
@@ -182,7 +176,7 @@ def _measure_costs(ctx, deadline: float, errors: list[str]) -> None:
         costs.measure(models, costs.costs_path(ctx.run_dir, ctx.spec.name),
                       batch=ctx.profile_spec.cost_batch, device=ctx.device)
     except KitError as err:
-        errors.append(str(err))
+        errors.append(err)
 
 
 def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: float):
@@ -225,9 +219,12 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
 
     search.enqueue_missing(ctx, args.storage)  # once, here, so the workers find one seed-major queue
     gpus = torch.cuda.device_count() if ctx.device.startswith("cuda") else 0
-    procs = []
+    procs, error_files = [], []
     for w in range(workers):
         env = worker_env(w, workers, gpus, os.cpu_count() or 1)
+        error_files.append(ctx.run_dir / ctx.spec.name / f".worker-{w}.error")
+        error_files[-1].unlink(missing_ok=True)
+        env[ERROR_FILE] = str(error_files[-1])
         if not progress.bar.disable and env.get("STUDY_VERBOSITY", "0") == "0":
             env["STUDY_VERBOSITY"] = "-1"  # the live bar owns the terminal; trial lines still reach run.log
         cmd = [sys.executable, "-m", "study", "worker", "--study", ctx.spec.path, "--profile", ctx.profile,
@@ -244,11 +241,36 @@ def _run_workers(ctx, args: argparse.Namespace, progress: Progress, deadline: fl
         while any(p.poll() is None for p in procs):
             time.sleep(2)
             progress.update()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: stop every worker before leaving (no orphan finishes the study)
+        _stop(procs)
         raise
     failed = [p.returncode for p in procs if p.returncode]
     if failed:
-        raise KitError(f"{len(failed)} of {len(procs)} workers of study {ctx.spec.name} exited with errors "
-                       f"(codes {failed}); finished rows are kept, re-run to resume")
+        raise _worker_error(ctx, failed, len(procs), error_files)
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Terminate the workers and wait for them (a worker that ignores SIGTERM for 30 s is killed)."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _worker_error(ctx, codes: list[int], workers: int, error_files: list[Path]) -> KitError:
+    """The first worker's own error line and exit code (e.g. 3 for corrupt data), else their exit codes."""
+    for path in error_files:
+        try:
+            code, _, line = path.read_text(encoding="utf-8").strip().partition("\t")
+        except OSError:
+            continue
+        err = KitError(f"{line} (from a worker of study {ctx.spec.name}; finished rows are kept)")
+        err.exit_code = int(code) if code.isdigit() else 1
+        return err
+    return KitError(f"{len(codes)} of {workers} workers of study {ctx.spec.name} exited with errors "
+                    f"(codes {codes}); finished rows are kept, re-run to resume")

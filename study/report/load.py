@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.results import load_rows, load_table
+from study.results import KEY, load_rows, load_table, torn_lines
 
 
 @dataclass
@@ -72,5 +72,43 @@ def load_run(run_dir: Path, storage: str | None = None) -> StudyRun:
             tuning = json.loads((run_dir / "tuning.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             problems.append(f"tuning.json could not be read ({err}); Table I's lr column still shows what each row used.")
-    return StudyRun(run_dir.name, run_dir, load_table(run_dir / "results.jsonl"), provenance,
-                    journal if journal.exists() else None, problems, costs, storage, tuning)
+    table = load_table(run_dir / "results.jsonl")
+    problems += _table_problems(run_dir / "results.jsonl")
+    if meta.exists() is False or "equivalence_margin" not in provenance:
+        provenance, recovered = _recovered(provenance, table)
+        if recovered:
+            problems.append(f"study.json {'is missing' if not meta.exists() else 'lacks them'}: {recovered} recovered "
+                            "from the rows, which record the study's settings.")
+    return StudyRun(run_dir.name, run_dir, table, provenance, journal if journal.exists() else None, problems, costs,
+                    storage, tuning)
+
+
+def _table_problems(path: Path) -> list[str]:
+    """What a reader must know about a results file: torn lines skipped, superseded rows left out."""
+    problems = []
+    torn = torn_lines(path)
+    if torn:
+        problems.append(f"results.jsonl: {torn} torn line{'s' if torn != 1 else ''} skipped (a write cut off by a kill or "
+                        "a full disk); a re-run trains those cells again.")
+    latest: dict[tuple, dict] = {}
+    superseded = 0
+    for row in load_rows(path):  # a finished row followed by a newer row of its cell (a failed try is no finding)
+        key = tuple(str(row.get(k, "")) for k in KEY)
+        superseded += key in latest and latest[key].get("status") != "failed"
+        latest[key] = row
+    if superseded:
+        problems.append(f"results.jsonl: {superseded} superseded row{'s' if superseded != 1 else ''} (trained before the "
+                        "study file or a --set changed the cell) kept in the file and left out: each cell shows its newest row.")
+    return problems
+
+
+def _recovered(provenance: dict, table: pd.DataFrame) -> tuple[dict, str]:
+    """study.json's study-level settings the report needs, recovered from the rows that record them."""
+    recovered = {}
+    for key in ("equivalence_margin", "kind"):
+        if key not in provenance and key in table.columns:
+            values = table[key].dropna().unique()
+            if len(values) == 1:
+                recovered[key] = values[0].item() if hasattr(values[0], "item") else values[0]
+    text = ", ".join(f"{k} {v}" for k, v in recovered.items())
+    return {**provenance, **recovered}, text
