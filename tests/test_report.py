@@ -884,3 +884,14 @@ def test_a_converged_table_one_still_sets_the_papers_numbers_beside_its_own_and_
     headers = [h for h, _ in _html_tables(page) if "accuracy %" in h and "model" in h]
     assert headers and {"paper", "Δ vs paper", "paper within one run's range"} <= set(headers[0])
     assert "Claims check" in page and "(a) LR-Net" in page and "Table I PROXY" not in page
+
+
+def test_the_index_footer_gives_each_studys_exact_command(tmp_path):
+    from study.report.load import StudyRun
+    from study.report.provenance import run_footer
+
+    table = pd.DataFrame({"profile": ["quick"]})
+    ran = "python -m study run --only kernels --set profiles.quick.seeds=8 --budget-min 30"
+    studies = [StudyRun("kernels", tmp_path, table, {"command": ran, "profile": "quick"}, None),
+               StudyRun("links", tmp_path, table, {"study": "links", "profile": "quick"}, None)]
+    assert dict(run_footer(studies))["command"] == f"{ran}; nox -s ablations -- --only links"

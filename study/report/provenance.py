@@ -67,12 +67,8 @@ def run_footer(studies: list) -> list[tuple[str, str]]:
     def joined(values) -> str:
         return "; ".join(dict.fromkeys(values)) or "–"
 
-    by_profile: dict[str, list[str]] = {}
-    for s in studies:
-        by_profile.setdefault(str(s.provenance.get("profile") or s.profile), []).append(s.name)
-    commands = [summary.run_command(",".join(names), profile) for profile, names in by_profile.items()]
     return [
-        ("command", "; ".join(commands) or "nox -s ablations"),
+        ("command", joined(study_command(s) for s in studies) if studies else "nox -s ablations"),  # as each ran, --set included
         ("rebuild", "python -m study.report"),
         ("commit", joined(commit(s) for s in studies)),
         ("profile", joined(f"{s.name}: {s.profile}" for s in studies)),
