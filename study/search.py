@@ -78,9 +78,10 @@ def _wait_for_others(study: optuna.Study, seconds: float) -> None:
 
 
 def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callable[[], None] | None = None,
-               deadline: float = 0.0) -> None:
+               deadline: float = 0.0, requeue: bool = False) -> None:
     """Work on one study until every cell has a row (or the search budget is spent, or `deadline` passed:
-    the run's wall-clock guard finishes the running trial and starts no other)."""
+    the run's wall-clock guard finishes the running trial and starts no other). `requeue`: this process starts the
+    run alone (no other worker yet), so it may put the queue back in seed-major order (`_requeue_seed_major`)."""
     opened = storage.open_storage(ctx.run_dir, ctx.spec.name, storage_url)
     study = make_study(ctx, opened)
     shared = isinstance(opened, optuna.storages.RDBStorage)
@@ -88,6 +89,8 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         # on an RDB the heartbeat does this; a host:pid check there could fail a live worker's trial
         # in another container that shares the host name
         storage.reclaim_dead_trials(study)
+        if requeue and ctx.spec.kind != "search":
+            _requeue_seed_major(ctx, study)
     objective = recording_errors(search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx), ctx.run_dir)
     objective = logged_trials(ctx.spec.name, objective)  # a log line per trial start/finish/failure
 
@@ -147,9 +150,35 @@ def _others_hold_the_rest(study: optuna.Study, shared: bool) -> bool:
 
 
 def enqueue_missing(ctx: Context, storage_url: str | None = None) -> None:
-    """Queue a grid study's missing cells seed-major before workers start (see `_enqueue_missing`)."""
-    if ctx.spec.kind != "search":
-        _enqueue_missing(ctx, make_study(ctx, storage.open_storage(ctx.run_dir, ctx.spec.name, storage_url)))
+    """Queue a grid study's missing cells seed-major before workers start (see `_enqueue_missing`); on the local
+    journal, first reclaim dead workers' trials and put the queue back in order (`_requeue_seed_major`)."""
+    if ctx.spec.kind == "search":
+        return
+    opened = storage.open_storage(ctx.run_dir, ctx.spec.name, storage_url)
+    study = make_study(ctx, opened)
+    if not isinstance(opened, optuna.storages.RDBStorage):
+        storage.reclaim_dead_trials(study)
+        _requeue_seed_major(ctx, study)
+    _enqueue_missing(ctx, study)
+
+
+def _requeue_seed_major(ctx: Context, study: optuna.Study) -> None:
+    """A resumed run keeps the seed-major order: Optuna re-queues a dead worker's trial at the end of the queue
+    (behind the next seed's cells), so when the waiting trials are out of order they are withdrawn (failed, marked
+    "requeued") and `_enqueue_missing` queues the missing cells again in order. Only before any worker runs."""
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    order = {(c.variant.label, c.dataset, c.seed, c.rung): i for i, c in enumerate(cells(ctx))}
+
+    def position(trial: optuna.trial.FrozenTrial) -> float:
+        p = trial.system_attrs.get("fixed_params") or {}
+        return order.get((p.get("variant"), p.get("dataset"), p.get("seed"), p.get("rung", "")), float("inf"))
+
+    positions = [position(t) for t in waiting]
+    if positions == sorted(positions):
+        return
+    for trial in waiting:
+        study._storage.set_trial_user_attr(trial._trial_id, "requeued", True)
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 
 def _enqueue_missing(ctx: Context, study: optuna.Study) -> None:
@@ -168,7 +197,7 @@ def _enqueue_missing(ctx: Context, study: optuna.Study) -> None:
 def _incomplete(ctx: Context, study: optuna.Study) -> KitError:
     """The one-line error of a study whose cells keep failing (or whose search keeps being rejected)."""
     trials = study.get_trials(deepcopy=False)
-    failed = [t for t in trials if t.state == TrialState.FAIL]
+    failed = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("requeued")]
     rejected = sum(1 for t in trials if "rejected" in t.user_attrs)
     last = failed[-1].user_attrs.get("error", "none recorded") if failed else "none recorded"
     hint = f"; {rejected} sampled specs fell outside the FLOPs/params bands (widen [search] bands)" if rejected else ""

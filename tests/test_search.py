@@ -125,6 +125,8 @@ def test_killed_run_keeps_finished_rows_and_trains_only_the_missing(study_file, 
     after = results.load_rows(table)
     assert after[: len(before)] == before  # finished rows untouched
     assert len(after) == 6 and max(keys(table).values()) == 1  # no duplicate, none missing
+    seeds = [r["seed"] for r in after]
+    assert seeds == sorted(seeds)  # the resume kept the seed-major order: the killed cell before the next seed's
     study = optuna.load_study(study_name="tinykill", storage=storage.open_storage(runs, "tinykill", None))
     states = Counter(t.state for t in study.trials)
     assert states[optuna.trial.TrialState.RUNNING] == 0

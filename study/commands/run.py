@@ -148,7 +148,7 @@ def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress,
             if workers > 1:
                 _run_workers(ctx, args, progress, deadline, workers, as_arguments(overrides))
             else:
-                search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline)
+                search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline, requeue=True)
         except KitError as err:  # one broken study must not cost the others (or the report)
             errors.append(err)
             return
