@@ -98,6 +98,8 @@ SCHEMA: tuple[Column, ...] = (
     Column("equivalence_margin", _NUM, "the study's equivalence margin in points (a report without study.json uses it)",
            required=False),
     Column("kind", (str,), "the study's kind (grid, robustness, search)", required=False),
+    Column("flops_counter", (str,), '"fvcore", or "torch.utils.flop_counter" where fvcore failed on the model',
+           required=False),
 )
 COLUMNS: tuple[str, ...] = tuple(c.name for c in SCHEMA if c.required)
 _BY_NAME = {c.name: c for c in SCHEMA}

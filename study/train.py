@@ -132,7 +132,6 @@ def evaluate(model: nn.Module, loader: datasets.DeviceLoader, cfg: TrainConfig, 
     return {"loss": loss, "accuracy": accuracy, "img_per_s": window.count / max(time.perf_counter() - window.start, 1e-9)}
 
 
-_FLOPS: dict[tuple, int] = {}
 
 
 def _evaluator(model: nn.Module, runner: nn.Module, cfg: TrainConfig) -> nn.Module:
@@ -236,7 +235,7 @@ class _Net:
     counts: dict[str, int]
 
 
-_FLOPS: dict[tuple, int] = {}
+_FLOPS: dict[tuple, tuple[int, str]] = {}
 
 
 def _build(resolved: ResolvedModel, data: _Data, cfg: TrainConfig, seed: int, device: str) -> _Net:
@@ -245,8 +244,9 @@ def _build(resolved: ResolvedModel, data: _Data, cfg: TrainConfig, seed: int, de
     model = resolved.build(data.num_classes)
     key = (resolved.digest, resolved.input_shape)
     if key not in _FLOPS:
-        _FLOPS[key] = count_flops(model, resolved.input_shape)["flops"]
-    counts = {**count_params(model), "flops": _FLOPS[key]}
+        counted = count_flops(model, resolved.input_shape)
+        _FLOPS[key] = (counted["flops"], counted["flops_counter"])
+    counts = {**count_params(model), "flops": _FLOPS[key][0], "flops_counter": _FLOPS[key][1]}
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -209,6 +209,7 @@ def table_two_columns() -> dict:
         "inference img/s, fast": ("infer_img_per_s_fast", display.rate), "spread %": ("spread_pct", display.rate),
         "peak memory MB": ("peak_mem_mb", display.rate), "batch": ("batch", display.count),
         "measured": ("source", display.text), "device": ("devices", display.text),
+        "FLOPs counted by": ("flops_counter", display.text),
     }
 
 

@@ -268,7 +268,7 @@ def _lrnet_minus(c: stats.Comparison) -> dict:
 
 
 TABLE_TWO_COLUMNS = ("model", "rows", *COST_COLUMNS, "train_img_per_s_fast", "infer_img_per_s_fast", "spread_pct",
-                     "batch", "source", "devices")
+                     "batch", "source", "devices", "flops_counter")
 
 
 def table_two(table: pd.DataFrame, costs: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -290,6 +290,7 @@ def table_two(table: pd.DataFrame, costs: pd.DataFrame | None = None) -> pd.Data
     out["devices"] = rows.groupby("model", sort=False)["device"].agg(
         lambda d: ", ".join(sorted({str(x) for x in d.dropna()}))
     )
+    out["flops_counter"] = _counters(rows)
     out = out.reset_index().assign(source="trials")
     return sort_like(out.reindex(columns=TABLE_TWO_COLUMNS), model=model_order(out["model"]))
 
@@ -306,8 +307,16 @@ def _measured_table_two(costs: pd.DataFrame) -> pd.DataFrame:
         "infer_img_per_s_fast": fast["infer_img_per_s"].reindex(stock.index).values,
         "spread_pct": stock[["train_spread_pct", "infer_spread_pct"]].max(axis=1).values,
         "batch": stock["batch"].values, "source": "profiled alike", "devices": stock["device_name"].values,
+        "flops_counter": _counters(stock.reset_index()).reindex(stock.index).values,
     })
     return sort_like(out.reindex(columns=TABLE_TWO_COLUMNS), model=model_order(out["model"]))
+
+
+def _counters(rows: pd.DataFrame) -> pd.Series:
+    """Which counter gave each model's FLOPs: fvcore, or torch's dispatch counter where fvcore failed (older rows
+    that do not say were counted by fvcore)."""
+    counter = rows["flops_counter"] if "flops_counter" in rows.columns else pd.Series("fvcore", index=rows.index)
+    return counter.fillna("fvcore").astype(str).groupby(rows["model"], sort=False).agg(lambda c: ", ".join(sorted(set(c))))
 
 
 def ablation_axes(table: pd.DataFrame) -> list[str]:
