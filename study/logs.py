@@ -1,8 +1,8 @@
 """Logging of the kit: stderr at a level set by -v/-q, a log file per study run, Optuna's lines routed through both.
 
 The kit logs under the `study` logger (`study.trials` for trial start/finish/failure). On stderr the
-default level is INFO (-q: warnings only; -v: debug); lines are written through tqdm so a live progress
-bar stays intact. While a study runs, `runs/<study>/run.log` receives INFO and above from every process
+default level is INFO (-q: warnings only; -v: debug); while a live progress bar runs, lines are written
+through tqdm (`redirect_to_bar`) so the bar stays intact. While a study runs, `runs/<study>/run.log` receives INFO and above from every process
 of the run (the parent and each worker append to it), each line with its time and process id.
 Optuna's own logger is left alone at import; the CLI sets it to WARNING (INFO with -vv).
 """
@@ -21,19 +21,20 @@ FILE_FORMAT = "%(asctime)s %(levelname)s pid %(process)d %(name)s: %(message)s"
 _ROUTED = (KIT_LOGGER, "optuna")  # loggers whose records reach our handlers
 
 
-class TqdmStderrHandler(logging.StreamHandler):
-    """A stderr handler that writes through `tqdm.write`, so a live progress bar is redrawn below the line."""
+class _StderrHandler(logging.StreamHandler):
+    """The kit's stderr handler (a plain one, recognised on reconfiguration); while a live bar runs,
+    `tqdm.contrib.logging.logging_redirect_tqdm` (`redirect_to_bar`) writes its lines through `tqdm.write`."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            from tqdm import tqdm
 
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:  # noqa: BLE001 - logging must never crash the run
-            self.handleError(record)
+def redirect_to_bar() -> contextlib.AbstractContextManager:
+    """While a live progress bar is drawn, the kit's and Optuna's stderr lines go through `tqdm.write`, so the bar is
+    redrawn below them (tqdm's own `logging_redirect_tqdm`)."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm(loggers=[logging.getLogger(name) for name in _ROUTED])
 
 
 def level_of(verbosity: int) -> int:
@@ -51,9 +52,9 @@ def configure(verbosity: int = 0) -> None:
     kit.propagate = False
     for name in _ROUTED:
         logger = logging.getLogger(name)
-        for handler in [h for h in logger.handlers if isinstance(h, TqdmStderrHandler)]:
+        for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
             logger.removeHandler(handler)
-    handler = TqdmStderrHandler()
+    handler = _StderrHandler()
     handler.setLevel(level_of(verbosity))
     handler.setFormatter(logging.Formatter("%(message)s" if verbosity <= 0 else "%(levelname)s %(name)s: %(message)s"))
     kit.addHandler(handler)

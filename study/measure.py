@@ -9,6 +9,7 @@ and states activations, concatenation, dropout and reshapes as free, so no op is
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import platform
@@ -240,10 +241,46 @@ def _cpu_name() -> str:
 
 
 def provenance(device: str, precision: str) -> dict[str, Any]:
-    """Versions, device and threads: what a reader needs to compare two numbers."""
-    name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else _cpu_name()
-    return {"torch_version": torch.__version__, "python": platform.python_version(), "device": device,
-            "device_name": name, "threads": torch.get_num_threads(), "precision": precision}
+    """Versions, device and threads: what a reader needs to compare two numbers (CUDA and cuDNN on a GPU), and a
+    hash of the kit's uncommitted changes ("" for a clean tree)."""
+    cuda = torch.device(device).type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else _cpu_name()
+    out = {"torch_version": torch.__version__, "python": platform.python_version(), "device": device,
+           "device_name": name, "threads": torch.get_num_threads(), "precision": precision, **library_versions(),
+           "git_diff_hash": git_diff_hash()}
+    if cuda:
+        out.update(cuda_version=str(torch.version.cuda), cudnn_version=str(torch.backends.cudnn.version()))
+    return out
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """The versions a reviewer asks for beside torch's: torchvision, optuna, numpy, fvcore."""
+    from importlib import metadata
+
+    out = {}
+    for package in ("torchvision", "optuna", "numpy", "fvcore"):
+        try:
+            out[f"{package}_version"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[f"{package}_version"] = "not installed"
+    return out
+
+
+@functools.cache
+def git_diff_hash() -> str:
+    """sha256[:12] of the kit's uncommitted changes to tracked files (`git diff HEAD`), "" when there are none or
+    no git: with the commit it names the exact code a row came from."""
+    import hashlib
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        diff = subprocess.run(["git", "diff", "HEAD", "--binary"], cwd=root, capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return hashlib.sha256(diff).hexdigest()[:12] if diff else ""
 
 
 def git_commit() -> str:

@@ -34,6 +34,12 @@ class Progress:
         self.contexts = contexts
         # a live bar on a terminal; in a log (CI, nohup) one line per finished study instead
         self.bar = tqdm(total=1, file=sys.stderr, unit="trial", dynamic_ncols=True, smoothing=0.1, disable=None)
+        self._redirect = None
+        if not self.bar.disable:  # log lines are written above the live bar, not through it
+            from study.logs import redirect_to_bar
+
+            self._redirect = redirect_to_bar()
+            self._redirect.__enter__()
         self.study_index, self.ctx, self.began = 0, None, time.time()
         self.run_began, self.done_at_start, self.last_line = time.time(), None, time.time()
         self.refresh_total()
@@ -81,3 +87,6 @@ class Progress:
         """Finish the bar."""
         self.start(len(self.contexts) + 1, None)
         self.bar.close()
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
+            self._redirect = None
