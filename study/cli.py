@@ -12,6 +12,7 @@ import importlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 from study.errors import ERROR_FILE, KitError, Stopped
 
@@ -25,6 +26,7 @@ COMMANDS = {
     "test": "re-test a study's kept models on their test splits (optionally degraded)",
     "prune": "delete a study's checkpoints except each variant's best",
     "gpu": "the one-command check of a GPU machine: throughput, time to accuracy, the paper study's wall time",
+    "init": "copy the example studies and network specs into a working folder (DIR/ablations/)",
 }
 
 
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more log lines on stderr (-v: debug; -vv: Optuna's too); the log file always has info")
     parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors on stderr")
+    parser.add_argument("--studies", type=Path, help="the folder of study files (default: ./ablations when it exists, "
+                        "else the examples the kit ships; also $STUDY_STUDIES)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         module = importlib.import_module(f"study.commands.{name}")
@@ -64,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the command, and turn a KitError into one line on stderr."""
     args = build_parser().parse_args(argv)
+    if args.studies:  # an environment variable, so `study run`'s worker processes look in the same folder
+        from study.studies import STUDIES_ENV
+
+        os.environ[STUDIES_ENV] = str(args.studies.resolve())
     from study.logs import configure
 
     configure(args.verbose - args.quiet)  # worker processes inherit it through STUDY_VERBOSITY

@@ -14,6 +14,7 @@ import difflib
 import functools
 import json
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,20 @@ from study.models import ResolvedModel, get_entry, resolve_model
 from study.profiles import PROFILES, Profile, override
 from study.spec import NetworkSpec, load_network, network_from_mapping, read_toml, unknown_key, validate_network
 
-ABLATIONS = Path(__file__).resolve().parent.parent / "ablations"
+#: The example studies and network specs the kit ships: a clone's ablations/, or the copy inside an installed
+#: package (study/examples, a link to ablations/ in the source tree).
+ABLATIONS = Path(__file__).resolve().parent / "examples"
+#: Environment variable naming the folder of study files (`study --studies DIR` sets it for every worker).
+STUDIES_ENV = "STUDY_STUDIES"
+
+
+def studies_folder() -> Path:
+    """Where study names are looked up: `--studies DIR` / $STUDY_STUDIES, else ./ablations in the working folder
+    (a clone's, or one `study init DIR` wrote), else the examples the kit ships."""
+    if os.environ.get(STUDIES_ENV):
+        return Path(os.environ[STUDIES_ENV]).expanduser()
+    here = Path.cwd() / "ablations"
+    return here if here.is_dir() and any(here.glob("*.toml")) else ABLATIONS
 
 
 @dataclass(frozen=True)
@@ -481,15 +495,16 @@ def _listed(value: Any) -> Any:
     return value
 
 
-def list_studies(folder: Path = ABLATIONS) -> list[str]:
-    """Study names (TOML stems) found in `ablations/`."""
-    return sorted(p.stem for p in folder.glob("*.toml"))
+def list_studies(folder: Path | None = None) -> list[str]:
+    """Study names (TOML stems) found in the studies folder (`studies_folder`)."""
+    return sorted(p.stem for p in (folder or studies_folder()).glob("*.toml"))
 
 
-def study_path(name: str, folder: Path = ABLATIONS) -> Path:
+def study_path(name: str, folder: Path | None = None) -> Path:
     """The TOML file of a study name (or the path itself when given one)."""
     if name.endswith(".toml"):
         return Path(name)
+    folder = folder or studies_folder()
     path = folder / f"{name}.toml"
     if not path.exists():
         close = difflib.get_close_matches(name, list_studies(folder), n=3)

@@ -27,7 +27,7 @@ def study_command(study) -> str:
     profile = str(study.provenance.get("profile") or study.profile)
     spec = study.provenance.get("spec_file")
     # recorded as given on the command line (relative or absolute): a file in some ablations/ folder runs by name
-    if isinstance(spec, str) and spec and Path(spec).parent.name != ABLATIONS.name:
+    if isinstance(spec, str) and spec and Path(spec).parent.name not in ("ablations", ABLATIONS.name):
         return summary.run_command(spec, profile)  # a study file outside ablations/ runs by its path
     return summary.run_command(str(study.provenance.get("study") or study.name), profile)
 

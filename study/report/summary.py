@@ -474,11 +474,11 @@ def search_findings(study) -> list[dict[str, str]]:
 
 def not_run(found: Iterable[str], available: Iterable[str] | None = None) -> list[dict[str, str]]:
     """Studies of `ablations/` with no run directory: name, question and the command that runs them."""
-    from study.studies import ABLATIONS, list_studies
+    from study.studies import list_studies, studies_folder
 
     names = list_studies() if available is None else list(available)
     found = set(found)
-    return [{"name": name, "description": _toml_description(ABLATIONS / f"{name}.toml"),
+    return [{"name": name, "description": _toml_description(studies_folder() / f"{name}.toml"),
              "command": run_command(name)} for name in names if name not in found]
 
 
@@ -539,11 +539,11 @@ def scale_check(study, frame: pd.DataFrame, siblings: Iterable) -> dict[str, Any
 def ladder_study_for(axis: str, profile: str) -> tuple[str, str] | None:
     """The study of `ablations/` whose ladder checks an axis under a profile, and its expected time as its file
     states it (`[study] expected_min`)."""
-    from study.studies import ABLATIONS, list_studies
+    from study.studies import list_studies, studies_folder
 
     for name in list_studies():
         try:
-            with (ABLATIONS / f"{name}.toml").open("rb") as fh:
+            with (studies_folder() / f"{name}.toml").open("rb") as fh:
                 doc = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError):
             continue
