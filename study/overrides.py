@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import copy
 import re
+import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from study.errors import SpecError
 

@@ -32,7 +32,6 @@ from typing import Any
 
 from study import results
 from study.models import ResolvedModel
-
 from study.profiles import ASSUMED_TRAIN_IMAGES
 
 

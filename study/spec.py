@@ -14,13 +14,12 @@ import difflib
 import hashlib
 import json
 import math
+import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-
-import tomllib
 
 from study.errors import SpecError
 

@@ -25,7 +25,14 @@ from study.blocks import network_complexity
 from study.errors import SpecError, UnknownModelError
 from study.models import ResolvedModel, get_entry, resolve_model
 from study.profiles import PROFILES, Profile, override
-from study.spec import NetworkSpec, load_network, network_from_mapping, read_toml, unknown_key, validate_network
+from study.spec import (
+    NetworkSpec,
+    load_network,
+    network_from_mapping,
+    read_toml,
+    unknown_key,
+    validate_network,
+)
 
 #: The example studies and network specs the kit ships: a clone's ablations/, or the copy inside an installed
 #: package (study/examples, a link to ablations/ in the source tree).

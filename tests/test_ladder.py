@@ -190,8 +190,8 @@ def test_the_transfer_study_pairs_the_default_contrasts_at_450_and_1800_steps():
     low = quick.rungs[0]
     # the first rung is the default run exactly, so its rows are reused: same networks, same training config
     assert dataclasses.asdict(low.train) == dataclasses.asdict(default.profiles["quick"].train)
-    assert {v.label: r.model.digest for v, r in zip(spec.variants, spec.resolved_at("quick", low.rung).values())} == \
-        {v.label: r.model.digest for v, r in zip(default.variants, default.resolved["quick"].values())}
+    transfer_nets = {label: r.model.digest for label, r in spec.resolved_at("quick", low.rung).items()}
+    assert transfer_nets == {label: r.model.digest for label, r in default.resolved["quick"].items()}
     assert [r.rung for r in spec.profiles["paper"].rungs] == ["1 epoch, full width", "8 epochs, full width",
                                                                "≤ 1,000 epochs (early stopping), full width"]
     assert spec.expected_min == {"quick": 60.0}

@@ -12,12 +12,12 @@ renders the result. Old run directories without the newer study.json fields stil
 from __future__ import annotations
 
 import math
+import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import tomllib
 
 from study import stats
 from study.report import display, tables
