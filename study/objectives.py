@@ -180,7 +180,10 @@ def search_objective(ctx: Context) -> Callable[[optuna.Trial], float | tuple[flo
     multi = len(ctx.spec.search.objectives) > 1
 
     def objective(trial: optuna.Trial):
+        from study.search import sampler_seed
+
         trial.set_user_attr("owner", storage.owner())
+        trial.set_user_attr("sampler_seed", sampler_seed(ctx))
         model, extra = sample_network(trial, ctx)
         counts = _within_bands(trial, ctx, model)
         base = row_base(ctx, extra["label"], False, ctx.datasets[0], ctx.seeds[0])

@@ -9,8 +9,10 @@ the storage) and `study.results` (the results table). docs/architecture.md walks
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -35,7 +37,7 @@ def make_study(ctx: Context, opened: optuna.storages.BaseStorage) -> optuna.Stud
     spec = ctx.spec
     if spec.kind == "search":
         multi = len(spec.search.objectives) > 1
-        sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=max(2, min(10, ctx.profile_spec.n_trials // 3)))
+        sampler = optuna.samplers.TPESampler(seed=sampler_seed(ctx), n_startup_trials=max(2, min(10, ctx.profile_spec.n_trials // 3)))
         pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
                   "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(ctx.cfg.epochs, 1)),
                   "none": optuna.pruners.NopPruner()}[spec.search.pruner]
@@ -47,6 +49,18 @@ def make_study(ctx: Context, opened: optuna.storages.BaseStorage) -> optuna.Stud
         space["rung"] = list(ctx.rungs)
     return optuna.create_study(study_name=spec.name, storage=opened, sampler=_QueuedGridSampler(space, seed=0),
                                pruner=optuna.pruners.NopPruner(), direction="maximize", load_if_exists=True)
+
+
+#: Which worker of a run this process is ("0" in-process; `study run --workers N` numbers its workers, a standalone
+#: `study worker` uses its host:pid): part of its search sampler's seed.
+WORKER_ENV = "STUDY_WORKER_INDEX"
+
+
+def sampler_seed(ctx: Context) -> int:
+    """A search worker's sampler seed, derived from the study and the worker: workers started together propose
+    different first trials, and a re-run of the same worker proposes the same ones. Each trial records it."""
+    worker = os.environ.get(WORKER_ENV, "0")
+    return int.from_bytes(hashlib.sha256(f"{ctx.spec.name}|{ctx.profile}|{worker}".encode()).digest()[:4], "big")
 
 
 class _QueuedGridSampler(optuna.samplers.GridSampler):

@@ -256,3 +256,23 @@ def test_a_run_written_by_the_older_kit_resumes_without_training_again(tmp_path,
     assert main(["run", "--only", str(fixture / "tinyresume.toml"), "--runs", str(runs), "--no-report"]) == 0
     assert table.read_bytes() == before
     assert len(results.load_rows(table)) == 4
+
+
+def test_two_search_workers_started_together_propose_different_first_trials(tmp_path, monkeypatch):
+    from study.objectives import sample_network
+    from study.search import WORKER_ENV, make_study, sampler_seed
+    from tests.helpers import tiny_search_study
+
+    path = tmp_path / "tinyseeds.toml"
+    path.write_text(tiny_search_study(profile="n_trials = 6"))
+    ctx = cells.Context(load_study(path), "quick", tmp_path / "runs", seeds=(0,), commit="test")
+    opened = storage.open_storage(ctx.run_dir, ctx.spec.name, None)
+    first = {}
+    for worker in ("0", "1"):
+        monkeypatch.setenv(WORKER_ENV, worker)
+        trial = make_study(ctx, opened).ask()  # both on the one storage, before either has a result
+        sample_network(trial, ctx)
+        first[worker] = (sampler_seed(ctx), trial.params)
+    assert first["0"][0] != first["1"][0] and first["0"][1] != first["1"][1]
+    monkeypatch.setenv(WORKER_ENV, "0")
+    assert sampler_seed(ctx) == first["0"][0]  # the same worker of the same study: the same seed, again

@@ -204,7 +204,7 @@ def worker_env(index: int, workers: int, gpus: int, cores: int) -> dict[str, str
     with GPUs the GPU `index % gpus`, so more workers than GPUs share them round-robin (several small trials
     on one GPU when one trial cannot fill it)."""
     threads = str(max(1, cores // workers))
-    env = dict(os.environ, OMP_NUM_THREADS=threads, STUDY_THREADS=threads)
+    env = dict(os.environ, OMP_NUM_THREADS=threads, STUDY_THREADS=threads, STUDY_WORKER_INDEX=str(index))
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = str(index % gpus)
     return env
