@@ -241,6 +241,7 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
            "cells_total": expected_rows(ctx), "seeds": list(ctx.seeds), "train_config": dataclasses.asdict(ctx.cfg),
            "profile_description": ctx.profile_spec.describe(), "proxy": ctx.profile_spec.proxy,
            "profile_overrides": list(ctx.profile_spec.overrides), "equivalence_margin": ctx.spec.equivalence_margin,
+           "margin_reason": ctx.spec.margin_reason, "design": dict(ctx.spec.design),
            "variants": _variant_summaries(ctx),
            "tuned": ctx.tuned, "spec_file": ctx.spec.path, "scale": ctx.profile_spec.scale,
            "rungs": [{"rung": r.rung, "budget_images": r.budget_images, "width": r.width, "steps": r.steps(),

@@ -98,6 +98,10 @@ class Comparison:
     p_equivalence: float = math.nan
     p_equivalence_adjusted: float = math.nan
     alpha_used: float = math.nan
+    sd: float = math.nan  # SD of the paired differences (paired), else the pooled SD
+    correlation: float = math.nan  # within-seed correlation of variant and reference (paired only)
+    ci_adj_low: float = math.nan  # the CI at 1 - alpha/m: the level Holm's first step tests (Bonferroni, simultaneous)
+    ci_adj_high: float = math.nan
 
     def as_dict(self) -> dict:
         """The comparison as a plain dict (one row of a tidy table)."""
@@ -617,10 +621,27 @@ def _finish(raw: list[_Raw], alpha: float, power: float) -> list[Comparison]:
         c = r.comparison
         insufficient = min(c.n_variant, c.n_reference) < 2
         mde = _mde(r.sd, r.n1, r.ratio, alpha_used, power, paired=c.paired)
+        half = _adjusted_half_width(c, alpha, alpha_used)
         out.append(dataclasses.replace(
-            c, p_adjusted=p, p_equivalence_adjusted=p_eq, mde=mde, alpha_used=alpha_used,
+            c, p_adjusted=p, p_equivalence_adjusted=p_eq, mde=mde, alpha_used=alpha_used, sd=r.sd,
+            ci_adj_low=c.diff - half, ci_adj_high=c.diff + half,
             verdict=_verdict(c.diff, p, p_eq, c.margin, alpha, insufficient)))
     return out
+
+
+def _adjusted_half_width(c: Comparison, alpha: float, alpha_used: float) -> float:
+    """Half-width of the interval at 1 - alpha_used, from the unadjusted one's (same df: the t quantiles' ratio)."""
+    if not (np.isfinite(c.ci_low) and np.isfinite(c.ci_high)):
+        return math.nan
+    half = (c.ci_high - c.ci_low) / 2
+    if half == 0:
+        return 0.0
+    df = c.n_variant - 1 if c.paired else _welch_df_from(c)
+    return half * float(stats.t.ppf(1 - alpha_used / 2, df) / stats.t.ppf(1 - alpha / 2, df))
+
+
+def _welch_df_from(c: Comparison) -> float:
+    return max(1.0, min(c.n_variant, c.n_reference) - 1.0)  # a conservative df where Welch's is not kept
 
 
 def _compare_raw(variant_values, reference_values, variant_seeds, reference_seeds, alpha: float,
@@ -660,8 +681,11 @@ def _paired(v, r, alpha, margin, variant, reference) -> _Raw:
         ci = res.confidence_interval(1 - alpha)
         low, high = float(ci.low), float(ci.high)
     p_eq = _tost_p(mean, sd / math.sqrt(n), n - 1, margin)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        correlation = float(np.corrcoef(v, r)[0, 1]) if n >= 3 and v.std() > 0 and r.std() > 0 else math.nan
     c = Comparison(variant, reference, n, n, float(v.mean()), float(r.mean()), mean, low, high, p,
-                   p, math.nan, True, "", margin, p_eq, p_eq, alpha)
+                   p, math.nan, True, "", margin, p_eq, p_eq, alpha, correlation=correlation)
     return _Raw(c, sd, n, 1.0)
 
 

@@ -137,6 +137,8 @@ class StudySpec:
     resolved: Mapping[str, Mapping[str, ResolvedVariant]] = dataclasses.field(default_factory=dict)  # profile → label →
     tuning: Tuning | None = None  # the per-model tuning stage of a grid study (`[tuning]`)
     expected_min: Mapping[str, float] = dataclasses.field(default_factory=dict)  # profile → minutes the file states
+    margin_reason: str = ""  # why the equivalence margin is what it is (shown beside every equivalence verdict)
+    design: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the spread the design assumed (`_design`)
     rung_resolved: Mapping[tuple[str, str], Mapping[str, ResolvedVariant]] = dataclasses.field(default_factory=dict)  # (profile, rung) → label →
 
     def resolved_at(self, profile: str, rung: str = "") -> Mapping[str, ResolvedVariant]:
@@ -153,7 +155,7 @@ class StudySpec:
 
 
 _STUDY_KEYS = {"name", "axis", "kind", "description", "base", "datasets", "variants", "degradations", "search", "profiles",
-               "default_run", "equivalence_margin", "order", "expected_min"}
+               "default_run", "equivalence_margin", "order", "expected_min", "margin_reason", "design"}
 _KINDS = ("grid", "robustness", "search")
 
 
@@ -210,7 +212,9 @@ def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
                      equivalence_margin=_margin(table.get("equivalence_margin", 3.0), where),
                      run_order=_order(table.get("order", 50), where),
                      tuning=_tuning(doc["tuning"], kind, datasets, where) if "tuning" in doc else None,
-                     expected_min=_expected(table.get("expected_min", {}), profiles, where))
+                     expected_min=_expected(table.get("expected_min", {}), profiles, where),
+                     margin_reason=_text(table, "margin_reason", "", where) if "margin_reason" in table else "",
+                     design=_design(table.get("design", {}), [v.label for v in variants], where))
     networks = {v.label: variant_network(spec, v) for v in spec.variants}  # built and validated once
     by_width: dict[float, dict[str, ResolvedVariant]] = {}  # rungs of one width resolve alike: match once
 
@@ -356,6 +360,26 @@ def _expected(value: Any, profiles: Mapping[str, Profile], where: str) -> dict[s
         raise SpecError.at(where, "study.expected_min", f"got {json.dumps(value, default=str)}",
                            f"a table of minutes per profile ({', '.join(profiles)}), e.g. {{ quick = 60 }}")
     return {k: float(v) for k, v in value.items()}
+
+
+def _design(value: Any, labels: list[str], where: str) -> dict[str, Any]:
+    """`design = { sd = { "<variant>" = 0.97, … }, source = "…", mde_target = 3.0 }`: the SD of each contrast's paired
+    differences the design was sized on, where it was measured, and the MDE it aimed at; the report checks the run
+    against it."""
+    allowed = 'a table { sd = { "<variant label>" = points, … }, source = "where the SDs were measured", mde_target = points }'
+    if not isinstance(value, dict) or set(value) - {"sd", "source", "mde_target"}:
+        raise SpecError.at(where, "study.design", f"got {json.dumps(value, default=str)}", allowed)
+    sds = value.get("sd", {})
+    if not isinstance(sds, dict) or not all(k in labels and _fits(v, 1.0) and v > 0 for k, v in sds.items()):
+        raise SpecError.at(where, "study.design.sd", f"got {json.dumps(sds, default=str)}",
+                           f"positive SDs in points for variants among {', '.join(labels)}")
+    if sds and not isinstance(value.get("source"), str):
+        raise SpecError.at(where, "study.design.source", "missing", "where the planned SDs were measured, e.g. a docs/ page")
+    target = value.get("mde_target", 0.0)
+    if not _fits(target, 1.0) or target < 0:
+        raise SpecError.at(where, "study.design.mde_target", f"got {json.dumps(target)}", "points ≥ 0")
+    return {"sd": {k: float(v) for k, v in sds.items()}, "source": value.get("source", ""), "mde_target": float(target)} \
+        if value else {}
 
 
 def _order(value: Any, where: str) -> int:

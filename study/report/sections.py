@@ -7,7 +7,9 @@ import hashlib
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from study import stats
 from study.report import display, figures, optuna_search, summary, tables
@@ -359,7 +361,7 @@ def ablation_section(section: Section, out: Outputs, study: StudyRun,
         "Holm-adjusted across the axis's variants, and the minimum detectable difference (MDE, at the "
         f"Holm-adjusted α). Verdict: better / worse (t-test), equivalent within ±{margin:g} pts (TOST, "
         "Holm-adjusted), else inconclusive: the data can neither tell the variant from the reference nor bound "
-        "the difference."))
+        f"the difference. Equivalence margin: {summary.margin_line(study, pd.DataFrame())}."))
     costs = summary.costs(study)
     if costs:
         section.add(cost_table(costs, out.csv(pd.DataFrame(costs), "costs")))
@@ -377,10 +379,23 @@ def ablation_section(section: Section, out: Outputs, study: StudyRun,
                 "variant": ("variant", display.text), **rungs, "n": lambda r: f"{r['n_variant']} / {r['n_reference']}",
                 "variant %": ("mean_variant", display.pts), "reference %": ("mean_reference", display.pts),
                 "Δ": lambda r: display.pts(r["diff"], signed=True),
-                "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
+                "95% CI (unadjusted)": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
+                "CI at α/m (Holm's level)": lambda r: display.difference_interval(r["ci_adj_low"], r["ci_adj_high"]),
                 "p": ("p_value", display.p_value), "p (Holm)": ("p_adjusted", display.p_value),
+                "SD of Δ": ("sd", display.pts), "r within seed": ("correlation", _r),
                 "MDE": ("mde", display.mde), "verdict": verdict_cell,
-            }, caption=f"Reference: {result['reference'].iloc[0]}.", csv=out.csv(result, f"ablation_{axis}")))
+            }, caption=f"Reference: {result['reference'].iloc[0]}. The CI at α/m is the interval at the level Holm's "
+                       "first step tests (Bonferroni, m contrasts): it excludes 0 wherever the verdict is better or worse; "
+                       "the unadjusted 95% CI can exclude 0 beside an inconclusive verdict. r within seed: the correlation "
+                       "of variant and reference over seeds (pairing helps only when it is clearly positive).",
+                csv=out.csv(result, f"ablation_{axis}")))
+            design = design_table(study, result)
+            if len(design):
+                sub.add(frame_table(design, {k: (k, display.text) for k in design.columns},
+                                    caption=f"Design vs measured: the SD each contrast was planned on "
+                                            f"({study.provenance['design'].get('source', 'no source')}) beside the run's "
+                                            "own; the MDE's range is its 95 % interval from the observed SD's "
+                                            "uncertainty (χ² on n − 1 df).", csv=out.csv(design, f"design_{axis}")))
             if beyond(result, -100.0, 100.0):
                 sub.add(Note(CLIPPED_NOTE, "warn"))
         for rung in summary.rung_order(study) or [""]:  # a ladder: one figure per rung (seeds pair within a rung)
@@ -433,6 +448,36 @@ def transfer_section(book: ReportBook, out: Outputs, study: StudyRun, ablations:
                                    f"{variant} − {result['reference'].iloc[0]}: Δ and its 95% CI at each rung; the band "
                                    f"is the ±{margin:g}-point equivalence margin.",
                                    csv=out.csv(per_rung[per_rung["variant"].astype(str) == variant], f"{stem}_points")))
+
+
+def _r(value) -> str:
+    return "–" if display.missing(value) else f"{float(value):+.2f}"
+
+
+def design_table(study: StudyRun, result: pd.DataFrame) -> pd.DataFrame:
+    """Per contrast with a planned SD (`design` of the study file): planned and observed SD of the paired
+    differences, the within-seed correlation, the observed MDE with its 95 % range, and whether it meets the
+    design's MDE target (else the seeds that would, at the observed SD)."""
+    design = study.provenance.get("design")
+    if not isinstance(design, dict) or not design.get("sd"):
+        return pd.DataFrame()
+    target = float(design.get("mde_target") or 0)
+    records = []
+    for r in result.to_dict("records"):
+        planned = design["sd"].get(str(r["variant"]))
+        n, sd, mde = int(r["n_variant"]), float(r["sd"]), float(r["mde"])
+        if planned is None or not r["paired"] or n < 2 or not np.isfinite(sd):
+            continue
+        low, high = (mde * np.sqrt((n - 1) / sps.chi2.ppf(q, n - 1)) for q in (0.975, 0.025))
+        needed = stats.seeds_for_mde(sd, target, float(r["alpha_used"])) if target else None
+        check = ("–" if not target else f"meets ≤ {target:g}" if mde <= target else
+                 f"misses ≤ {target:g}: {needed} seeds would meet it at the observed SD" if needed else
+                 f"misses ≤ {target:g}: more than 50 seeds at the observed SD")
+        records.append({"contrast": f"{r['variant']} − {r['reference']}" + (f" · {r['rung']}" if r.get("rung") else ""),
+                        "n": str(n), "planned SD": f"{planned:.2f}", "observed SD": f"{sd:.2f}",
+                        "r within seed": _r(r["correlation"]), "MDE [95 % range]": f"{mde:.2f} [{low:.2f}, {high:.2f}]",
+                        "design target": check})
+    return pd.DataFrame(records)
 
 
 def cost_table(costs: list[dict], csv: str | None = None) -> Table:

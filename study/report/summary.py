@@ -155,9 +155,37 @@ def compare_study(study) -> tuple[pd.DataFrame, list[str]]:
             "n_variant": int(r["n_variant"]), "n_reference": int(r["n_reference"]), "paired": bool(r["paired"]),
             "delta": r["diff"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "mde": r["mde"],
             "verdict": str(r["verdict"]), "margin": r["margin"],
-            "answer": answer(r, where if several_groups else ""),
+            "answer": answer(r, where if several_groups else "") + capacity_note(study, str(r["variant"]), str(r["reference"])),
         })
     return pd.DataFrame(records, columns=_FRAME_COLUMNS), notes
+
+
+def _cost(study, label: str) -> dict[str, float]:
+    """A variant's params and FLOPs as trained (study.json's variants, else the medians of its ok rows)."""
+    variants = study.provenance.get("variants")
+    info = variants.get(label) if isinstance(variants, dict) else None
+    if isinstance(info, dict):
+        return {k: _number(info.get(k)) for k in ("params", "flops")}
+    rows = study.table[(study.table["variant"].astype(str) == label) & (study.table["status"] == "ok")]
+    return {k: float(pd.to_numeric(rows[k], errors="coerce").median()) if k in rows and len(rows) else math.nan
+            for k in ("params", "flops")}
+
+
+def capacity_note(study, variant: str, reference: str) -> str:
+    """What a verdict must say when the networks compared differ in cost beyond the matching tolerance (matched on
+    the other cost, or not matched): " Its params are 1.95× the reference's (FLOPs 1.00×).", else ""."""
+    from study.capacity import TOLERANCE
+
+    mine, theirs = _cost(study, variant), _cost(study, reference)
+    ratios = {k: mine[k] / theirs[k] for k in ("params", "flops")
+              if all(math.isfinite(x) and x > 0 for x in (mine[k], theirs[k]))}
+    off = {k: r for k, r in ratios.items() if abs(r - 1) > TOLERANCE}
+    if not off:
+        return ""
+    names = {"params": "params", "flops": "FLOPs"}
+    shown = ", ".join(f"{names[k]} {r:.2f}×" for k, r in ratios.items())
+    return (f" Not like for like: its {' and '.join(names[k] for k in off)} differ from {_object(reference)}'s "
+            f"by more than ±{TOLERANCE:.0%} ({shown}), so the difference may be one of size, not design.")
 
 
 def _ordered(result: pd.DataFrame, study, axis: str) -> pd.DataFrame:
@@ -426,7 +454,8 @@ def summarise(study, link: str | None, siblings: Iterable = ()) -> dict[str, Any
         "datasets": ", ".join(map(str, datasets)) or "–",
         "seeds": f"{len(seeds)} ({', '.join(map(str, seeds))})" if isinstance(seeds, list) and seeds else
         display.text(table["seed"].nunique() if len(table) else None),
-        "margin": f"{margin:g}", "contrasts": contrasts, "notes": notes, "findings": findings,
+        "margin": f"{margin:g}", "margin_line": margin_line(study, frame) if len(frame) else "",
+        "contrasts": contrasts, "notes": notes, "findings": findings,
         "transfers": transfers, "transfer_frame": transfer,
         "scale_check": scale_check(study, frame, siblings) if len(frame) and not len(transfer) else None,
         "clipped": any(c["ci"].endswith(display.CLIPPED) for c in contrasts),
@@ -506,6 +535,20 @@ def contrasts_csv(summaries: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 # --- does a verdict hold at a larger scale? ------------------------------------------------------
+
+
+def margin_line(study, frame: pd.DataFrame) -> str:
+    """The equivalence margin on both scales, with its reason: "±3 points (±16 % of the reference's error rate,
+    18.6 %): <reason>"."""
+    margin = equivalence_margin(study.provenance)
+    rows = tables.ok_rows(study.table)
+    reference = rows[rows["is_reference"].map(tables.truthy)] if "is_reference" in rows.columns else rows.iloc[0:0]
+    accuracy = pd.to_numeric(reference.get("test_accuracy", pd.Series(dtype=float)), errors="coerce").mean() * 100
+    line = f"±{margin:g} points"
+    if math.isfinite(accuracy) and accuracy < 100:
+        line += f" (±{100 * margin / (100 - accuracy):.0f} % of the reference's error rate, {100 - accuracy:.1f} %)"
+    reason = study.provenance.get("margin_reason")
+    return line + (f": {reason}" if isinstance(reason, str) and reason else ": no reason recorded in the study file")
 
 
 def transfer_kind(verdict: str) -> str:
