@@ -55,6 +55,7 @@ __all__ = [
     "prediction_interval",
     "seeds_decision",
     "seeds_for_mde",
+    "sequential_alpha",
     "typical_mde",
     "Transfer",
     "transfer_family",
@@ -337,8 +338,10 @@ def compare_axis(
     by: Sequence[str] = ("dataset", "degradation"),
     scale: float = 100.0,
     margin: float = 3.0,
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Every variant of one axis vs its reference, per `by` group, Holm across that group's variants.
+    """Every variant of one axis vs its reference, per `by` group, Holm across that group's variants, at family
+    level `alpha` (a sequential run's `sequential_alpha`).
 
     Equivalence is judged against ±`margin` (in scaled units, points by default).
 
@@ -369,7 +372,7 @@ def compare_axis(
         for name in [ref_name, *sorted(set(cell["_variant"]) - {ref_name})]:
             sel = cell["_variant"] == name
             groups[name] = (cell.loc[sel, "_value"].to_numpy(), cell.loc[sel, "_seed"].tolist())
-        for c in compare_family(groups, ref_name, margin=margin):
+        for c in compare_family(groups, ref_name, margin=margin, alpha=alpha):
             out.append({"axis": axis, **dict(zip(by, key, strict=True)), **c.as_dict()})
     return pd.DataFrame(out, columns=columns)
 
@@ -405,6 +408,13 @@ def typical_mde(
     return _mde(pooled_sd, int(n), 1.0, alpha, power, paired=False)
 
 
+def sequential_alpha(min_seeds: int, max_seeds: int, alpha: float = 0.05) -> float:
+    """The family level each look of `--seeds auto` tests at: the run may look at n = min_seeds, …, max_seeds seeds
+    and stop at the first decided one, so α is spent equally over those looks (Bonferroni: the chance that any
+    look calls a false "better"/"worse" stays ≤ α; tests/test_stats_simulation.py measures it)."""
+    return alpha / max(1, max_seeds - min_seeds + 1)
+
+
 def seeds_decision(
     groups: Mapping[str, Sequence[float]],
     reference: str,
@@ -415,6 +425,7 @@ def seeds_decision(
     budget_exhausted: bool = False,
     mde_target: float | None = None,
     margin: float = 3.0,
+    alpha: float = 0.05,
 ) -> SeedsDecision:
     """Decide whether a study needs more seeds, from each variant-vs-reference CI half-width.
 
@@ -424,9 +435,15 @@ def seeds_decision(
     With `mde_target` (points) the study also stops ("decided") once it has `min_seeds` seeds and
     every comparison of `compare_family` (margin ±`margin`) is better, worse or equivalent, or has
     an MDE <= mde_target: more seeds could then only find differences smaller than the target.
+
+    A group may also be `(values, seeds)`: the "decided" test then pairs by seed, exactly as the report does. A
+    sequential run passes `alpha = sequential_alpha(…)`, and its report judges at that level too, so that the
+    repeated looks cannot raise the false-positive rate above the family's α.
     """
     if reference not in groups:
         raise KeyError(f"reference group {reference!r} not in {list(groups)}")
+    family = groups
+    groups = {name: _split_group(group)[0] for name, group in groups.items()}
     ref = np.asarray(groups[reference], dtype=float).ravel()
     half_widths = {}
     for name, values in groups.items():
@@ -446,7 +463,7 @@ def seeds_decision(
             False, f"ci-target: every comparison's CI half-width ≤ {target_half_width:.1f} pts",
             half_widths)
     if (mde_target is not None and n >= min_seeds
-            and _all_decided(groups, reference, mde_target, margin)):
+            and _all_decided(family, reference, mde_target, margin, alpha)):
         return SeedsDecision(
             False, f"decided: every comparison decided or MDE ≤ {mde_target:.1f} pts", half_widths)
     if n >= max_seeds:
@@ -498,15 +515,17 @@ def _split_group(group) -> tuple[Any, Any]:
     return group, None
 
 
-def _all_decided(groups: Mapping[str, Sequence[float]], reference: str, mde_target: float,
-                 margin: float) -> bool:
-    """Every comparison better/worse/equivalent or with an MDE <= mde_target (pairs by position)."""
-    ref_len = len(np.asarray(groups[reference], dtype=float).ravel())
+def _all_decided(groups: Mapping[str, Any], reference: str, mde_target: float, margin: float,
+                 alpha: float = 0.05) -> bool:
+    """Every comparison better/worse/equivalent or with an MDE <= mde_target, at `alpha`: paired by seed where a
+    group gives its seeds, else by position when the lengths agree."""
+    ref_len = len(np.asarray(_split_group(groups[reference])[0], dtype=float).ravel())
     family = {}
-    for name, values in groups.items():
+    for name, group in groups.items():
+        values, seeds = _split_group(group)
         v = np.asarray(values, dtype=float).ravel()
-        family[name] = (v, list(range(len(v))) if len(v) == ref_len else None)
-    comparisons = compare_family(family, reference, margin=margin)
+        family[name] = (v, seeds if seeds is not None else list(range(len(v))) if len(v) == ref_len else None)
+    comparisons = compare_family(family, reference, margin=margin, alpha=alpha)
     return bool(comparisons) and all(
         _is_decided(c.verdict) or (np.isfinite(c.mde) and c.mde <= mde_target) for c in comparisons)
 

@@ -184,3 +184,24 @@ def test_transfer_finds_an_interaction_at_the_margin_at_the_power_the_design_pro
     holds = (verdicts[:, 1] == "holds across rungs").mean()
     low_power, high_power = (equivalence_power(sd, TRANSFER_SEEDS, margin, alpha=a) for a in (ALPHA / 2, ALPHA))
     assert low_power - 0.03 <= holds <= high_power + 0.03
+
+
+def test_sequential_seeds_keep_the_false_positive_rate_within_alpha():
+    """`--seeds auto`: looks at 3, 4, … 10 paired seeds, stops at the first decided look (the runner's rule), and the
+    report judges at `sequential_alpha`: under no effect at all, "better"/"worse" comes at most α of the time."""
+    from study.stats import seeds_decision, sequential_alpha
+
+    rng = np.random.default_rng(26)
+    alpha = sequential_alpha(3, 10)
+    runs, false = 800, 0
+    for _ in range(runs):
+        runs_by_seed = rng.normal(80.0, 1.0, (1 + M, 10)) + rng.normal(0.0, 1.0, 10)  # a seed effect shared by cells
+        for n in range(3, 11):
+            seeds = list(range(n))
+            groups = {name: (runs_by_seed[i, :n], seeds) for i, name in enumerate(["ref", "a", "b"])}
+            decision = seeds_decision(groups, "ref", max_seeds=10, min_seeds=3, mde_target=3.0, margin=3.0, alpha=alpha)
+            if not decision.more_seeds:
+                break
+        verdicts = [c.verdict for c in compare_family(groups, "ref", margin=3.0, alpha=alpha)]
+        false += any(v in ("better", "worse") for v in verdicts)
+    assert false / runs <= ALPHA

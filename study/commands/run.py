@@ -126,6 +126,10 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_INCOMPLETE if any(missing.values()) else 0
 
 
+#: The seeds `--seeds auto` starts with (its first look).
+ADAPTIVE_MIN_SEEDS = 3
+
+
 def _guard_min(specs, profile: str) -> float:
     """The run's time guard: the longest of the selected studies' guards under this profile (a study file may
     set its own, e.g. the Table I proxy's), none when any of them has none."""
@@ -154,7 +158,10 @@ def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress,
             return
         decision = _adaptive_decision(ctx, adaptive, args, deadline)
         if decision is None or not decision.more_seeds:
-            extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths} if decision else {}
+            from study import stats
+
+            extra = {"seeds_stop_reason": decision.reason, "ci_half_widths": decision.half_widths,
+                     "sequential_alpha": stats.sequential_alpha(ADAPTIVE_MIN_SEEDS, adaptive)} if decision else {}
             search.write_study_json(ctx, finished=time.strftime("%Y-%m-%d %H:%M:%S"), cli_overrides=describe(overrides),
                                     **extra)
             _measure_costs(ctx, deadline, errors)
@@ -187,15 +194,18 @@ def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: f
 
     table = results.load_table(ctx.results_path)
     table = table[(table["status"] == "ok") & (table["profile"] == ctx.profile)]
+    if ctx.rungs != ("",):  # a ladder: seeds are added for its largest rung's verdicts
+        table = table[table["rung"] == ctx.rungs[-1]]
     groups = {}
     for label, rows in table.groupby("variant"):
         rows = rows.sort_values("seed")
-        groups[label] = (100 * rows["test_accuracy"].astype(float)).tolist()
+        groups[label] = ((100 * rows["test_accuracy"].astype(float)).tolist(), rows["seed"].tolist())  # paired by seed
     reference = ctx.spec.reference().label
     if reference not in groups:
         return None
-    return stats.seeds_decision(groups, reference, target_half_width=args.ci_target, max_seeds=adaptive, min_seeds=3,
-                                mde_target=args.mde_target or None, margin=ctx.spec.equivalence_margin,
+    return stats.seeds_decision(groups, reference, target_half_width=args.ci_target, max_seeds=adaptive,
+                                min_seeds=ADAPTIVE_MIN_SEEDS, mde_target=args.mde_target or None,
+                                margin=ctx.spec.equivalence_margin, alpha=stats.sequential_alpha(ADAPTIVE_MIN_SEEDS, adaptive),
                                 budget_exhausted=bool(deadline and time.time() > deadline))
 
 

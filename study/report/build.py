@@ -136,7 +136,8 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     claims = check_claims(versus, table_two, set(main["model"])) if baselines and not proxy else []
     palette = figures.model_palette(table["model"].dropna().astype(str))
     book = ReportBook(f"Study {study.name}", _subtitle(study), provenance.study_footer(study))
-    ablations = {axis: sections.compare_axis(table, axis, margin) for axis in tables.ablation_axes(table)}
+    ablations = {axis: sections.compare_axis(table, axis, margin, summary.family_alpha(study))
+                 for axis in tables.ablation_axes(table)}
 
     _summary(book, study, table_one, claims, ablations)
     sections.run_section(book.section("Run"), study)

@@ -339,10 +339,11 @@ def table_two_section(section: Section, out: Outputs, table_two: pd.DataFrame) -
         row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
 
 
-def compare_axis(table: pd.DataFrame, axis: str, margin: float = summary.DEFAULT_MARGIN) -> pd.DataFrame | str:
+def compare_axis(table: pd.DataFrame, axis: str, margin: float = summary.DEFAULT_MARGIN,
+                 alpha: float = 0.05) -> pd.DataFrame | str:
     """stats.compare_axis, or why the axis could not be compared (e.g. two variants flagged as reference)."""
     try:
-        result = stats.compare_axis(table, axis, margin=margin)
+        result = stats.compare_axis(table, axis, margin=margin, alpha=alpha)
     except ValueError as err:
         return f"Could not compare this axis: {err}"
     if result.empty:

@@ -56,6 +56,16 @@ def equivalence_margin(provenance: dict) -> float:
     return value if math.isfinite(value) and value > 0 else DEFAULT_MARGIN
 
 
+def family_alpha(study) -> float:
+    """The family level a study's verdicts are judged at: 0.05, or a `--seeds auto` run's `sequential_alpha`
+    (recorded in study.json), so its repeated looks cost what they should."""
+    try:
+        value = float(study.provenance.get("sequential_alpha", 0.05))
+    except (TypeError, ValueError):
+        return 0.05
+    return value if 0 < value <= 0.05 else 0.05
+
+
 def study_kind(study) -> str:
     """grid / robustness / search: from study.json, else guessed from the axes of the rows."""
     kind = study.provenance.get("kind")
@@ -123,7 +133,7 @@ def compare_study(study) -> tuple[pd.DataFrame, list[str]]:
     frames, notes = [], []
     for axis in axes:
         try:
-            result = stats.compare_axis(study.table, axis, margin=margin)
+            result = stats.compare_axis(study.table, axis, margin=margin, alpha=family_alpha(study))
         except ValueError as err:
             notes.append(f"{axis}: could not compare ({err}).")
             continue
