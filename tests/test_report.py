@@ -895,3 +895,15 @@ def test_the_index_footer_gives_each_studys_exact_command(tmp_path):
     studies = [StudyRun("kernels", tmp_path, table, {"command": ran, "profile": "quick"}, None),
                StudyRun("links", tmp_path, table, {"study": "links", "profile": "quick"}, None)]
     assert dict(run_footer(studies))["command"] == f"{ran}; nox -s ablations -- --only links"
+
+
+def test_a_verdict_on_networks_of_different_cost_says_so_with_the_ratios(tmp_path):
+    from study.report.load import StudyRun
+
+    variants = {"3 blocks": {"params": 217_816, "flops": 24_376_200}, "2 blocks": {"params": 424_562, "flops": 24_168_532},
+                "k3": {"params": 220_000, "flops": 24_300_000}}
+    run = StudyRun("depth", tmp_path, pd.DataFrame({"variant": [], "status": []}), {"variants": variants}, None)
+    note = summary.capacity_note(run, "2 blocks", "3 blocks")
+    assert note == (" Not like for like: its params differ from 3 blocks's by more than ±5% (params 1.95×, FLOPs 0.99×), "
+                    "so the difference may be one of size, not design.")
+    assert summary.capacity_note(run, "k3", "3 blocks") == ""  # matched within the tolerance: nothing to say
