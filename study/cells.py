@@ -192,6 +192,6 @@ def expected_rows(ctx: Context) -> int:
 def missing_cells(ctx: Context) -> int:
     """Grid cells (or search trials) still to run, judged from the results table."""
     finished = {k: r for k, r in ctx.table.finished().items() if r.get("profile") == ctx.profile}
-    if ctx.spec.kind == "search":  # one row per trained trial, pruned ones included
-        return max(0, expected_rows(ctx) - len(finished))
+    if ctx.spec.kind == "search":  # one row per trained trial, pruned ones included (not the confirming seeds' rows)
+        return max(0, expected_rows(ctx) - sum(r.get("seed") == ctx.seeds[0] for r in finished.values()))
     return sum(not c.done(finished) for c in cells(ctx))

@@ -89,9 +89,10 @@ def _cell_rows(ctx: Context, trial: optuna.Trial, here: Cell) -> list[dict[str, 
     return [row, *degraded]
 
 
-def train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], resolved: ResolvedVariant | ResolvedModel,
+def train_row(ctx: Context, trial: optuna.Trial | None, base: dict[str, Any], resolved: ResolvedVariant | ResolvedModel,
               extra_tests: tuple[str, ...] = (), cfg: TrainConfig | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train one cell, reporting every epoch to Optuna; returns its result row and its extra degraded tests."""
+    """Train one cell, reporting every epoch to Optuna (when it runs in a trial); returns its result row and its extra
+    degraded tests."""
     cfg = cfg or ctx.cfg
     variant = resolved if isinstance(resolved, ResolvedVariant) else None
     model = variant.model if variant else resolved
@@ -102,9 +103,9 @@ def train_row(ctx: Context, trial: optuna.Trial, base: dict[str, Any], resolved:
     with tracking.epoch_tracker(folder / "tensorboard" / _slug(base)) as track:  # `study run --track`; None when off
         result = train(model, task, cfg=cfg, seed=base["seed"], device=ctx.device, history_path=history,
                        checkpoint_path=checkpoint if ctx.profile_spec.keep_weights else None,
-                       on_epoch=tracking.chained(track, _reporter(ctx, trial)))
+                       on_epoch=tracking.chained(track, _reporter(ctx, trial) if trial is not None else None))
     extra = result.pop("extra_tests", {})
-    row = {**result, **base, "git_commit": ctx.commit, "trial_number": trial.number,
+    row = {**result, **base, "git_commit": ctx.commit, "trial_number": trial.number if trial is not None else None,
            "config": config_json(cfg), "history_path": str(history.relative_to(folder)),
            "train_config": _described(ctx, base["variant"]), "proxy": ctx.profile_spec.proxy,
            "width_multiplier": model.spec.blocks[0].width_multiplier if model.spec else None,

@@ -247,7 +247,8 @@ def band_rejection(ctx, samples: int = 200, seed: int = 0) -> tuple[int, Counter
 
 def search_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
     """A search study's plan: trials done of its budget, the bands' rejected share, seconds per trial."""
-    rows = [r for r in results.load_rows(ctx.results_path) if r.get("profile") == ctx.profile and r.get("status") != "failed"]
+    rows = [r for r in results.load_rows(ctx.results_path) if r.get("profile") == ctx.profile and r.get("status") != "failed"
+            and r.get("seed") == ctx.seeds[0]]  # trials of the search, not its candidates' confirming seeds
     rejected, reasons = band_rejection(ctx, samples) if samples else (0, Counter())
     trained = [float(r["wall_s"]) for r in _ok_rows(ctx.results_path, ctx.profile)]
     plan = StudyPlan(ctx.spec.name, "search", ctx.profile, [], {}, trials=ctx.profile_spec.n_trials, trials_done=len(rows),

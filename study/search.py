@@ -60,6 +60,8 @@ def sampler_seed(ctx: Context) -> int:
     """A search worker's sampler seed, derived from the study and the worker: workers started together propose
     different first trials, and a re-run of the same worker proposes the same ones. Each trial records it."""
     worker = os.environ.get(WORKER_ENV, "0")
+    if worker == "0":  # the first (or only) worker keeps the seed every search had before workers were told apart
+        return 0
     return int.from_bytes(hashlib.sha256(f"{ctx.spec.name}|{ctx.profile}|{worker}".encode()).digest()[:4], "big")
 
 

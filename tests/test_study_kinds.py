@@ -126,7 +126,9 @@ def test_single_objective_search_prunes_out_of_band_and_by_median(run_study):
     # Outside the FLOPs band: pruned before training, the reason kept on the trial.
     assert rejected and all(t.state == optuna.trial.TrialState.PRUNED for t in rejected)
     assert all(t.user_attrs["flops"] > 8e6 and t.user_attrs["rejected"].startswith("flops ") for t in rejected)
-    rows = results.load_rows(results.results_path(runs, "tinysearch"))
+    every = results.load_rows(results.results_path(runs, "tinysearch"))
+    rows = [r for r in every if r["seed"] == 0]  # the search's own trials
+    confirming = [r for r in every if r["seed"] != 0]
     trained = [t for t in trials if "rejected" not in t.user_attrs]
     assert all(t.user_attrs["flops"] <= 8e6 for t in trained)
     assert len(trained) == 4  # n_trials counts the trials that trained, not the ones the band rejected
@@ -146,14 +148,21 @@ def test_single_objective_search_prunes_out_of_band_and_by_median(run_study):
     best = study.best_trial
     assert best.value == pytest.approx(max(r["val_accuracy"] for r in rows if r["status"] == "ok"))
     assert "Search" in _page(out, "tinysearch")
+    # no best point rests on one seed: the top candidates by validation accuracy were trained at 2 more seeds
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: -r["val_accuracy"])[:3]
+    assert sorted((r["variant"], r["seed"]) for r in confirming) == sorted((r["variant"], s) for r in ok for s in (1, 2))
+    assert all(r["search_params"] == next(o for o in ok if o["variant"] == r["variant"])["search_params"] for r in confirming)
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert "after its top " in index and "over 3 seeds" in index
 
 
 def test_multi_objective_search_reports_a_pareto_front(run_study):
     text = _search("inf", '["accuracy", "flops"]', "none", 3)
     text = text.replace("flops_band = [0, inf]\n", "").replace("[[3], [3, 5, 7]]", "[[3], [3, 5]]")
     runs, out = run_study("tinymo", text)
-    rows = results.load_rows(results.results_path(runs, "tinymo"))
-    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"}
+    every = results.load_rows(results.results_path(runs, "tinymo"))
+    rows = [r for r in every if r["seed"] == 0]  # the search's trials; the others confirm its candidates
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"ok"} and len(every) == 3 + 3 * 2
     study = optuna.load_study(study_name="tinymo", storage=storage.open_storage(runs, "tinymo", None))
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     front = {(t.values[0], t.values[1]) for t in study.best_trials}

@@ -153,6 +153,10 @@ def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress,
                 _run_workers(ctx, args, progress, deadline, workers, as_arguments(overrides))
             else:
                 search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline, requeue=True)
+            if ctx.spec.kind == "search":  # no best point rests on one seed
+                from study import confirm
+
+                confirm.confirm(ctx, deadline)
         except KitError as err:  # one broken study must not cost the others (or the report)
             errors.append(err)
             return
