@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 from study import stats
 from study.report import display, figures, optuna_search, summary, tables
@@ -469,7 +468,7 @@ def design_table(study: StudyRun, result: pd.DataFrame) -> pd.DataFrame:
         n, sd, mde = int(r["n_variant"]), float(r["sd"]), float(r["mde"])
         if planned is None or not r["paired"] or n < 2 or not np.isfinite(sd):
             continue
-        low, high = (mde * np.sqrt((n - 1) / sps.chi2.ppf(q, n - 1)) for q in (0.975, 0.025))
+        low, high = stats.mde_range(sd, n, float(r["alpha_used"]))
         needed = stats.seeds_for_mde(sd, target, float(r["alpha_used"])) if target else None
         check = ("–" if not target else f"meets ≤ {target:g}" if mde <= target else
                  f"misses ≤ {target:g}: {needed} seeds would meet it at the observed SD" if needed else
