@@ -244,6 +244,7 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
            "profile_description": ctx.profile_spec.describe(), "proxy": ctx.profile_spec.proxy,
            "profile_overrides": list(ctx.profile_spec.overrides), "equivalence_margin": ctx.spec.equivalence_margin,
            "margin_reason": ctx.spec.margin_reason, "design": dict(ctx.spec.design),
+           "equivalence_margin_relative": ctx.spec.margin_relative,
            "variants": _variant_summaries(ctx),
            "tuned": ctx.tuned, "spec_file": ctx.spec.path, "scale": ctx.profile_spec.scale,
            "rungs": [{"rung": r.rung, "budget_images": r.budget_images, "width": r.width, "steps": r.steps(),

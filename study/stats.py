@@ -54,6 +54,7 @@ __all__ = [
     "mde_one_run",
     "mean_ci",
     "prediction_interval",
+    "relative_margin",
     "seeds_decision",
     "seeds_for_mde",
     "sequential_alpha",
@@ -418,6 +419,11 @@ def typical_mde(
         return math.nan
     pooled_sd = math.sqrt(float(((multi["count"] - 1) * multi["var"]).sum()) / dof)
     return _mde(pooled_sd, int(n), 1.0, alpha, power, paired=False)
+
+
+def relative_margin(share: float, reference_accuracy: float) -> float:
+    """An equivalence margin in points given as a share of the reference's error rate (accuracy in points)."""
+    return share * (100.0 - reference_accuracy)
 
 
 def sequential_alpha(min_seeds: int, max_seeds: int, alpha: float = 0.05) -> float:

@@ -138,6 +138,7 @@ class StudySpec:
     tuning: Tuning | None = None  # the per-model tuning stage of a grid study (`[tuning]`)
     expected_min: Mapping[str, float] = dataclasses.field(default_factory=dict)  # profile → minutes the file states
     margin_reason: str = ""  # why the equivalence margin is what it is (shown beside every equivalence verdict)
+    margin_relative: float = 0.0  # > 0: the margin is this share of the reference's error rate (resolved from the rows)
     design: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the spread the design assumed (`_design`)
     rung_resolved: Mapping[tuple[str, str], Mapping[str, ResolvedVariant]] = dataclasses.field(default_factory=dict)  # (profile, rung) → label →
 
@@ -155,7 +156,8 @@ class StudySpec:
 
 
 _STUDY_KEYS = {"name", "axis", "kind", "description", "base", "datasets", "variants", "degradations", "search", "profiles",
-               "default_run", "equivalence_margin", "order", "expected_min", "margin_reason", "design"}
+               "default_run", "equivalence_margin", "order", "expected_min", "margin_reason", "design",
+               "equivalence_margin_relative"}
 _KINDS = ("grid", "robustness", "search")
 
 
@@ -214,6 +216,7 @@ def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
                      tuning=_tuning(doc["tuning"], kind, datasets, where) if "tuning" in doc else None,
                      expected_min=_expected(table.get("expected_min", {}), profiles, where),
                      margin_reason=_text(table, "margin_reason", "", where) if "margin_reason" in table else "",
+                     margin_relative=_relative_margin(table, where),
                      design=_design(table.get("design", {}), [v.label for v in variants], where))
     networks = {v.label: variant_network(spec, v) for v in spec.variants}  # built and validated once
     by_width: dict[float, dict[str, ResolvedVariant]] = {}  # rungs of one width resolve alike: match once
@@ -380,6 +383,21 @@ def _design(value: Any, labels: list[str], where: str) -> dict[str, Any]:
         raise SpecError.at(where, "study.design.mde_target", f"got {json.dumps(target)}", "points ≥ 0")
     return {"sd": {k: float(v) for k, v in sds.items()}, "source": value.get("source", ""), "mde_target": float(target)} \
         if value else {}
+
+
+def _relative_margin(table: Mapping[str, Any], where: str) -> float:
+    """`equivalence_margin_relative = 0.15`: the margin as a share of the reference's error rate (15 % of 19 % error
+    is ±2.9 points), instead of `equivalence_margin` in points."""
+    if "equivalence_margin_relative" not in table:
+        return 0.0
+    value = table["equivalence_margin_relative"]
+    if "equivalence_margin" in table:
+        raise SpecError.at(where, "study.equivalence_margin_relative", "given with equivalence_margin",
+                           "one of the two: points, or a share of the reference's error rate")
+    if not _fits(value, 1.0) or not 0 < value <= 1:
+        raise SpecError.at(where, "study.equivalence_margin_relative", f"got {json.dumps(value)}",
+                           "a share of the reference's error rate in (0, 1], e.g. 0.15")
+    return float(value)
 
 
 def _order(value: Any, where: str) -> int:

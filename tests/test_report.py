@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html as htmllib
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -907,3 +908,19 @@ def test_a_verdict_on_networks_of_different_cost_says_so_with_the_ratios(tmp_pat
     assert note == (" Not like for like: its params differ from 3 blocks's by more than ±5% (params 1.95×, FLOPs 0.99×), "
                     "so the difference may be one of size, not design.")
     assert summary.capacity_note(run, "k3", "3 blocks") == ""  # matched within the tolerance: nothing to say
+
+
+def test_a_margin_given_relative_to_the_references_error_rate_is_shown_on_both_scales(tmp_path):
+    from study.report.load import load_run
+
+    run_dir = fixture.make_contrasts_study(tmp_path / "runs")
+    meta = json.loads((run_dir / "study.json").read_text())
+    meta.pop("equivalence_margin")
+    (run_dir / "study.json").write_text(json.dumps({**meta, "equivalence_margin_relative": 0.1}))
+    run = load_run(run_dir)
+    table = run.table[(run.table["status"] == "ok") & (run.table["variant"] == fixture.CONTRAST_REFERENCE)]
+    error = 100 - 100 * table["test_accuracy"].mean()
+    assert summary.equivalence_margin(run.provenance) == pytest.approx(0.1 * error)
+    line = summary.margin_line(run, pd.DataFrame())
+    assert line.startswith(f"±{0.1 * error:g} points (±10 % of the reference's error rate, {error:.1f} %)")
+    assert "10% of the reference's error rate" in line

@@ -79,8 +79,26 @@ def load_run(run_dir: Path, storage: str | None = None) -> StudyRun:
         if recovered:
             problems.append(f"study.json {'is missing' if not meta.exists() else 'lacks them'}: {recovered} recovered "
                             "from the rows, which record the study's settings.")
+    provenance = _margin_in_points(provenance, table)
     return StudyRun(run_dir.name, run_dir, table, provenance, journal if journal.exists() else None, problems, costs,
                     storage, tuning)
+
+
+def _margin_in_points(provenance: dict, table: pd.DataFrame) -> dict:
+    """A margin given as a share of the reference's error rate, in points: from the reference's mean test accuracy."""
+    from study.stats import relative_margin, truthy
+
+    share = provenance.get("equivalence_margin_relative")
+    if not isinstance(share, (int, float)) or not share > 0 or not len(table):
+        return provenance
+    reference = table[(table["status"] == "ok") & table.get("is_reference", pd.Series(False, index=table.index)).map(truthy)]
+    accuracy = pd.to_numeric(reference.get("test_accuracy"), errors="coerce").mean() * 100
+    if not accuracy == accuracy:  # nan: no reference row yet
+        return provenance
+    margin = relative_margin(float(share), float(accuracy))
+    return {**provenance, "equivalence_margin": margin, "margin_reason": (
+        f"{share:.0%} of the reference's error rate ({100 - accuracy:.1f} %), as the study file asks"
+        + (f"; {provenance['margin_reason']}" if provenance.get("margin_reason") else ""))}
 
 
 def _table_problems(path: Path) -> list[str]:
