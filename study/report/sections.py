@@ -492,8 +492,13 @@ def cost_table(costs: list[dict], csv: str | None = None) -> Table:
 
 
 def curves_section(book: ReportBook, out: Outputs, study: StudyRun, main: pd.DataFrame) -> None:
-    """Validation accuracy and training loss over steps, mean ± SD over seeds per variant; only curves with points."""
-    histories, missing = load_histories(main, study.run_dir, label="variant")
+    """Validation accuracy and training loss over steps, mean ± SD over seeds per variant (per variant and rung in a
+    ladder: a rung's steps are its own); only curves with points."""
+    label = "variant"
+    if "rung" in main.columns and main["rung"].fillna("").astype(str).ne("").any():
+        main = main.assign(curve_label=main["variant"].astype(str) + " · " + main["rung"].fillna("").astype(str))
+        label = "curve_label"
+    histories, missing = load_histories(main, study.run_dir, label=label)
     if histories.empty:
         return
     curves = drawable(mean_curves(histories))
@@ -504,7 +509,7 @@ def curves_section(book: ReportBook, out: Outputs, study: StudyRun, main: pd.Dat
     section.add(Note(f"Mean over seeds with a ±1 SD band, per {x_name} logged; runs stopped early drop out of "
                      "later points, so the tail of a curve may rest on fewer seeds."))
     csv = out.csv(curves, "training_curves")
-    references = set(main.loc[main["is_reference"].map(tables.truthy), "variant"].astype(str))
+    references = set(main.loc[main["is_reference"].map(tables.truthy), label].astype(str))
     palette = figures.curve_palette(curves["curve"], references | {tables.LRNET})
     for dataset in tables.dataset_order(curves["dataset"]):
         drawn = " and ".join(METRIC_NAMES[m] for m in drawn_metrics(curves, dataset))
