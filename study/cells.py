@@ -20,7 +20,7 @@ from study.errors import DataError
 from study.measure import git_commit
 from study.profiles import Profile
 from study.studies import ResolvedVariant, StudySpec, Variant
-from study.train import TrainConfig, config_json
+from study.train import TrainConfig, config_json, same_training
 
 
 @dataclasses.dataclass
@@ -116,8 +116,8 @@ class Cell:
         """Whether a finished row of this cell trained what the cell trains now: the same network and the same
         resolved training config (a row without these fields, written by hand or by a very old kit, counts)."""
         network, config = row.get("spec_hash"), row.get("config")
-        return (not network or not self.networks or network in self.networks) and (not config or not self.config
-                                                                                    or config == self.config)
+        return (not network or not self.networks or network in self.networks) and (
+            not config or not self.config or same_training(config, self.config))
 
     def done(self, finished: dict[tuple, dict[str, Any]]) -> bool:
         """Whether every row of the cell is in `finished` (`ResultsTable.finished()`) and current: the one test of

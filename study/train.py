@@ -74,6 +74,20 @@ class TrainConfig:
 _LATER_FIELDS = {"bn_recalibrate": 0}
 
 
+def same_training(recorded: str, current: str) -> bool:
+    """Whether a row's `config` text trains what `current` (`config_json`) trains: equal fields, a field the row
+    lacks counting at its default (an older kit wrote fewer) and a field the kit no longer has ignored."""
+    if recorded == current:
+        return True
+    try:
+        old, new = json.loads(recorded), json.loads(current)
+    except (TypeError, ValueError):
+        return False
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return all(old.get(key, defaults.get(key)) == value for key, value in new.items()) and \
+        all(old[key] == defaults[key] for key in defaults if key not in new and key in old)
+
+
 def config_json(cfg: TrainConfig) -> str:
     """A training config as a row's `config` column stores it (equal text = equal training)."""
     fields = dataclasses.asdict(cfg)
@@ -282,7 +296,8 @@ def _fit(net: _Net, data: _Data, cfg: TrainConfig, seed: int, device: str, on_ep
          progress: bool, label: str) -> _Fit:
     """Epochs until the cap, early stopping or divergence; keeps the best-val-loss weights."""
     train_loader, val_loader = _loaders(data, cfg, seed, device)
-    loop = _Loop(net, cfg, device, train_loader, val_loader, _bn_loader(data, cfg, seed, device))
+    loop = _Loop(net, cfg, device, train_loader, val_loader)
+    loop.bn_loader = _bn_loader(data, cfg, seed, device)
     fit = _Fit(stop_reason=f"epoch cap ({cfg.epochs})")
     bar = _progress_bar(cfg.epochs * len(train_loader), label, progress)
     try:
@@ -348,9 +363,10 @@ def _progress_note(bar: tqdm, epoch: int, row: dict[str, float]) -> None:
 class _Loop:
     """The optimisation loop of one run: optimizer, schedule, scaler, and the history rows it logs."""
 
-    def __init__(self, net: _Net, cfg: TrainConfig, device: str, train_loader, val_loader, bn_loader=None):
+    def __init__(self, net: _Net, cfg: TrainConfig, device: str, train_loader, val_loader):
         self.net, self.cfg, self.device = net, cfg, device
-        self.train_loader, self.val_loader, self.bn_loader = train_loader, val_loader, bn_loader
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.bn_loader = None  # the fixed batches `bn_recalibrate` averages over (`_bn_loader`), set by `_fit`
         self.optimizer = _optimizer(net.model, cfg)
         total = max(1, cfg.epochs * len(train_loader))
         self.scheduler = _scheduler(self.optimizer, cfg, total)

@@ -97,7 +97,7 @@ def test_tiny_multi_objective_search_yields_a_pareto_front(study_file, tmp_path)
     path = study_file("tinypareto", PARETO)
     runs = tmp_path / "runs"
     assert main(["run", "--only", str(path), "--runs", str(runs), "--no-report"]) == 0
-    rows = results.load_rows(results.results_path(runs, "tinypareto"))
+    rows = [r for r in results.load_rows(results.results_path(runs, "tinypareto")) if r["seed"] == 0]  # its trials
     assert len(rows) == 3 and all(r["axis"] == "search" for r in rows)
     study = optuna.load_study(study_name="tinypareto", storage=storage.open_storage(runs, "tinypareto", None))
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
@@ -276,3 +276,19 @@ def test_two_search_workers_started_together_propose_different_first_trials(tmp_
     assert first["0"][0] != first["1"][0] and first["0"][1] != first["1"][1]
     monkeypatch.setenv(WORKER_ENV, "0")
     assert sampler_seed(ctx) == first["0"][0]  # the same worker of the same study: the same seed, again
+
+
+def test_the_older_kits_rows_are_stale_where_the_profile_now_trains_otherwise(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from tests.helpers import write_tiny_dataset
+
+    fixture = Path(__file__).parent / "fixtures" / "resume"
+    runs = tmp_path / "runs"
+    shutil.copytree(fixture / "old-run", runs)
+    monkeypatch.setenv("STUDY_DATA_ROOT", str(write_tiny_dataset(tmp_path / "data")))
+    path = tmp_path / "tinyresume.toml"
+    path.write_text((fixture / "tinyresume.toml").read_text().replace(", fast = false, fast_eval = true", ""))
+    assert main(["plan", "--only", str(path), "--runs", str(runs), "--no-profiling", "--json"]) == 0
+    (planned,) = json.loads(capsys.readouterr().out)["studies"]
+    assert planned["stale"] == {"paper": 2, "none": 2} and planned["missing"] == 4  # the fast path trains otherwise
