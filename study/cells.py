@@ -35,6 +35,7 @@ class Context:
     commit: str = dataclasses.field(default_factory=git_commit)
     tuned: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # label → lr, weight_decay (`study.tuning`)
     rung: str = ""  # the ladder rung this context trains ("" = the profile itself)
+    worker: str = "0"  # which worker of the run this process is (its search sampler's seed: `search.sampler_seed`)
 
     @property
     def profile_spec(self) -> Profile:

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -51,15 +50,15 @@ def make_study(ctx: Context, opened: optuna.storages.BaseStorage) -> optuna.Stud
                                pruner=optuna.pruners.NopPruner(), direction="maximize", load_if_exists=True)
 
 
-#: Which worker of a run this process is ("0" in-process; `study run --workers N` numbers its workers, a standalone
-#: `study worker` uses its host:pid): part of its search sampler's seed.
+#: Which worker of a run a `study worker` process is (`study run --workers N` numbers them; a standalone worker
+#: without it uses its host:pid): `cells.Context.worker`, part of its search sampler's seed.
 WORKER_ENV = "STUDY_WORKER_INDEX"
 
 
 def sampler_seed(ctx: Context) -> int:
     """A search worker's sampler seed, derived from the study and the worker: workers started together propose
     different first trials, and a re-run of the same worker proposes the same ones. Each trial records it."""
-    worker = os.environ.get(WORKER_ENV, "0")
+    worker = ctx.worker
     if worker == "0":  # the first (or only) worker keeps the seed every search had before workers were told apart
         return 0
     return int.from_bytes(hashlib.sha256(f"{ctx.spec.name}|{ctx.profile}|{worker}".encode()).digest()[:4], "big")

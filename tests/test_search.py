@@ -3,6 +3,7 @@ seeds, failing cells, a busy machine, two workers."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -269,13 +270,13 @@ def test_two_search_workers_started_together_propose_different_first_trials(tmp_
     opened = storage.open_storage(ctx.run_dir, ctx.spec.name, None)
     first = {}
     for worker in ("0", "1"):
-        monkeypatch.setenv(WORKER_ENV, worker)
-        trial = make_study(ctx, opened).ask()  # both on the one storage, before either has a result
-        sample_network(trial, ctx)
-        first[worker] = (sampler_seed(ctx), trial.params)
+        at = dataclasses.replace(ctx, worker=worker)  # what `study worker` makes of STUDY_WORKER_INDEX
+        trial = make_study(at, opened).ask()  # both on the one storage, before either has a result
+        sample_network(trial, at)
+        first[worker] = (sampler_seed(at), trial.params)
     assert first["0"][0] != first["1"][0] and first["0"][1] != first["1"][1]
-    monkeypatch.setenv(WORKER_ENV, "0")
-    assert sampler_seed(ctx) == first["0"][0]  # the same worker of the same study: the same seed, again
+    assert sampler_seed(dataclasses.replace(ctx, worker="0")) == first["0"][0]  # the same worker: the same seed
+    assert WORKER_ENV == "STUDY_WORKER_INDEX"
 
 
 def test_the_older_kits_rows_are_stale_where_the_profile_now_trains_otherwise(tmp_path, monkeypatch, capsys):

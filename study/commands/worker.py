@@ -50,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     search.check_profile(spec, args.profile)
     tracking.enable(args.track)
-    os.environ.setdefault(search.WORKER_ENV, storage.owner())  # a standalone worker: its own search sampler seed
     seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else tuple(range(spec.profiles[args.profile].seeds))
-    ctx = cells.Context(spec, args.profile, args.runs, args.device, seeds)
+    ctx = cells.Context(spec, args.profile, args.runs, args.device, seeds,
+                        worker=os.environ.get(search.WORKER_ENV) or storage.owner())  # its own search sampler seed
     with study_log(args.runs, spec.name):
         from study import tuning
 
