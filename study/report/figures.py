@@ -289,7 +289,11 @@ def transfer_figure(contrasts: pd.DataFrame, variant: str, margin: float) -> Fig
     ax.axhline(0, color="#949494", lw=0.8)
     ax.errorbar(x, delta, yerr=[delta - low, high - delta], fmt="o-", color=OTHER, capsize=3, label="Δ, 95 % CI")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(x, [str(r).split(",")[0] for r in rows["rung"]])
+    labels = [str(r) for r in rows["rung"]]
+    suffixes = {label.rpartition(", ")[2] for label in labels}
+    if len(suffixes) == 1:  # one width on every rung: the budget alone tells them apart
+        labels = [label.rpartition(", ")[0] or label for label in labels]
+    ax.set_xticks(x, labels)
     ax.minorticks_off()
     ax.set_xlabel("rung (training budget, log scale)")
     ax.set_ylabel(f"Δ {variant[:28]} − reference (pts)")
