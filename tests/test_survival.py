@@ -168,6 +168,9 @@ def test_a_read_only_runs_folder_is_one_line_and_keeps_the_rows(tiny, tmp_path, 
     finally:
         subprocess.run(["umount", "-l", str(runs)], check=True)  # lazy: a lock file still open does not block it
     assert results.results_path(runs, "tinysurvive").read_bytes() == before
+    assert _run(path, runs) == 0  # the fix the line names (a writable folder): the run completes
+    rows = results.load_rows(results.results_path(runs, "tinysurvive"))
+    assert {r["budget_images"] for r in rows[4:]} == {90} and len(rows) == 8
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_rows(tiny, tmp_path, capsys):
@@ -190,6 +193,9 @@ def test_a_full_disk_is_one_line_and_keeps_the_rows(tiny, tmp_path, capsys):
         line = _one_line(capsys)
         assert "No space left on device" in line and "free disk space" in line
         assert results.load_rows(results.results_path(runs, "tinysurvive"))[:4] == rows
+        filler.unlink()  # the fix the line names: free space
+        assert _run(path, runs, "--no-report") == 0
+        assert len(results.load_rows(results.results_path(runs, "tinysurvive"))) >= 8
     finally:
         subprocess.run(["umount", "-l", str(runs)], check=True)  # lazy: a lock file still open does not block it
 
@@ -198,11 +204,18 @@ def test_a_full_disk_is_one_line_and_keeps_the_rows(tiny, tmp_path, capsys):
 def test_corrupt_data_under_study_run_is_one_line_and_exit_3(tiny, tmp_path, capsys, workers):
     path, runs = tiny(_study(workers=workers)), tmp_path / "runs"
     images = next((tmp_path / "data" / "fashion-mnist").glob("train-images*"))
-    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:5000]))  # a truncated download
+    good = images.read_bytes()
+    images.write_bytes(gzip.compress(gzip.decompress(good)[:5000]))  # a truncated download
     capsys.readouterr()
     assert _run(path, runs) == 3
     line = _one_line(capsys)
     assert "fashion-mnist" in line and "train-images" in line
+    images.write_bytes(good)  # the fix: the data again
+    from study import cells
+
+    cells._PROTOCOLS.clear()  # this process looked at the broken split once; a fresh run would look again
+    assert _run(path, runs) == 0
+    assert len(results.load_rows(results.results_path(runs, "tinysurvive"))) == 4
 
 
 def test_a_lost_or_malformed_study_json_changes_no_verdict(tiny, tmp_path, capsys):
