@@ -51,8 +51,13 @@ class PlannedCell:
 
     @property
     def estimate_key(self) -> str:
-        """The key of its seconds in `StudyPlan.seconds`: the variant, at its rung when there is a ladder."""
-        return f"{self.variant} @ {self.rung}" if self.rung else self.variant
+        """The key of its seconds in `StudyPlan.seconds`."""
+        return estimate_key(self.variant, self.rung)
+
+
+def estimate_key(variant: str, rung: str = "") -> str:
+    """A variant's key in `StudyPlan.seconds`: the variant, at its rung when there is a ladder."""
+    return f"{variant} @ {rung}" if rung else variant
 
 
 @dataclasses.dataclass
@@ -199,8 +204,7 @@ def grid_seconds(ctx, cells: list[PlannedCell], profile: bool = True) -> dict[st
     for the sources). A rung with no rows of its own scales another rung's measured seconds by its budget."""
     measured: dict[str, list[float]] = {}
     for r in _ok_rows(ctx.results_path, ctx.profile):
-        key = PlannedCell(r["variant"], "", 0, (), None, None, True, str(r.get("rung") or "")).estimate_key
-        measured.setdefault(key, []).append(float(r["wall_s"]))
+        measured.setdefault(estimate_key(r["variant"], str(r.get("rung") or "")), []).append(float(r["wall_s"]))
     rates: dict[str, float | None] = {"measured": _seconds_per_flop(ctx)}
     out = {}
     for c in {c.estimate_key: c for c in cells if not c.done}.values():
@@ -218,7 +222,7 @@ def _rung_scaled(ctx, cell: PlannedCell, measured: dict[str, list[float]]) -> tu
         return None
     ladder = ctx.spec.profiles[ctx.profile]
     for other in ladder.rungs:
-        key = PlannedCell(cell.variant, "", 0, (), None, None, True, other.rung).estimate_key
+        key = estimate_key(cell.variant, other.rung)
         if measured.get(key):
             ratio = ladder.at(cell.rung).budget_images / other.budget_images
             return statistics.fmean(measured[key]) * ratio, f"measured at {other.rung}, budget-scaled"

@@ -164,15 +164,16 @@ def append_row(path: str | os.PathLike, row: Mapping[str, Any]) -> None:
 
 def load_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Every complete row of a results file; a torn line (killed mid-write) is skipped (`torn_lines` counts them)."""
-    return _read(path)[0]
+    return read_rows(path)[0]
 
 
 def torn_lines(path: str | os.PathLike) -> int:
     """How many lines of a results file are not a complete row (each a write cut off; its cell trains again)."""
-    return _read(path)[1]
+    return read_rows(path)[1]
 
 
-def _read(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
+def read_rows(path: str | os.PathLike) -> tuple[list[dict[str, Any]], int]:
+    """(every complete row, how many torn lines were skipped), from one read of a results file."""
     path = Path(path)
     if not path.exists():
         return [], 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.results import KEY, load_rows, load_table, torn_lines
+from study.results import load_rows, load_table, read_rows, row_key
 
 
 @dataclass
@@ -103,15 +103,15 @@ def _margin_in_points(provenance: dict, table: pd.DataFrame) -> dict:
 
 def _table_problems(path: Path) -> list[str]:
     """What a reader must know about a results file: torn lines skipped, superseded rows left out."""
+    rows, torn = read_rows(path)
     problems = []
-    torn = torn_lines(path)
     if torn:
         problems.append(f"results.jsonl: {torn} torn line{'s' if torn != 1 else ''} skipped (a write cut off by a kill or "
                         "a full disk); a re-run trains those cells again.")
     latest: dict[tuple, dict] = {}
     superseded = 0
-    for row in load_rows(path):  # a finished row followed by a newer row of its cell (a failed try is no finding)
-        key = tuple(str(row.get(k, "")) for k in KEY)
+    for row in rows:  # a finished row followed by a newer row of its cell (a failed try is no finding)
+        key = row_key(row)
         superseded += key in latest and latest[key].get("status") != "failed"
         latest[key] = row
     if superseded:
