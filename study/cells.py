@@ -10,6 +10,7 @@ left" is answered here, from the results table (`Context.table`), for `run` and 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,7 +112,7 @@ class Cell:
     def params(self) -> dict[str, Any]:
         """The cell as Optuna trial parameters."""
         params = {"variant": self.variant.label, "dataset": self.dataset, "seed": self.seed}
-        return {**params, "rung": self.rung} if self.rung else params
+        return {**params, "rung": rung_id(self.rung)} if self.rung else params
 
     def current(self, row: dict[str, Any]) -> bool:
         """Whether a finished row of this cell trained what the cell trains now: the same network and the same
@@ -138,6 +139,12 @@ def cell(ctx: Context, label: str, dataset: str, seed: int) -> Cell:
     return Cell(variant, dataset, seed, tuple(row_base(ctx, label, variant.reference, dataset, seed, level)
                                               for level in ctx.levels), ctx.rung,
                 frozenset({model.digest, model.name}), config_json(ctx.cfg_for(label)))
+
+
+def rung_id(rung: str) -> int:
+    """A rung's Optuna parameter: a stable integer of its label, drawn as an int range (never a categorical of the
+    labels, whose value space Optuna cannot change when an edited study file changes a rung's budget)."""
+    return int(hashlib.sha256(rung.encode()).hexdigest()[:7], 16) if rung else 0
 
 
 def cells(ctx: Context) -> Iterator[Cell]:

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from study import checkpoints, results, storage, tracking
 from study.capacity import scaled
-from study.cells import Cell, Context, cell, row_base
+from study.cells import Cell, Context, cell, row_base, rung_id
 from study.measure import count_flops, count_params
 from study.models import ResolvedModel, resolve_model
 from study.studies import ResolvedVariant, Variant, variant_network
@@ -40,7 +40,11 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         dataset = trial.suggest_categorical("dataset", list(ctx.datasets))
         # an int range, not a categorical of the seed list: adaptive seeds grow that list mid-study
         seed = trial.suggest_int("seed", 0, 2**31 - 1)
-        at = ctx.at(trial.suggest_categorical("rung", list(ladder))) if ladder else ctx
+        if ladder:  # an int, like the seed: an edited ladder changes the labels, not the parameter's space
+            drawn = trial.suggest_int("rung", 0, 2**31 - 1)
+            at = ctx.at(next((r for r in ladder if rung_id(r) == drawn), None) or _gone(drawn))
+        else:
+            at = ctx
         here = cell(at, label, dataset, seed)
         done = _finished_rows(at, trial, here)
         if done:
@@ -54,6 +58,10 @@ def grid_objective(ctx: Context) -> Callable[[optuna.Trial], float]:
         return _objective_value(rows[0])
 
     return objective
+
+
+def _gone(drawn: int) -> str:
+    raise optuna.TrialPruned(f"rung {drawn} is no longer in the study file's ladder")
 
 
 def _finished_rows(ctx: Context, trial: optuna.Trial, here: Cell) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from study import storage
-from study.cells import Context, cells, expected_rows, missing_cells, resolve_protocol
+from study.cells import Context, cells, expected_rows, missing_cells, resolve_protocol, rung_id
 from study.data import locate
 from study.errors import DataError, KitError
 from study.files import write_text_atomic
@@ -45,7 +45,7 @@ def make_study(ctx: Context, opened: optuna.storages.BaseStorage) -> optuna.Stud
                                    directions=directions, load_if_exists=True)
     space = {"variant": [v.label for v in ctx.variants], "dataset": list(ctx.datasets), "seed": list(ctx.seeds)}
     if ctx.rungs != ("",):
-        space["rung"] = list(ctx.rungs)
+        space["rung"] = [rung_id(r) for r in ctx.rungs]
     return optuna.create_study(study_name=spec.name, storage=opened, sampler=_QueuedGridSampler(space, seed=0),
                                pruner=optuna.pruners.NopPruner(), direction="maximize", load_if_exists=True)
 
@@ -182,11 +182,11 @@ def _requeue_seed_major(ctx: Context, study: optuna.Study) -> None:
     (behind the next seed's cells), so when the waiting trials are out of order they are withdrawn (failed, marked
     "requeued") and `_enqueue_missing` queues the missing cells again in order. Only before any worker runs."""
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    order = {(c.variant.label, c.dataset, c.seed, c.rung): i for i, c in enumerate(cells(ctx))}
+    order = {(c.variant.label, c.dataset, c.seed, rung_id(c.rung)): i for i, c in enumerate(cells(ctx))}
 
     def position(trial: optuna.trial.FrozenTrial) -> float:
         p = trial.system_attrs.get("fixed_params") or {}
-        return order.get((p.get("variant"), p.get("dataset"), p.get("seed"), p.get("rung", "")), float("inf"))
+        return order.get((p.get("variant"), p.get("dataset"), p.get("seed"), p.get("rung", 0)), float("inf"))
 
     positions = [position(t) for t in waiting]
     if positions == sorted(positions):
@@ -203,9 +203,9 @@ def _enqueue_missing(ctx: Context, study: optuna.Study) -> None:
     held = set()
     for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
         params = t.system_attrs.get("fixed_params") or t.params
-        held.add((params.get("variant"), params.get("dataset"), params.get("seed"), params.get("rung", "")))
+        held.add((params.get("variant"), params.get("dataset"), params.get("seed"), params.get("rung", 0)))
     for c in cells(ctx):
-        if (c.variant.label, c.dataset, c.seed, c.rung) not in held and not c.done(done):
+        if (c.variant.label, c.dataset, c.seed, rung_id(c.rung)) not in held and not c.done(done):
             study.enqueue_trial(c.params)
 
 

@@ -195,3 +195,14 @@ def test_the_transfer_study_pairs_the_default_contrasts_at_450_and_1800_steps():
     assert [r.rung for r in spec.profiles["paper"].rungs] == ["1 epoch, full width", "8 epochs, full width",
                                                                "≤ 1,000 epochs (early stopping), full width"]
     assert spec.expected_min == {"quick": 60.0}
+
+
+def test_an_edited_rung_trains_the_new_rung_and_keeps_the_finished_ones(study_file, tmp_path):
+    path, runs, out = study_file("tinyedit", LADDER), tmp_path / "runs", tmp_path / "reports"
+    assert _run(path, runs, out) == 0
+    path.write_text(LADDER.replace("{ steps = 2 }", "{ steps = 3 }"))  # the top rung's budget edited in the file
+    assert _run(path, runs, out) == 0  # the rung is an int parameter: a new label is no new Optuna value space
+    rows = results.load_rows(results.results_path(runs, "tinyedit"))
+    assert len(rows) == 27 and {r["budget_images"] for r in rows[18:]} == {90}
+    transfer = pd.read_csv(out / "contrasts.csv").query("kind == 'transfer'")
+    assert set(transfer["high_rung"]) == {"3 steps, full width"}  # the transfer compares the ladder the file declares
