@@ -1,5 +1,6 @@
 """The MK-block builder: one module that executes any block graph from `study.spec`, the network
 that stacks them, and the analytic complexity of a block (cross-checked against fvcore in tests).
+What each graph op builds, computes and costs is its entry in the op table (`study.ops.OPS`).
 """
 
 from __future__ import annotations
@@ -7,38 +8,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from study.ops import (
+    REGISTRIES,
+    BlockSettings,
+    ConvAct,
+    OpDef,
+    conv_cost,
+    lookup,
+    make_norm,
+    norm_cost,
+)
 from study.spec import HeadSpec, MKBlockSpec, NetworkSpec, NodeSpec, block_graph, graph_channels
 
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
-
-def make_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
-    """Batch, group (group count clipped to divide `channels`) or no normalisation."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "group":
-        g = max(d for d in range(1, min(groups, channels) + 1) if channels % d == 0)
-        return nn.GroupNorm(g, channels)
-    return nn.Identity()
-
-
-class ConvAct(nn.Sequential):
-    """A "same" convolution followed by its activation; with `norm` the norm sits between (conv-norm-act)."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, activation: str, norm: nn.Module | None = None):
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=norm is None)]
-        if norm is not None:
-            layers.append(norm)
-        layers.append(_ACTIVATIONS[activation]())
-        super().__init__(*layers)
+def block_settings(spec: MKBlockSpec) -> BlockSettings:
+    """The block-wide settings its nodes' modules and costs depend on."""
+    in_conv = spec.norm_position == "in-conv" and spec.norm != "none"
+    return BlockSettings(spec.norm, spec.groups, spec.activation, in_conv)
 
 
 class MKBlock(nn.Module):
     """A multi-kernel block built from a graph of named tensors (see `study.spec.block_graph`).
 
-    Convolutions are registered under their node names (`a3`, `a5`, `t3`, `u7`, …) so a state dict
-    reads like the paper's figure. `forward` evaluates the nodes in order, merges the `output`
-    tensors with a 1×1 convolution, normalises and pools.
+    Each node's module (`study.ops.OPS`: its `build`) is registered under the node's name in its op's
+    ModuleDict (`convs`, `norms`, `projections`), so a state dict reads like the paper's figure (`a3`,
+    `a5`, `t3`, `u7`, …). `forward` evaluates the nodes in order, merges the `output` tensors with a
+    1×1 convolution, normalises and pools.
     """
 
     def __init__(self, spec: MKBlockSpec, in_channels: int):
@@ -46,20 +41,15 @@ class MKBlock(nn.Module):
         self.spec = spec
         self.nodes, self.output = block_graph(spec)
         self.channels = graph_channels(self.nodes, in_channels)
-        in_conv = spec.norm_position == "in-conv" and spec.norm != "none"
-        self.convs = nn.ModuleDict()
-        self.norms = nn.ModuleDict()
-        self.projections = nn.ModuleDict()
-        for node in self.nodes:
-            if node.op == "conv":
-                norm = make_norm(spec.norm, node.width, spec.groups) if in_conv else None
-                self.convs[node.name] = ConvAct(self.channels[node.inputs[0]], node.width, node.kernel, spec.activation, norm)
-            elif node.op == "norm":
-                # in-conv placement already normalised every conv; the graph's norm nodes become identities
-                kind = "none" if in_conv else spec.norm
-                self.norms[node.name] = make_norm(kind, self.channels[node.name], spec.groups)
-            elif node.op == "add" and self.channels[node.inputs[1]] != self.channels[node.name]:
-                self.projections[node.name] = nn.Conv2d(self.channels[node.inputs[1]], self.channels[node.name], 1)
+        settings = block_settings(spec)
+        in_conv = settings.in_conv
+        for registry in REGISTRIES:
+            setattr(self, registry, nn.ModuleDict())
+        for node in self.nodes:  # in node order: the order modules draw their initial weights
+            op = lookup(node.op)
+            module = op.build(node, self.channels, settings)
+            if module is not None:
+                getattr(self, op.registry)[node.name] = module
         merged = sum(self.channels[name] for name in self.output)
         out = spec.out_channels
         if in_conv:
@@ -84,16 +74,13 @@ class MKBlock(nn.Module):
         return [env[name] for name in self.output]
 
     def _node(self, node: NodeSpec, env: dict[str, torch.Tensor]) -> torch.Tensor:
-        if node.op == "conv":
-            return self.convs[node.name](env[node.inputs[0]])
-        if node.op == "cat":
-            return torch.cat([env[i] for i in node.inputs], 1)
-        if node.op == "norm":
-            return self.norms[node.name](env[node.inputs[0]])
-        skip = env[node.inputs[1]]
-        if node.name in self.projections:
-            skip = self.projections[node.name](skip)
-        return env[node.inputs[0]] + skip
+        op = lookup(node.op)
+        return op.apply(self.node_module(node, op), [env[i] for i in node.inputs])
+
+    def node_module(self, node: NodeSpec, op: OpDef) -> nn.Module | None:
+        """The module built for `node` (of op `op`); None where its op built none (a cat, an add without projection)."""
+        modules = getattr(self, op.registry) if op.registry else None
+        return modules[node.name] if modules is not None and node.name in modules else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """N x C x H x W -> N x out_channels x H/2 x W/2 (pooling on)."""
@@ -162,37 +149,14 @@ def block_complexity(spec: MKBlockSpec, in_channels: int, size: int) -> dict[str
     """
     nodes, output = block_graph(spec)
     ch = graph_channels(nodes, in_channels)
-    in_conv = spec.norm_position == "in-conv" and spec.norm != "none"
-    # eval-mode BN folds to a scale and shift (2/element); GroupNorm computes its statistics at
-    # inference too (fvcore: 5/element with affine)
-    norm_cost = {"batch": 2, "group": 5, "none": 0}[spec.norm]
+    settings = block_settings(spec)
     hw = size * size
-    flops = params = 0
-
-    def conv(cin: int, cout: int, k: int, bias: bool) -> None:
-        nonlocal flops, params
-        flops += hw * cin * cout * k * k
-        params += cin * cout * k * k + (cout if bias else 0)
-
-    def norm(c: int) -> None:
-        nonlocal flops, params
-        flops += norm_cost * hw * c
-        params += 2 * c if spec.norm != "none" else 0
-
-    for node in nodes:
-        if node.op == "conv":
-            conv(ch[node.inputs[0]], node.width, node.kernel, bias=not in_conv)
-            if in_conv:
-                norm(node.width)
-        elif node.op == "norm" and not in_conv:
-            norm(ch[node.name])
-        elif node.op == "add":
-            if ch[node.inputs[1]] != ch[node.name]:
-                conv(ch[node.inputs[1]], ch[node.name], 1, bias=True)
-            flops += hw * ch[node.name]
     out = spec.out_channels
-    conv(sum(ch[n] for n in output), out, 1, bias=not in_conv)
-    norm(out)
+    costs = [lookup(node.op).cost(node, ch, settings) for node in nodes]  # (FLOPs per pixel, params)
+    costs.append(conv_cost(sum(ch[n] for n in output), out, 1, bias=not settings.in_conv))  # the merge
+    costs.append(norm_cost(spec.norm, out))  # its norm, in the conv or after it
+    flops = hw * sum(f for f, _ in costs)
+    params = sum(p for _, p in costs)
     pooled = (size // 2) ** 2 * out
     if spec.pool in ("max", "avg"):
         flops += pooled * 4

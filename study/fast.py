@@ -1,40 +1,18 @@
-"""The kit's fastest correct setting per device, and the mathematically equivalent rewrites it uses.
+"""The kit's fastest correct setting per device (`fast_setting`), and `optimize`: an MKNet rewritten to compute
+the same function faster.
 
-What "the same function" means here:
+Why: the plain build runs every small convolution separately and in NCHW, copies every concatenation,
+and (under autocast) recasts its weights on every call; on these odd channel counts oneDNN is faster in
+channels_last, and on thin inputs per-call overhead dominates. The rewrites (`FastMKBlock`) remove that
+work: same-input convolutions fused into one with zero-padded, stacked kernels (where that adds little
+arithmetic); concatenations of a fused output's members as channel slices; every block tensor
+channels_last; for inference, an eval-mode copy with weights pre-cast to bf16 once. Which graph op gets
+which rewrite is its entry in the op table (`study.ops.OPS`, `rewrite`).
 
-- Every rewrite below is exact in real arithmetic and is tested in fp32 against the plain build
-  (forward outputs and parameter gradients, train and eval mode): `tests/test_fast.py`.
-- The bf16 setting is the bf16-autocast version of that function: convolutions and linear layers run
-  on bf16-rounded weights and inputs with fp32 accumulation, normalisation stays fp32 — exactly what
-  `torch.autocast(dtype=torch.bfloat16)` does to the plain build.
-
-The rewrites (`FastMKBlock`):
-
-1. Convolutions that read the same tensor become one convolution whose kernel is the members'
-   kernels zero-padded to the largest size and stacked along the output channels ("same" padding
-   keeps every member's output unchanged). The stacked weight is built from the original parameters
-   in `forward` (train) so gradients reach them and the padding is a constant zero; the inference
-   copy builds it once. Only fused where it does not add much work: equal kernels, or an input so
-   thin (< 16 channels) that call overhead dominates (the 1-channel image input of block 1).
-2. A fused output is kept whole and its members are channel slices of it, so a concatenation of
-   consecutive members is a slice (no copy) and other concatenations copy each run of them once.
-3. Every block tensor is channels_last: oneDNN's convolutions on these odd channel counts (85→18
-   7×7, 455→24 1×1, ...) are 1.2–2.5× faster in that format on the CPU, forward and backward. The
-   one-channel image needs explicit NHWC strides for this (`_channels_last`), else the whole first
-   block runs NCHW kernels (docs/performance.md).
-4. Inference (`optimize(model, "infer")`): an eval-mode copy whose convolution and linear weights
-   are pre-cast to bf16 once (what autocast would recast on every call), with the input cast at the
-   entry and the logits returned in fp32, so it runs with or without an autocast context.
-
-Tried and not used (isolated bf16 conv timings, min of 5, batch 128, 2 cores): zero-padding channel
-counts to multiples of 16 (no gain once channels_last: 85→18 7×7 fwd+bwd 152 ms → 186 ms padded);
-fusing 3×3 with 5×5 kernels on a 48-channel input (1.7× the FLOPs: 121 ms fused vs 76 ms apart);
-`.to(channels_last)` on the whole model (slower than NCHW bf16 in whole-model runs); torch.compile
-on the CPU (slowed training here). Folding BN into the next convolution is not exact at "same"
-borders, and every BN of the block follows a ReLU, so no BN can be folded into a preceding conv.
-Measured (docs/performance.md): the ×0.25 proxy trains 1.2× faster than plain bf16 autocast on one thread
-and evaluates 1.2× faster than before the first block ran channels_last; at full width inference gains
-(465 → 496 img/s at batch 128 on 2 cores) and training does not (no faster than plain bf16).
+"The same function": every rewrite is exact in real arithmetic and tested against the plain build
+(outputs and gradients, train and eval mode: tests/test_fast.py); the bf16 setting is the
+`torch.autocast(dtype=torch.bfloat16)` version of the plain build. The measurements behind each choice,
+and the rewrites tried and not used: docs/performance.md ("The fast path's rewrites").
 """
 
 from __future__ import annotations
@@ -48,6 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from study.blocks import MKBlock, MKNet
+from study.ops import lookup
 
 #: a conv group is fused when the stacked kernel costs at most this many times the separate ones
 _FUSE_FLOP_RATIO = 1.25
@@ -77,8 +56,8 @@ def tune_allocator() -> bool:
     On the CPU PyTorch allocates through glibc malloc, which by default mmaps each large activation
     and unmaps it when freed, so every training step pays page faults for its activations (the high
     `sys` time of a CPU run). Raising the mmap threshold to its maximum (32 MiB) and the trim
-    threshold and top pad keeps those pages mapped: measured here, lrnet_paper fast-path training
-    ~88 → ~110 img/s and inference ~360 → ~450 img/s. Process-wide; it changes speed, never results.
+    threshold and top pad keeps those pages mapped (the gain: docs/performance.md). Process-wide; it
+    changes speed, never results.
     Returns whether it applied (False off glibc).
     """
     try:
@@ -161,7 +140,7 @@ class FusedConv(nn.Module):
 
 
 def _worth_fusing(convs: list[nn.Conv2d]) -> bool:
-    """Whether stacking these same-input convolutions saves time (see the module docstring)."""
+    """Whether stacking these same-input convolutions saves time (the thresholds: docs/performance.md)."""
     if len(convs) < 2:
         return len(convs) == 1
     kmax = max(c.kernel_size[0] for c in convs)
@@ -180,9 +159,10 @@ class FastMKBlock(nn.Module):
         self.group_of: dict[str, tuple[str, int]] = {}  # conv node -> (group, channel offset)
         by_input: dict[tuple[str, str], list] = {}
         for node in block.nodes:
-            if node.op != "conv":
+            op = lookup(node.op)
+            if op.rewrite != "fuse":
                 continue
-            plain = _plain_conv(block.convs[node.name])
+            plain = _plain_conv(block.node_module(node, op))
             if plain is None:  # in-conv norm: run the original module (its BN needs its own stats)
                 continue
             key = (node.inputs[0], type(plain[1]).__name__)
@@ -209,22 +189,16 @@ class FastMKBlock(nn.Module):
         env: dict[str, tuple[torch.Tensor, int, int]] = {"x": (x, 0, x.shape[1])}
         computed: dict[str, torch.Tensor] = {}
         for node in block.nodes:
-            if node.op == "conv":
-                if node.name in self.group_of:
-                    head, offset = self.group_of[node.name]
-                    if head not in computed:
-                        computed[head] = self.groups[head](_value(env[node.inputs[0]]))
-                    env[node.name] = (computed[head], offset, offset + node.width)
-                else:
-                    out = block.convs[node.name](_value(env[node.inputs[0]]))
-                    env[node.name] = (out, 0, out.shape[1])
-            elif node.op == "cat":
+            op = lookup(node.op)  # its `rewrite` says how this path runs it
+            if node.name in self.group_of:  # "fuse": its channels of the group's stacked convolution
+                head, offset = self.group_of[node.name]
+                if head not in computed:
+                    computed[head] = self.groups[head](_value(env[node.inputs[0]]))
+                env[node.name] = (computed[head], offset, offset + node.width)
+            elif op.rewrite == "view":
                 env[node.name] = _cat([env[i] for i in node.inputs])
-            elif node.op == "norm":
-                out = block.norms[node.name](_value(env[node.inputs[0]]))
-                env[node.name] = (out, 0, out.shape[1])
-            else:
-                out = block._node(node, {k: _value(env[k]) for k in node.inputs})
+            else:  # no rewrite (or a conv with its own norm, not fused): the op itself
+                out = op.apply(block.node_module(node, op), [_value(env[i]) for i in node.inputs])
                 env[node.name] = (out, 0, out.shape[1])
         merged = _value(_cat([env[name] for name in block.output]))
         merged = self.merge_fused(merged) if self.merge_fused is not None else block.merge(merged)
