@@ -2,9 +2,9 @@
 
 A cell is one variant × dataset × seed (× rung, in a study whose profile declares a ladder); a
 robustness study's cell writes one row per degradation level (trained clean, tested degraded).
-`cells(ctx)` lists them rung-major, then seed-major, the order the runner queues them (a stopped run
-leaves whole rungs and whole paired seeds), and every question "is this cell done / how many are
-left" is answered here, from the results table (`Context.table`), for `run` and `plan` alike.
+`cells(ctx)` lists them in the order the study's kind queues them (`study.kinds`: a grid's rung-major, then
+seed-major order, so a stopped run leaves whole rungs and whole paired seeds), and every question "is this cell
+done / how many are left" is asked here, of the results table (`Context.table`), for `run` and `plan` alike.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from study import results
 from study.data import locate
 from study.errors import DataError
+from study.kinds.registry import get_kind
 from study.measure import git_commit
 from study.profiles import Profile
 from study.studies import ResolvedVariant, StudySpec, Variant
@@ -87,8 +88,22 @@ class Context:
 
     @property
     def levels(self) -> tuple[str, ...]:
-        """The degradation levels each cell is tested at (robustness studies), else ("none",)."""
-        return self.spec.degradations if self.spec.kind == "robustness" else ("none",)
+        """The degradation levels each cell is tested at (`StudyKind.levels`: a robustness study's degradations)."""
+        return get_kind(self.spec.kind).levels(self.spec)
+
+
+#: Which worker of a run a `study worker` process is (`study run --workers N` numbers them; a standalone worker
+#: without it uses its host:pid): `Context.worker`, part of its search sampler's seed.
+WORKER_ENV = "STUDY_WORKER_INDEX"
+
+
+def sampler_seed(ctx: Context) -> int:
+    """A worker's sampler seed, derived from the study and the worker: workers started together propose different
+    first trials, and a re-run of the same worker proposes the same ones. Each trial records it."""
+    worker = ctx.worker
+    if worker == "0":  # the first (or only) worker keeps the seed every search had before workers were told apart
+        return 0
+    return int.from_bytes(hashlib.sha256(f"{ctx.spec.name}|{ctx.profile}|{worker}".encode()).digest()[:4], "big")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,14 +163,9 @@ def rung_id(rung: str) -> int:
 
 
 def cells(ctx: Context) -> Iterator[Cell]:
-    """Every cell of a grid or robustness study, rung-major, then seed-major (every variant of seed 0, then
-    of seed 1, …): a run stopped by its guard leaves whole rungs and whole paired seeds."""
-    for rung in ctx.rungs:
-        at = ctx.at(rung)
-        for seed in ctx.seeds:
-            for dataset in ctx.datasets:
-                for v in ctx.variants:
-                    yield cell(at, v.label, dataset, seed)
+    """Every cell of a study in the order its kind queues them (`StudyKind.cells`: a grid's rung-major, then
+    seed-major order; none for a search, whose sampler proposes its trials)."""
+    return get_kind(ctx.spec.kind).cells(ctx)
 
 
 def row_base(ctx: Context, variant_label: str, reference: bool, dataset: str, seed: int,
@@ -191,15 +201,10 @@ def resolve_protocol(dataset: str) -> str:
 
 
 def expected_rows(ctx: Context) -> int:
-    """How many result rows a finished study has (search: its trial budget, as an upper bound)."""
-    if ctx.spec.kind == "search":
-        return ctx.profile_spec.n_trials
-    return len(ctx.rungs) * len(ctx.variants) * len(ctx.datasets) * len(ctx.seeds) * len(ctx.levels)
+    """How many result rows a finished study has (`StudyKind.expected_rows`; a search: its trial budget)."""
+    return get_kind(ctx.spec.kind).expected_rows(ctx)
 
 
 def missing_cells(ctx: Context) -> int:
-    """Grid cells (or search trials) still to run, judged from the results table."""
-    finished = {k: r for k, r in ctx.table.finished().items() if r.get("profile") == ctx.profile}
-    if ctx.spec.kind == "search":  # one row per trained trial, pruned ones included (not the confirming seeds' rows)
-        return max(0, expected_rows(ctx) - sum(r.get("seed") == ctx.seeds[0] for r in finished.values()))
-    return sum(not c.done(finished) for c in cells(ctx))
+    """Cells (or search trials) still to run, judged from the results table (`StudyKind.missing`)."""
+    return get_kind(ctx.spec.kind).missing(ctx)

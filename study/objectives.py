@@ -22,7 +22,8 @@ from optuna.trial import TrialState
 
 from study import checkpoints, results, storage, tracking
 from study.capacity import scaled
-from study.cells import Cell, Context, cell, row_base, rung_id
+from study.cells import Cell, Context, cell, row_base, rung_id, sampler_seed
+from study.kinds.registry import get_kind
 from study.measure import count_flops, count_params
 from study.models import ResolvedModel, resolve_model
 from study.studies import ResolvedVariant, Variant, variant_network
@@ -139,7 +140,7 @@ def _reporter(ctx: Context, trial: optuna.Trial) -> Callable[[int, dict[str, flo
         if multi:  # Optuna has no intermediate values (nor pruning) for multi-objective studies
             return
         trial.report(metrics["val_acc"], epoch)
-        if ctx.spec.kind == "search" and trial.should_prune():
+        if get_kind(ctx.spec.kind).prunes and trial.should_prune():
             raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
     return report
@@ -189,8 +190,6 @@ def search_objective(ctx: Context) -> Callable[[optuna.Trial], float | tuple[flo
     multi = len(ctx.spec.search.objectives) > 1
 
     def objective(trial: optuna.Trial):
-        from study.search import sampler_seed
-
         trial.set_user_attr("owner", storage.owner())
         trial.set_user_attr("sampler_seed", sampler_seed(ctx))
         model, extra = sample_network(trial, ctx)

@@ -26,11 +26,12 @@ import dataclasses
 import json
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from study import results
+from study.kinds.registry import get_kind
 from study.models import ResolvedModel
 from study.profiles import ASSUMED_TRAIN_IMAGES
 
@@ -69,7 +70,7 @@ class StudyPlan:
     profile: str
     cells: list[PlannedCell]
     seconds: dict[str, tuple[float, str]]  # variant (or "trial") → (seconds per cell, how it was estimated)
-    trials: int = 0  # search: the trial budget
+    trials: int = 0  # a study whose sampler proposes its trials (a search): its trial budget; 0 = it lists its cells
     trials_done: int = 0
     band_samples: int = 0  # search: specs drawn to check the bands
     band_rejected: int = 0
@@ -77,16 +78,21 @@ class StudyPlan:
     tuning: dict[str, int] = dataclasses.field(default_factory=dict)  # variant → tuning runs still to train first
 
     @property
+    def by_trials(self) -> bool:
+        """Whether the study is counted in trials of a budget (a search) rather than in listed cells."""
+        return self.trials > 0
+
+    @property
     def missing(self) -> int:
         """Cells (grid) or trials (search) still to run."""
-        if self.kind == "search":
+        if self.by_trials:
             return max(0, self.trials - self.trials_done)
         return sum(not c.done for c in self.cells)
 
     @property
     def remaining_s(self) -> float:
         """Estimated seconds of the missing work (one process; workers divide it roughly)."""
-        if self.kind == "search":
+        if self.by_trials:
             return self.missing * self.seconds.get("trial", (0.0, ""))[0]
         cells = [c.estimate_key for c in self.cells if not c.done] + [v for v, n in self.tuning.items() for _ in range(n)]
         return sum(self.seconds.get(v, (0.0, ""))[0] for v in cells)  # a tuning run costs what a cell of its variant does
@@ -128,13 +134,12 @@ def select_studies(only: str | None, every: bool, overrides: Sequence = ()) -> l
     return specs
 
 
-def grid_cells(ctx) -> list[PlannedCell]:
-    """Every cell of a grid or robustness study, in the run's queue order, marked done as `study.cells` judges it."""
-    from study.cells import cells
-
+def grid_cells(ctx, cells: Iterable) -> list[PlannedCell]:
+    """Every cell of a study that lists its cells (`StudyKind.cells`), in the run's queue order, marked done as
+    `study.cells` judges it."""
     finished = ctx.table.finished()
     planned = []
-    for c in cells(ctx):
+    for c in cells:
         resolved = ctx.at(c.rung).resolved(c.variant.label)
         planned.append(PlannedCell(c.variant.label, c.dataset, c.seed, ctx.levels, resolved.params, resolved.flops,
                                    c.done(finished), c.rung, c.stale(finished)))
@@ -255,7 +260,7 @@ def search_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
             and r.get("seed") == ctx.seeds[0]]  # trials of the search, not its candidates' confirming seeds
     rejected, reasons = band_rejection(ctx, samples) if samples else (0, Counter())
     trained = [float(r["wall_s"]) for r in _ok_rows(ctx.results_path, ctx.profile)]
-    plan = StudyPlan(ctx.spec.name, "search", ctx.profile, [], {}, trials=ctx.profile_spec.n_trials, trials_done=len(rows),
+    plan = StudyPlan(ctx.spec.name, ctx.spec.kind, ctx.profile, [], {}, trials=ctx.profile_spec.n_trials, trials_done=len(rows),
                      band_samples=samples, band_rejected=rejected, band_reasons=dict(reasons))
     if plan.missing:
         if trained:
@@ -282,14 +287,8 @@ def _base_variant():
 
 
 def study_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
-    """The plan of one study run context (`cells.Context`): cells, done/missing, estimated time."""
-    if ctx.spec.kind == "search":
-        return search_plan(ctx, samples, profile)
-    from study.tuning import missing_points
-
-    cells = grid_cells(ctx)
-    return StudyPlan(ctx.spec.name, ctx.spec.kind, ctx.profile, cells, grid_seconds(ctx, cells, profile),
-                     tuning=missing_points(ctx))
+    """The plan of one study run context (`cells.Context`): cells, done/missing, estimated time (`StudyKind.plan`)."""
+    return get_kind(ctx.spec.kind).plan(ctx, samples, profile)
 
 
 def as_json(plans: Sequence[StudyPlan]) -> dict[str, Any]:

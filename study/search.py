@@ -1,7 +1,8 @@
-"""Running studies through Optuna: the sampler of each study kind, the worker loop, the seed-major
-queue and a run's provenance (`study.json`).
+"""Running studies through Optuna: the worker loop every study kind shares, and a run's provenance
+(`study.json`).
 
-The pieces it runs live in their own modules: `study.cells` (what a study trains, what is done),
+What differs by kind (its sampler, objective and queue) is asked of the kind (`study.kinds`). The pieces it
+runs live in their own modules: `study.cells` (what a study trains, what is done),
 `study.objectives` (what one trial does), `study.storage` (Optuna storage, heartbeats, rows kept in
 the storage) and `study.results` (the results table). docs/architecture.md walks through them.
 """
@@ -9,7 +10,6 @@ the storage) and `study.results` (the results table). docs/architecture.md walks
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import sys
@@ -22,56 +22,29 @@ import optuna
 from optuna.trial import TrialState
 
 from study import storage
-from study.cells import Context, cells, expected_rows, missing_cells, resolve_protocol, rung_id
+from study.cells import (
+    WORKER_ENV,
+    Context,
+    expected_rows,
+    missing_cells,
+    resolve_protocol,
+    sampler_seed,
+)
 from study.data import locate
 from study.errors import DataError, KitError
 from study.files import write_text_atomic
-from study.objectives import grid_objective, recording_errors, search_objective
-from study.studies import ResolvedVariant, StudySpec
+from study.kinds.registry import get_kind
+from study.measure import provenance
+from study.objectives import recording_errors
+from study.studies import StudySpec
 from study.trial_log import logged_trials
+
+__all__ = ["WORKER_ENV", "sampler_seed", "make_study", "run_worker", "enqueue_missing", "write_study_json"]
 
 
 def make_study(ctx: Context, opened: optuna.storages.BaseStorage) -> optuna.Study:
-    """Create or load the Optuna study with the sampler and pruner of its kind."""
-    spec = ctx.spec
-    if spec.kind == "search":
-        multi = len(spec.search.objectives) > 1
-        sampler = optuna.samplers.TPESampler(seed=sampler_seed(ctx), n_startup_trials=max(2, min(10, ctx.profile_spec.n_trials // 3)))
-        pruner = {"median": optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-                  "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(ctx.cfg.epochs, 1)),
-                  "none": optuna.pruners.NopPruner()}[spec.search.pruner]
-        directions = ["maximize", "minimize"] if multi else ["maximize"]
-        return optuna.create_study(study_name=spec.name, storage=opened, sampler=sampler, pruner=pruner,
-                                   directions=directions, load_if_exists=True)
-    space = {"variant": [v.label for v in ctx.variants], "dataset": list(ctx.datasets), "seed": list(ctx.seeds)}
-    if ctx.rungs != ("",):
-        space["rung"] = [rung_id(r) for r in ctx.rungs]
-    return optuna.create_study(study_name=spec.name, storage=opened, sampler=_QueuedGridSampler(space, seed=0),
-                               pruner=optuna.pruners.NopPruner(), direction="maximize", load_if_exists=True)
-
-
-#: Which worker of a run a `study worker` process is (`study run --workers N` numbers them; a standalone worker
-#: without it uses its host:pid): `cells.Context.worker`, part of its search sampler's seed.
-WORKER_ENV = "STUDY_WORKER_INDEX"
-
-
-def sampler_seed(ctx: Context) -> int:
-    """A search worker's sampler seed, derived from the study and the worker: workers started together propose
-    different first trials, and a re-run of the same worker proposes the same ones. Each trial records it."""
-    worker = ctx.worker
-    if worker == "0":  # the first (or only) worker keeps the seed every search had before workers were told apart
-        return 0
-    return int.from_bytes(hashlib.sha256(f"{ctx.spec.name}|{ctx.profile}|{worker}".encode()).digest()[:4], "big")
-
-
-class _QueuedGridSampler(optuna.samplers.GridSampler):
-    """Optuna's GridSampler, tolerant of the seed-major queue: an enqueued trial carries no grid id, and
-    GridSampler's end-of-grid bookkeeping (which would fail on it) has nothing to do for it; the runner
-    stops by the results table's missing cells, not by the grid."""
-
-    def after_trial(self, study, trial, state, values) -> None:
-        if "grid_id" in study._storage.get_trial_system_attrs(trial._trial_id):
-            super().after_trial(study, trial, state, values)
+    """Create or load the Optuna study with the sampler and pruner of its kind (`StudyKind.make_study`)."""
+    return get_kind(ctx.spec.kind).make_study(ctx, opened)
 
 
 def _others_running(study: optuna.Study) -> bool:
@@ -97,16 +70,16 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
     """Work on one study until every cell has a row (or the search budget is spent, or `deadline` passed:
     the run's wall-clock guard finishes the running trial and starts no other). `requeue`: this process starts the
     run alone (no other worker yet), so it may put the queue back in seed-major order (`_requeue_seed_major`)."""
+    kind = get_kind(ctx.spec.kind)
     opened = storage.open_storage(ctx.run_dir, ctx.spec.name, storage_url)
     study = make_study(ctx, opened)
     shared = isinstance(opened, optuna.storages.RDBStorage)
+    # on an RDB the heartbeat reclaims dead trials; a host:pid check there could fail a live worker's trial in
+    # another container that shares the host name. Alone on the journal, the queue may be put back in order.
+    reorder = requeue and not shared
     if not shared:
-        # on an RDB the heartbeat does this; a host:pid check there could fail a live worker's trial
-        # in another container that shares the host name
         storage.reclaim_dead_trials(study)
-        if requeue and ctx.spec.kind != "search":
-            _requeue_seed_major(ctx, study)
-    objective = recording_errors(search_objective(ctx) if ctx.spec.kind == "search" else grid_objective(ctx), ctx.run_dir)
+    objective = recording_errors(kind.objective(ctx), ctx.run_dir)
     objective = logged_trials(ctx.spec.name, objective)  # a log line per trial start/finish/failure
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -114,7 +87,7 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
             on_trial()
         if deadline and time.time() > deadline:
             study.stop()
-        if ctx.spec.kind != "search" and not _queued(study):
+        if kind.queued and not _queued(study):
             # the queue holds every cell left: past it the grid sampler would only draw cells already done
             # (each a pruned, empty trial); the loop below waits for other workers or queues retries instead
             study.stop()
@@ -136,8 +109,9 @@ def run_worker(ctx: Context, storage_url: str | None = None, *, on_trial: Callab
         else:
             stalled = 0
         before = missing
-        if ctx.spec.kind != "search":
-            _enqueue_missing(ctx, study)
+        if kind.queued:
+            kind.queue(ctx, study, reorder)
+            reorder = False
             if not _queued(study) and _others_hold_the_rest(study, shared):
                 continue  # every cell left runs on another worker: wait, never ask the sampler past the queue
         # a failed trial is caught (recorded by Optuna) so one bad cell cannot end the study
@@ -165,48 +139,17 @@ def _others_hold_the_rest(study: optuna.Study, shared: bool) -> bool:
 
 
 def enqueue_missing(ctx: Context, storage_url: str | None = None) -> None:
-    """Queue a grid study's missing cells seed-major before workers start (see `_enqueue_missing`); on the local
-    journal, first reclaim dead workers' trials and put the queue back in order (`_requeue_seed_major`)."""
-    if ctx.spec.kind == "search":
+    """Queue a study's missing cells before workers start (`StudyKind.queue`: a grid's seed-major order); on the
+    local journal, first reclaim dead workers' trials and put the queue back in order."""
+    kind = get_kind(ctx.spec.kind)
+    if not kind.queued:
         return
     opened = storage.open_storage(ctx.run_dir, ctx.spec.name, storage_url)
     study = make_study(ctx, opened)
-    if not isinstance(opened, optuna.storages.RDBStorage):
+    local = not isinstance(opened, optuna.storages.RDBStorage)
+    if local:
         storage.reclaim_dead_trials(study)
-        _requeue_seed_major(ctx, study)
-    _enqueue_missing(ctx, study)
-
-
-def _requeue_seed_major(ctx: Context, study: optuna.Study) -> None:
-    """A resumed run keeps the seed-major order: Optuna re-queues a dead worker's trial at the end of the queue
-    (behind the next seed's cells), so when the waiting trials are out of order they are withdrawn (failed, marked
-    "requeued") and `_enqueue_missing` queues the missing cells again in order. Only before any worker runs."""
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    order = {(c.variant.label, c.dataset, c.seed, rung_id(c.rung)): i for i, c in enumerate(cells(ctx))}
-
-    def position(trial: optuna.trial.FrozenTrial) -> float:
-        p = trial.system_attrs.get("fixed_params") or {}
-        return order.get((p.get("variant"), p.get("dataset"), p.get("seed"), p.get("rung", 0)), float("inf"))
-
-    positions = [position(t) for t in waiting]
-    if positions == sorted(positions):
-        return
-    for trial in waiting:
-        study._storage.set_trial_user_attr(trial._trial_id, "requeued", True)
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-
-
-def _enqueue_missing(ctx: Context, study: optuna.Study) -> None:
-    """Queue the missing cells seed-major (every variant of seed 0, then of seed 1, …): within a seed
-    the variants are paired, so a run stopped by its time guard leaves complete seeds, not stray cells."""
-    done = ctx.table.finished()
-    held = set()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)):
-        params = t.system_attrs.get("fixed_params") or t.params
-        held.add((params.get("variant"), params.get("dataset"), params.get("seed"), params.get("rung", 0)))
-    for c in cells(ctx):
-        if (c.variant.label, c.dataset, c.seed, rung_id(c.rung)) not in held and not c.done(done):
-            study.enqueue_trial(c.params)
+    kind.queue(ctx, study, reorder=local)
 
 
 def _incomplete(ctx: Context, study: optuna.Study) -> KitError:
@@ -221,9 +164,9 @@ def _incomplete(ctx: Context, study: optuna.Study) -> KitError:
 
 
 def write_study_json(ctx: Context, **extra: Any) -> None:
-    """Provenance of a study run beside its results (read by the report)."""
-    from study.measure import provenance
-
+    """Provenance of a study run beside its results (read by the report): its kind and the role of each column
+    of its rows (`StudyKind.roles_of`), so the report never guesses either from names."""
+    kind = get_kind(ctx.spec.kind)
     path = ctx.run_dir / ctx.spec.name / "study.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = _previous(path)
@@ -234,7 +177,8 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
             sources[d] = files.source
         except DataError as err:
             sources[d] = f"not found: {err}"
-    doc = {**previous, "study": ctx.spec.name, "axis": ctx.spec.axis, "kind": ctx.spec.kind,
+    ladder = bool(ctx.spec.profiles[ctx.profile].rungs)
+    doc = {**previous, "study": ctx.spec.name, "axis": ctx.spec.axis, "kind": ctx.spec.kind, "roles": kind.roles_of(ladder),
            "description": ctx.spec.description, "profile": ctx.profile,
            "protocol": ", ".join(sorted({resolve_protocol(d) for d in ctx.datasets})), "datasets": sources,
            **provenance(ctx.device, ctx.cfg.precision), "command": _command(),
@@ -244,10 +188,10 @@ def write_study_json(ctx: Context, **extra: Any) -> None:
            "profile_overrides": list(ctx.profile_spec.overrides), "equivalence_margin": ctx.spec.equivalence_margin,
            "margin_reason": ctx.spec.margin_reason, "design": dict(ctx.spec.design),
            "equivalence_margin_relative": ctx.spec.margin_relative,
-           "variants": _variant_summaries(ctx),
+           "variants": kind.variant_summaries(ctx),
            "tuned": ctx.tuned, "spec_file": ctx.spec.path, "scale": ctx.profile_spec.scale,
            "rungs": [{"rung": r.rung, "budget_images": r.budget_images, "width": r.width, "steps": r.steps(),
-                      "train_config": dataclasses.asdict(r.train), "variants": _variant_summaries(ctx.at(r.rung))}
+                      "train_config": dataclasses.asdict(r.train), "variants": kind.variant_summaries(ctx.at(r.rung))}
                      for r in ctx.spec.profiles[ctx.profile].rungs], **extra}
     write_text_atomic(path, json.dumps(doc, indent=2, default=str))
 
@@ -271,20 +215,6 @@ def _command() -> str:
     """The command line of this run as a user types it (`python -m study …`, not the path of `__main__.py`)."""
     program = "python -m study" if sys.argv and sys.argv[0].endswith(("study/__main__.py", "-m")) else sys.argv[0]
     return " ".join([program, *sys.argv[1:]])
-
-
-def _variant_summaries(ctx: Context) -> dict[str, Any]:
-    if ctx.spec.kind == "search":
-        return {}
-    return {v.label: _variant_summary(ctx.resolved(v.label)) for v in ctx.variants}
-
-
-def _variant_summary(resolved: ResolvedVariant) -> dict[str, Any]:
-    model = resolved.model
-    return {"network": model.name, "match": resolved.variant.match,
-            "width_multiplier": model.spec.blocks[0].width_multiplier if model.spec else None,
-            "flops": resolved.flops, "params": resolved.params, "raw_flops": resolved.raw_flops,
-            "raw_params": resolved.raw_params}
 
 
 def check_profile(spec: StudySpec, profile: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from study.cli import main
-from study.commands.run import _parse_seeds
+from study.commands.selection import parse_seeds
 from study.errors import KitError
 from study.measure import try_batches
 from study.spec import HeadSpec, MKBlockSpec, NetworkSpec
@@ -157,7 +157,7 @@ def test_diverged_train_exits_1_with_the_reason(tiny_root, capsys):
     ("auto:2", (0, 1, 2, 3, 4), ((0, 1, 2), 2)),
 ])
 def test_seeds_forms(text, default, expected):
-    assert _parse_seeds(text, default) == expected
+    assert parse_seeds(text, default) == expected
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -17,7 +17,7 @@ import pytest
 from scipy import stats as sps
 
 from study import stats
-from study.report import display, summary, tables
+from study.report import contrasts, display, summary, tables
 from study.report.__main__ import main
 from study.report.claims import NOT_SUPPORTED, SUPPORTED, check_claims
 from study.report.sections import verdict_cell as _verdict_cell
@@ -920,7 +920,7 @@ def test_a_margin_given_relative_to_the_references_error_rate_is_shown_on_both_s
     run = load_run(run_dir)
     table = run.table[(run.table["status"] == "ok") & (run.table["variant"] == fixture.CONTRAST_REFERENCE)]
     error = 100 - 100 * table["test_accuracy"].mean()
-    assert summary.equivalence_margin(run.provenance) == pytest.approx(0.1 * error)
+    assert contrasts.equivalence_margin(run.provenance) == pytest.approx(0.1 * error)
     line = summary.margin_line(run, pd.DataFrame())
     assert line.startswith(f"±{0.1 * error:g} points (±10 % of the reference's error rate, {error:.1f} %)")
     assert "10% of the reference's error rate" in line

@@ -6,45 +6,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+from study.commands.selection import (
+    add_plan_arguments,
+    add_selection_arguments,
+    device,
+    parse_seeds,
+)
 from study.errors import KitError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `study plan` (the study selection options are `study run`'s)."""
+    """Options of `study plan` (its study selection options are `study run`'s: `study.commands.selection`)."""
     add_selection_arguments(parser)
     add_plan_arguments(parser)
-
-
-def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
-    """Which studies, profile, seeds, overrides and run directory: shared by `study run` and `study plan`."""
-    parser.add_argument("--profile", default="quick", help="quick (a powered proxy for 2 CPU cores) or paper (full scale, GPU)")
-    parser.add_argument("--only", help="comma-separated study names or files (default: the studies marked default_run = true)")
-    parser.add_argument("--all", action="store_true", help="every study of ablations/ (each file states its expected run time)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a study file's key for this run, e.g. --set profiles.quick.seeds=10 "
-                             "--set variants.0.block.kernels=[3,5] (repeatable; applies to every selected study; "
-                             "recorded in runs/<study>/study.json)")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="run directory (default runs/)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when available)")
-    parser.add_argument("--seeds", help='seed count or "auto[:MAX]" (add paired seeds until every contrast is decided or its '
-                        'MDE ≤ --mde-target, or every CI half-width ≤ --ci-target)')
-
-
-def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options only a plan has."""
-    parser.add_argument("--samples", type=int, default=200,
-                        help="specs drawn from a search space to measure the share its bands reject (default 200; 0 = skip)")
-    parser.add_argument("--no-profiling", action="store_true",
-                        help="do not time a few training steps where no finished rows give a rate (estimate shows ?)")
-    parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the plan of the selected studies."""
     from study import cells, plan, search
-    from study.commands.run import _device, _parse_seeds
     from study.overrides import parse_overrides
     from study.profiles import get_profile
 
@@ -52,12 +32,12 @@ def run(args: argparse.Namespace) -> int:
     if args.samples < 0:
         raise KitError("--samples must be ≥ 0")
     specs = plan.select_studies(args.only, args.all, parse_overrides(args.overrides))
-    device = _device(args.device)
+    device_name = device(args.device)
     plans = []
     for spec in specs:
         search.check_profile(spec, args.profile)
-        seeds, _ = _parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
-        ctx = cells.Context(spec, args.profile, args.runs, device, seeds, commit="plan")
+        seeds, _ = parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
+        ctx = cells.Context(spec, args.profile, args.runs, device_name, seeds, commit="plan")
         plans.append(plan.study_plan(ctx, samples=args.samples, profile=not args.no_profiling))
     if args.json:
         print(json.dumps(plan.as_json(plans), indent=2))
@@ -87,14 +67,14 @@ def format_plans(plans) -> str:
     lines = []
     for p in plans:
         lines.append(f"study {p.study} ({p.kind}, profile {p.profile}): "
-                     + (f"{p.trials_done}/{p.trials} trials done" if p.kind == "search"
+                     + (f"{p.trials_done}/{p.trials} trials done" if p.by_trials
                         else f"{len(p.cells) - p.missing}/{len(p.cells)} cells done")
                      + f", ~{_duration(p.remaining_s)} left" * bool(p.missing))
         for label, count in p.stale.items():  # first: what an edit of the study file made stale
             lines.append(f"  ! {label}: {count} stale cell{'s' if count != 1 else ''}: its rows trained another network or "
                          "training config than the study file says now; run trains them again (the old rows are kept, "
                          "superseded)")
-        if p.kind == "search":
+        if p.by_trials:
             lines += _search_lines(p)
         else:
             lines += _grid_lines(p)

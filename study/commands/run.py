@@ -13,15 +13,21 @@ import sys
 import time
 from pathlib import Path
 
+from study.commands import plan as plan_command
+from study.commands.selection import (
+    add_plan_arguments,
+    add_selection_arguments,
+    device,
+    parse_seeds,
+)
 from study.errors import ERROR_FILE, KitError
+from study.kinds.registry import get_kind
 from study.logs import study_log
 from study.progress import Progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `study run`."""
-    from study.commands.plan import add_plan_arguments, add_selection_arguments
-
     add_selection_arguments(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan (= `study plan`: cells, params/FLOPs, done/missing, "
                         "estimated time, search band rejections) and train nothing")
@@ -39,34 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_plan_arguments(parser.add_argument_group("--dry-run options"))
 
 
-def _device(text: str) -> str:
-    import torch
-
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return text
-
-
-def _parse_seeds(text: str | None, default: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
-    """(initial seeds, adaptive max or 0) from --seeds."""
-    if not text:
-        return default, 0
-    if text.startswith("auto"):
-        _, _, cap = text.partition(":")
-        if cap and not cap.isdigit():
-            raise KitError(f'--seeds {text}: use "auto" or "auto:MAX" with an integer MAX, e.g. auto:10')
-        return tuple(range(max(3, min(len(default), int(cap or 10))))), int(cap or 10)
-    if not text.isdigit() or int(text) < 1:
-        raise KitError(f'--seeds {text}: use a seed count ≥ 1 or "auto[:MAX]"')
-    return tuple(range(int(text))), 0
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate every study first, then run them one after the other and write the report; exit code
     EXIT_INCOMPLETE when the time guard stopped the run with cells missing."""
     if args.dry_run:
-        from study.commands import plan as plan_command
-
         return plan_command.run(args)
     from study import cells, tracking
     from study.data import locate
@@ -83,16 +65,16 @@ def run(args: argparse.Namespace) -> int:
     for dataset in sorted({d for s in specs for d in s.datasets_for(args.profile)}):
         cells.resolve_protocol(dataset)
         locate(dataset, "test")  # missing data is one line naming every place looked, before any training
-    device = _device(args.device)
-    check_device(device)  # a bad or absent device is one line before any study starts
+    device_name = device(args.device)
+    check_device(device_name)  # a bad or absent device is one line before any study starts
     if args.workers is not None and args.workers < 1:
         raise KitError("--workers must be ≥ 1")
     budget_min = args.budget_min if args.budget_min is not None else _guard_min(specs, profile.name)
     deadline = time.time() + 60 * budget_min if budget_min else 0.0
     contexts = []
     for spec in specs:
-        seeds, adaptive = _parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
-        contexts.append((cells.Context(spec, args.profile, args.runs, device, seeds), adaptive))
+        seeds, adaptive = parse_seeds(args.seeds, tuple(range(spec.profiles[args.profile].seeds)))
+        contexts.append((cells.Context(spec, args.profile, args.runs, device_name, seeds), adaptive))
     progress = Progress([c for c, _ in contexts])
     begin = time.time()
     errors: list[KitError] = []
@@ -153,10 +135,7 @@ def _run_study(ctx, adaptive: int, args: argparse.Namespace, progress: Progress,
                 _run_workers(ctx, args, progress, deadline, workers, as_arguments(overrides))
             else:
                 search.run_worker(ctx, args.storage, on_trial=progress.update, deadline=deadline, requeue=True)
-            if ctx.spec.kind == "search":  # no best point rests on one seed
-                from study import confirm
-
-                confirm.confirm(ctx, deadline)
+            get_kind(ctx.spec.kind).finish(ctx, deadline)  # e.g. a search confirms its best at more seeds
         except KitError as err:  # one broken study must not cost the others (or the report)
             errors.append(err)
             return
@@ -192,7 +171,7 @@ def _measure_costs(ctx, deadline: float, errors: list[KitError]) -> None:
 
 def _adaptive_decision(ctx, adaptive: int, args: argparse.Namespace, deadline: float):
     """The seeds decision of an adaptive grid study (None when seeds are fixed)."""
-    if not adaptive or ctx.spec.kind != "grid" or ctx.spec.reference() is None:
+    if not adaptive or not get_kind(ctx.spec.kind).adaptive_seeds or ctx.spec.reference() is None:
         return None
     from study import results, stats
 

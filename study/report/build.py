@@ -14,7 +14,17 @@ from pathlib import Path
 import pandas as pd
 
 from study.errors import KitError
-from study.report import display, figures, provenance, reference, sections, summary, tables
+from study.kinds.base import Page
+from study.report import (
+    contrasts,
+    display,
+    figures,
+    provenance,
+    reference,
+    sections,
+    summary,
+    tables,
+)
 from study.report.claims import check_claims
 from study.report.html import (
     Note,
@@ -97,7 +107,7 @@ def _paper_tables(study: StudyRun, out_dir: Path) -> tuple[str, list] | None:
     one = one[~one["low_data"]]
     blocks = []
     if len(one):
-        caption = (f"Table I PROXY — test accuracy (%) after {summary.scale_of(study)}, an equal tuned budget for every "
+        caption = (f"Table I PROXY — test accuracy (%) after {contrasts.scale_of(study)}, an equal tuned budget for every "
                    f"model, from study {study.name}: it ranks the models at this budget and is not comparable with the "
                    "paper's converged numbers (none is set beside it; see the study page for them as context)."
                    if proxy else f"Table I — test accuracy (%) vs the paper, from study {study.name}; paper within one "
@@ -125,7 +135,7 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     out = sections.Outputs(folder)
     table = study.table
     main = tables.main_rows(table)
-    margin = summary.equivalence_margin(study.provenance)
+    margin = contrasts.equivalence_margin(study.provenance)
     # the paper's claims and Tables I/II are about LR-Net against its baselines: only a study that trained them
     baselines = tables.trained_baselines(table)
     proxy = summary.is_proxy(study)
@@ -136,23 +146,14 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     claims = check_claims(versus, table_two, set(main["model"])) if baselines and not proxy else []
     palette = figures.model_palette(table["model"].dropna().astype(str))
     book = ReportBook(f"Study {study.name}", _subtitle(study), provenance.study_footer(study))
-    ablations = {axis: sections.compare_axis(table, axis, margin, summary.family_alpha(study))
-                 for axis in tables.ablation_axes(table)}
+    ablations = contrasts.by_axis(study)
 
     _summary(book, study, table_one, claims, ablations)
     sections.run_section(book.section("Run"), study)
     if baselines:
         sections.table_one_section(book.section("Table I — accuracy vs the paper"), out, table_one, versus, main, study)
         sections.table_two_section(book.section("Table II — cost"), out, table_two)
-    if ablations:
-        sections.ablation_section(book.section("Ablations"), out, study, ablations)
-        sections.transfer_section(book, out, study, ablations)
-    if summary.study_kind(study) != "search":
-        sections.curves_section(book, out, study, main)
-    sections.pareto_section(book, out, table, palette)
-    if summary.study_kind(study) == "search" and (study.journal is not None or study.storage_url):
-        sections.search_section(book.section("Search"), out, study)
-    sections.robustness_section(book, out, table, palette)
+    contrasts.kind_of(study).sections(book, out, study, Page(main, palette, ablations))
     if baselines and not proxy:
         book.section("Claims check").add(
             Note("Each claim of the paper is checked against this study's own numbers. Accuracy: supported only "
@@ -194,7 +195,7 @@ def _summary(book: ReportBook, study: StudyRun, table_one: pd.DataFrame, claims,
             + (" (outside the range of one run of ours)" if sections.paper_in_range_cell(r)[1] == "flag" else "")
             for r in lrnet.to_dict("records") if not r["low_data"]
         ]))
-    margin = summary.equivalence_margin(study.provenance)
+    margin = contrasts.equivalence_margin(study.provenance)
     counts = [f"{axis}: {summary.verdict_counts(result['verdict'], margin)}"
               for axis, result in ablations.items() if not isinstance(result, str) and not result.empty]
     if counts:
@@ -202,7 +203,7 @@ def _summary(book: ReportBook, study: StudyRun, table_one: pd.DataFrame, claims,
                                  f"shown within ±{margin:g} pts by TOST; inconclusive: neither):", "info", counts))
     caveats = [*study.problems]
     if tables.trained_baselines(study.table) and summary.is_proxy(study):
-        caveats.append(f"The paper's claims are not checked: this study trained a PROXY ({summary.scale_of(study)}), and "
+        caveats.append(f"The paper's claims are not checked: this study trained a PROXY ({contrasts.scale_of(study)}), and "
                        "the claims are about converged networks; a short-budget ranking neither supports nor refutes "
                        "them. `--profile paper` checks them.")
     mde = sections.quick_mde_sentence(study)

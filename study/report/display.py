@@ -6,6 +6,9 @@ import math
 
 import pandas as pd
 
+from study.report.tables import DIFFERENCE_BOUNDS, verdict_kind
+from study.stats import clip_interval
+
 
 def missing(value) -> bool:
     """None, pd.NA or NaN: shown as a dash."""
@@ -25,8 +28,6 @@ def verdict_class(verdict, diff=None, mde=None) -> str:
     "Equivalent" reads as agreement, so it keeps its colour only when |Δ| is within the MDE (when both
     are given): a gap larger than the design could detect is never coloured as agreement.
     """
-    from study.report.tables import verdict_kind
-
     kind = verdict_kind(verdict)
     if kind == "equivalent" and not agrees(diff, mde):
         return "muted"
@@ -66,9 +67,7 @@ def accuracy_interval(low, high, clipped=False) -> str:
 
 def difference_interval(low, high) -> str:
     """A signed interval of a difference of accuracies, cut to [-100, 100] and marked when it reached beyond."""
-    from study.stats import clip_interval
-
-    low, high, clipped = clip_interval(low, high, (-100.0, 100.0))
+    low, high, clipped = clip_interval(low, high, DIFFERENCE_BOUNDS)
     text = interval(low, high, signed=True)
     return text + CLIPPED if clipped and text != "–" else text
 

@@ -25,6 +25,7 @@ class StudyRun:
     costs: pd.DataFrame = field(default_factory=pd.DataFrame)  # Table II's measurements (`study.costs`), if any
     storage_url: str | None = None  # an Optuna RDB (e.g. PostgreSQL) that may hold the study instead of the journal
     tuning: dict = field(default_factory=dict)  # tuning.json: the tuning stage's budget, points and choices per profile
+    derived: dict = field(default_factory=dict, repr=False, compare=False)  # what is computed once per study (contrasts)
 
     @property
     def profile(self) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from study import stats
-from study.report import display, figures, optuna_search, summary, tables
+from study.report import contrasts, display, figures, optuna_search, summary, tables
 from study.report.curves import METRIC_NAMES, drawable, drawn_metrics, load_histories, mean_curves
 from study.report.html import (
     Facts,
@@ -123,7 +123,7 @@ def run_section(section: Section, study: StudyRun) -> None:
         ("what ran", f"{len(table)} runs · axes: {axes or '–'} · models: {unique(table['model'])} · "
                      f"datasets: {unique(table['dataset'])} · seeds: {unique(table['seed'])}"),
         ("profile", summary.profile_line(study)),
-        ("equivalence margin", f"±{summary.equivalence_margin(prov):g} accuracy points"),
+        ("equivalence margin", f"±{contrasts.equivalence_margin(prov):g} accuracy points"),
         ("protocol", "; ".join(describe_protocol(p) for p in sorted(set(table["protocol"].dropna().astype(str))))
          or str(prov.get("protocol", "–"))),
         ("baselines", describe_baselines(baselines)),
@@ -221,7 +221,7 @@ def table_one_section(section: Section, out: Outputs, table_one: pd.DataFrame, v
     if proxy:
         context = paper_context(table_one)
         section.add(Note(
-            f"PROXY Table I: test accuracy (%) on clean data from {source} after {summary.scale_of(study)} — an equal "
+            f"PROXY Table I: test accuracy (%) on clean data from {source} after {contrasts.scale_of(study)} — an equal "
             "budget for every model, each at its tuned learning rate (lr column): mean and 95% t-interval over seeds. "
             "It ranks the models at this small budget; it does not reproduce the paper's converged accuracies, so no "
             "number of it is set beside the paper's and none feeds a claim verdict (`--profile paper` does both).",
@@ -237,7 +237,7 @@ def table_one_section(section: Section, out: Outputs, table_one: pd.DataFrame, v
     full, low = table_one[~table_one["low_data"]], table_one[table_one["low_data"]]
     columns = table_one_columns(proxy)
     if len(full):
-        caption = f"Table I PROXY: accuracy after {summary.scale_of(study)}." if proxy else "Table I reproduction."
+        caption = f"Table I PROXY: accuracy after {contrasts.scale_of(study)}." if proxy else "Table I reproduction."
         section.add(frame_table(full, columns, caption=caption, csv=out.csv(full, "table_i"),
                                 row_class=lambda r: "reference" if r["model"] == tables.LRNET else "", collapse_over=30))
     if len(low):
@@ -295,7 +295,7 @@ def versus_subsection(sub: Section, out: Outputs, versus: pd.DataFrame) -> None:
         "p (Holm)": ("p_adjusted", display.p_value), "test": lambda r: "paired" if r["paired"] else "Welch",
         "MDE": ("mde", display.mde), "LR-Net is": verdict_cell,
     }, caption="LR-Net against the baselines.", csv=out.csv(versus, "lrnet_vs_baselines")))
-    if beyond(versus, -100.0, 100.0):
+    if beyond(versus, *tables.DIFFERENCE_BOUNDS):
         sub.add(Note(CLIPPED_NOTE, "warn"))
 
 
@@ -338,23 +338,10 @@ def table_two_section(section: Section, out: Outputs, table_two: pd.DataFrame) -
         row_class=lambda r: "reference" if r["model"] == tables.LRNET else ""))
 
 
-def compare_axis(table: pd.DataFrame, axis: str, margin: float = summary.DEFAULT_MARGIN,
-                 alpha: float = 0.05) -> pd.DataFrame | str:
-    """stats.compare_axis, or why the axis could not be compared (e.g. two variants flagged as reference)."""
-    try:
-        result = stats.compare_axis(table, axis, margin=margin, alpha=alpha)
-    except ValueError as err:
-        return f"Could not compare this axis: {err}"
-    if result.empty:
-        return ("Nothing to compare on this axis yet: it needs ok rows of the reference (is_reference) and of at "
-                "least one other variant.")
-    return result
-
-
 def ablation_section(section: Section, out: Outputs, study: StudyRun,
                       ablations: dict[str, pd.DataFrame | str]) -> None:
     table = study.table
-    margin = summary.equivalence_margin(study.provenance)
+    margin = contrasts.equivalence_margin(study.provenance)
     section.add(Note(
         "Each variant against the axis's reference (the paper configuration), per dataset and degradation: "
         "Δ = variant − reference in points with its 95% CI, paired by seed where possible, p-values "
@@ -396,9 +383,9 @@ def ablation_section(section: Section, out: Outputs, study: StudyRun,
                                             f"({study.provenance['design'].get('source', 'no source')}) beside the run's "
                                             "own; the MDE's range is its 95 % interval from the observed SD's "
                                             "uncertainty (χ² on n − 1 df).", csv=out.csv(design, f"design_{axis}")))
-            if beyond(result, -100.0, 100.0):
+            if beyond(result, *tables.DIFFERENCE_BOUNDS):
                 sub.add(Note(CLIPPED_NOTE, "warn"))
-        for rung in summary.rung_order(study) or [""]:  # a ladder: one figure per rung (seeds pair within a rung)
+        for rung in contrasts.rung_order(study) or [""]:  # a ladder: one figure per rung (seeds pair within a rung)
             rows = table[table["rung"].fillna("").astype(str) == rung] if rung else table
             points = tables.axis_points(rows, axis)
             if not len(points):
@@ -417,7 +404,7 @@ def transfer_section(book: ReportBook, out: Outputs, study: StudyRun, ablations:
     transfer = summary.transfer_study(study)
     if transfer.empty:
         return
-    margin = summary.equivalence_margin(study.provenance)
+    margin = contrasts.equivalence_margin(study.provenance)
     section = book.section("Transfer across rungs")
     section.add(Note(
         "Does each contrast hold as the scale grows? The change of Δ (variant − reference) from the lowest to the "

@@ -21,6 +21,14 @@ import pandas as pd
 
 from study import stats
 from study.report import display, tables
+from study.report.contrasts import axes as contrast_axes
+from study.report.contrasts import (
+    by_axis,
+    equivalence_margin,
+    kind_of,
+    ordered,
+    scale_of,
+)
 
 #: The study a plain `nox -s ablations` runs; it leads the summary and the CSV.
 CONTRASTS_STUDY = "contrasts"
@@ -29,9 +37,6 @@ CONTRASTS_STUDY = "contrasts"
 CSV_COLUMNS = ("study", "contrast", "kind", "scale", "rung", "n", "delta", "ci_low", "ci_high", "mde", "verdict",
                "low_rung", "high_rung", "delta_low", "delta_high", "per_doubling", "per_doubling_low",
                "per_doubling_high")
-DEFAULT_MARGIN = 3.0
-#: A difference of two accuracies in points lies in [-100, 100]: intervals are cut to it and marked.
-DIFFERENCE_BOUNDS = (-100.0, 100.0)
 MINUS = "\u2212"
 _FRAME_COLUMNS = ["study", "axis", "dataset", "degradation", "contrast", "kind", "scale", "rung", "variant", "reference",
                   "n", "n_variant", "n_reference", "paired", "delta", "ci_low", "ci_high", "mde", "verdict", "margin",
@@ -45,37 +50,6 @@ _TRANSFER_COLUMNS = ["study", "axis", "dataset", "degradation", "contrast", "kin
 def run_command(name: str, profile: str = "quick") -> str:
     """The command that runs one study of `ablations/` (quick is the default profile, so it goes unsaid)."""
     return f"nox -s ablations -- --only {name}" + (f" --profile {profile}" if profile not in ("quick", "–", "") else "")
-
-
-def equivalence_margin(provenance: dict) -> float:
-    """The study's equivalence margin in points (study.json), else the default ±3."""
-    try:
-        value = float(provenance.get("equivalence_margin", DEFAULT_MARGIN))
-    except (TypeError, ValueError):
-        return DEFAULT_MARGIN
-    return value if math.isfinite(value) and value > 0 else DEFAULT_MARGIN
-
-
-def family_alpha(study) -> float:
-    """The family level a study's verdicts are judged at: 0.05, or a `--seeds auto` run's `sequential_alpha`
-    (recorded in study.json), so its repeated looks cost what they should."""
-    try:
-        value = float(study.provenance.get("sequential_alpha", 0.05))
-    except (TypeError, ValueError):
-        return 0.05
-    return value if 0 < value <= 0.05 else 0.05
-
-
-def study_kind(study) -> str:
-    """grid / robustness / search: from study.json, else guessed from the axes of the rows."""
-    kind = study.provenance.get("kind")
-    if isinstance(kind, str) and kind:
-        return kind
-    axes = set(study.table["axis"].dropna().astype(str))
-    for only in ("search", "robustness"):
-        if axes and axes <= {only}:
-            return only
-    return "grid"
 
 
 def is_proxy(study) -> bool:
@@ -112,35 +86,17 @@ def profile_line(study) -> str:
     return line
 
 
-def contrast_axes(study) -> list[str]:
-    """The axes whose variants are compared with the reference: the study's own axis, else its ablation axes."""
-    if study_kind(study) != "grid":
-        return []
-    axis = study.provenance.get("axis")
-    present = set(tables.ok_rows(study.table)["axis"].dropna().astype(str))
-    if isinstance(axis, str) and axis in present:
-        return [axis]
-    return tables.ablation_axes(study.table)
-
-
 def compare_study(study) -> tuple[pd.DataFrame, list[str]]:
     """Every contrast of a grid study (one row each, `_FRAME_COLUMNS`) and notes on axes that could not be compared.
 
     Uses the study's equivalence margin; rows follow the spec's variant order, then the datasets' order.
     """
-    margin = equivalence_margin(study.provenance)
-    axes = contrast_axes(study)
     frames, notes = [], []
-    for axis in axes:
-        try:
-            result = stats.compare_axis(study.table, axis, margin=margin, alpha=family_alpha(study))
-        except ValueError as err:
-            notes.append(f"{axis}: could not compare ({err}).")
+    for axis, result in by_axis(study).items():
+        if isinstance(result, str):
+            notes.append(f"{axis}: {result}")
             continue
-        if result.empty:
-            notes.append(f"{axis}: nothing to compare yet — needs ok rows of the reference and of another variant.")
-            continue
-        frames.append(_ordered(result, study, axis))
+        frames.append(result)
     if not frames:
         return pd.DataFrame(columns=_FRAME_COLUMNS), notes
     result = pd.concat(frames, ignore_index=True)
@@ -198,37 +154,10 @@ def capacity_note(study, variant: str, reference: str) -> str:
             f"by more than ±{TOLERANCE:.0%} ({shown}), so the difference may be one of size, not design.")
 
 
-def _ordered(result: pd.DataFrame, study, axis: str) -> pd.DataFrame:
-    variants = study.provenance.get("variants")
-    order = list(variants) if isinstance(variants, dict) and variants else []
-    order += [v for v in tables.axis_points(study.table, axis)["variant"].astype(str) if v not in order]
-    rungs = {"rung": rung_order(study)} if "rung" in result.columns else {}  # a ladder: each contrast at its rungs
-    return tables.sort_like(result, dataset=tables.dataset_order(result["dataset"].astype(str)),
-                            variant=list(dict.fromkeys(order)), **rungs)
-
-
-def rung_order(study) -> list[str]:
-    """The ladder's rung labels, smallest first (study.json's order, else the rows' by size)."""
-    rungs = study.provenance.get("rungs")
-    if isinstance(rungs, list) and rungs and all(isinstance(r, dict) for r in rungs):
-        return [str(r.get("rung")) for r in rungs]
-    rows = study.table[study.table["rung"].fillna("").astype(str).ne("")] if "rung" in study.table.columns else study.table.iloc[0:0]
-    return sorted(rows["rung"].astype(str).unique(), key=lambda r: stats.rung_size(rows[rows["rung"] == r]))
-
-
-def scale_of(study) -> str:
-    """Where a study without a ladder measured its verdicts: "450 steps, width ×0.25" (study.json, else its rows)."""
-    scale = study.provenance.get("scale")
-    if isinstance(scale, str) and scale:
-        return scale
-    values = study.table["scale"].dropna().astype(str).unique() if "scale" in study.table.columns else []
-    return " | ".join(sorted(values)) if len(values) else f"the {study.profile} profile's budget and width"
-
-
 def transfer_study(study) -> pd.DataFrame:
     """Every contrast of a ladder study from its lowest to its highest rung (`stats.transfer_axis`), one record each
     (`_TRANSFER_COLUMNS`) with a one-line answer; empty for a study without a ladder."""
-    if study_kind(study) != "grid" or "rung" not in study.table.columns:
+    if not kind_of(study).contrasts or "rung" not in study.table.columns:
         return pd.DataFrame(columns=_TRANSFER_COLUMNS)
     margin = equivalence_margin(study.provenance)
     records = []
@@ -237,7 +166,7 @@ def transfer_study(study) -> pd.DataFrame:
             result = stats.transfer_axis(study.table, axis, margin=margin)
         except ValueError:
             continue
-        for r in _ordered(result, study, axis).to_dict("records") if len(result) else []:
+        for r in ordered(result, study, axis).to_dict("records") if len(result) else []:
             where = _where(r)
             records.append({
                 "study": study.name, "axis": axis, "dataset": r["dataset"], "degradation": r["degradation"],
@@ -292,7 +221,7 @@ def _signed(value: float) -> str:
 
 
 def _ci(record: dict) -> str:
-    low, high, clipped = stats.clip_interval(record["ci_low"], record["ci_high"], DIFFERENCE_BOUNDS)
+    low, high, clipped = stats.clip_interval(record["ci_low"], record["ci_high"], tables.DIFFERENCE_BOUNDS)
     return f"[95 % CI {_signed(low)}, {_signed(high)}{', cut to ±100' if clipped else ''}]"
 
 
@@ -421,14 +350,13 @@ def summarise(study, link: str | None, siblings: Iterable = ()) -> dict[str, Any
     """Everything the index shows about one study; `siblings` (the run's other studies) may hold the ladder
     study that checks whether its verdicts hold at a larger scale."""
     prov, table = study.provenance, study.table
-    kind = study_kind(study)
+    kind = kind_of(study)
     margin = equivalence_margin(prov)
     frame, notes = compare_study(study) if len(table) else (pd.DataFrame(columns=_FRAME_COLUMNS), [])
     transfer = transfer_study(study) if len(table) else pd.DataFrame(columns=_TRANSFER_COLUMNS)
-    findings = (robustness_findings(study) if kind == "robustness" else search_findings(study)) \
-        if kind != "grid" and len(table) else []
-    if kind != "grid" and len(table):
-        notes = [] if findings else [f"A {kind} study: no pre-registered contrasts; its page has the results."]
+    findings = kind.findings(study) if not kind.contrasts and len(table) else []
+    if not kind.contrasts and len(table):
+        notes = [] if findings else [f"A {kind.name} study: no pre-registered contrasts; its page has the results."]
     elif not len(table):
         notes = ["No results yet."]
     elif frame.empty and not notes:
@@ -456,7 +384,7 @@ def summarise(study, link: str | None, siblings: Iterable = ()) -> dict[str, Any
     } for r in transfer.to_dict("records")]
     return {
         "name": study.name, "anchor": "study-" + "".join(c if c.isalnum() else "-" for c in study.name),
-        "link": link, "kind": kind,
+        "link": link, "kind": kind.name, "compares": kind.contrasts,
         "description": str(prov.get("description") or "no description recorded (an older run)"),
         "profile": profile_line(study), "proxy": is_proxy(study),
         "ok": int((table["status"] == "ok").sum()), "total": len(table),
@@ -548,7 +476,7 @@ def _toml_description(path: Path) -> str:
 def contrasts_csv(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per contrast (per rung) of every grid study, the contrasts study first, then its transfer rows
     (`CSV_COLUMNS`)."""
-    frames = [f for s in summaries if s["kind"] == "grid" for f in (s["frame"], s["transfer_frame"]) if len(f)]
+    frames = [f for s in summaries if s["compares"] for f in (s["frame"], s["transfer_frame"]) if len(f)]
     if not frames:
         return pd.DataFrame(columns=list(CSV_COLUMNS))
     out = pd.concat([f.reindex(columns=list(CSV_COLUMNS)) for f in frames], ignore_index=True)

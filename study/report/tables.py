@@ -18,6 +18,8 @@ ACCURACY = "test_accuracy"
 SCALE = 100.0
 #: Accuracy in points lives in [0, 100]: intervals are cut to it and marked where they had to be.
 ACCURACY_BOUNDS = (0.0, SCALE)
+#: A difference of two accuracies in points lies in [-100, 100]: intervals are cut to it and marked.
+DIFFERENCE_BOUNDS = (-SCALE, SCALE)
 CLEAN = "none"
 LRNET = "lrnet_paper"
 #: Axes that are not "variant vs paper configuration" comparisons and get their own sections.

@@ -1,0 +1,120 @@
+"""A study's contrasts, computed once: each variant − the reference (in accuracy points), per axis, dataset,
+degradation and rung, Holm across an axis's variants (`stats.compare_axis`). The index, the study page and
+`reports/contrasts.csv` all read them from here, with that one sign convention.
+
+Which studies have contrasts is their kind's to say (`StudyKind.contrasts`, from study.json's `kind`); the
+margin and the family level are the study's own (study.json), else ±3 points at α = 0.05.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from study import stats
+from study.kinds.base import StudyKind
+from study.kinds.registry import get_kind
+from study.report import tables
+
+DEFAULT_MARGIN = 3.0
+
+
+def equivalence_margin(provenance: dict) -> float:
+    """The study's equivalence margin in points (study.json), else the default ±3."""
+    try:
+        value = float(provenance.get("equivalence_margin", DEFAULT_MARGIN))
+    except (TypeError, ValueError):
+        return DEFAULT_MARGIN
+    return value if math.isfinite(value) and value > 0 else DEFAULT_MARGIN
+
+
+def family_alpha(study) -> float:
+    """The family level a study's verdicts are judged at: 0.05, or a `--seeds auto` run's `sequential_alpha`
+    (recorded in study.json), so its repeated looks cost what they should."""
+    try:
+        value = float(study.provenance.get("sequential_alpha", 0.05))
+    except (TypeError, ValueError):
+        return 0.05
+    return value if 0 < value <= 0.05 else 0.05
+
+
+def study_kind(study) -> str:
+    """The study's kind as its run recorded it (study.json, else its rows' `kind`), else "grid" (a run older than
+    both)."""
+    kind = study.provenance.get("kind")
+    if isinstance(kind, str) and kind:
+        return kind
+    if "kind" in study.table.columns:
+        kinds = study.table["kind"].dropna().astype(str)
+        if len(kinds):
+            return str(kinds.iloc[0])
+    return "grid"
+
+
+def kind_of(study) -> StudyKind:
+    """The `StudyKind` that reports a study (one line naming the known kinds when its kind is unknown here)."""
+    return get_kind(study_kind(study))
+
+
+def axes(study) -> list[str]:
+    """The axes whose variants are compared with the reference: the study's own axis, else (an older run that
+    recorded several) every axis of its rows with a reference; none for a kind without contrasts."""
+    if not len(study.table) or not kind_of(study).contrasts:
+        return []
+    axis = study.provenance.get("axis")
+    rows = tables.ok_rows(study.table)
+    present = set(rows["axis"].dropna().astype(str))
+    if isinstance(axis, str) and axis in present:
+        return [axis]
+    return tables.ablation_axes(study.table)
+
+
+def by_axis(study) -> dict[str, pd.DataFrame | str]:
+    """Every axis's contrasts (`stats.compare_axis`, sorted by the spec's variant order and the ladder's rungs), or
+    why the axis could not be compared; computed once per study and kept on it."""
+    cache = getattr(study, "derived", None)
+    if cache is not None and "contrasts" in cache:
+        return cache["contrasts"]
+    out: dict[str, pd.DataFrame | str] = {}
+    for axis in axes(study):
+        try:
+            result = stats.compare_axis(study.table, axis, margin=equivalence_margin(study.provenance),
+                                        alpha=family_alpha(study))
+        except ValueError as err:
+            out[axis] = f"Could not compare this axis: {err}"
+            continue
+        out[axis] = ordered(result, study, axis) if len(result) else (
+            "Nothing to compare on this axis yet: it needs ok rows of the reference (is_reference) and of at least "
+            "one other variant.")
+    if cache is not None:
+        cache["contrasts"] = out
+    return out
+
+
+def ordered(result: pd.DataFrame, study, axis: str) -> pd.DataFrame:
+    """Rows in the study file's variant order (study.json), then the datasets' and the ladder's rungs' order."""
+    variants = study.provenance.get("variants")
+    order = list(variants) if isinstance(variants, dict) and variants else []
+    order += [v for v in tables.axis_points(study.table, axis)["variant"].astype(str) if v not in order]
+    rungs = {"rung": rung_order(study)} if "rung" in result.columns else {}  # a ladder: each contrast at its rungs
+    return tables.sort_like(result, dataset=tables.dataset_order(result["dataset"].astype(str)),
+                            variant=list(dict.fromkeys(order)), **rungs)
+
+
+def rung_order(study) -> list[str]:
+    """The ladder's rung labels, smallest first (study.json's order, else the rows' by size)."""
+    rungs = study.provenance.get("rungs")
+    if isinstance(rungs, list) and rungs and all(isinstance(r, dict) for r in rungs):
+        return [str(r.get("rung")) for r in rungs]
+    rows = study.table[study.table["rung"].fillna("").astype(str).ne("")] if "rung" in study.table.columns else study.table.iloc[0:0]
+    return sorted(rows["rung"].astype(str).unique(), key=lambda r: stats.rung_size(rows[rows["rung"] == r]))
+
+
+def scale_of(study) -> str:
+    """Where a study without a ladder measured its verdicts: "450 steps, width ×0.25" (study.json, else its rows)."""
+    scale = study.provenance.get("scale")
+    if isinstance(scale, str) and scale:
+        return scale
+    values = study.table["scale"].dropna().astype(str).unique() if "scale" in study.table.columns else []
+    return " | ".join(sorted(values)) if len(values) else f"the {study.profile} profile's budget and width"
