@@ -40,6 +40,9 @@ class ModelEntry:
     description: str
     spec: NetworkSpec | None = None
     input_size: int = 28
+    baseline: str = ""  # a baseline's architecture ("vgg16"); "" for the kit's own networks
+    paper_row: str = ""  # the paper's Table I row this model reproduces ("VGG-16", "LR-Net"), where it has one
+    paper_comparator: bool = False  # one of the paper's own comparators (VGG-16, InceptionV3, ResNet-50)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -136,9 +139,13 @@ MK_VARIANTS: dict[str, tuple[NetworkSpec, str]] = {
                           "the paper's LR-Net with the authors' Keras defaults (Glorot-uniform init, BN momentum 0.99, ε 1e-3)"),
 }
 
+#: The registered MK networks that are the paper's LR-Net (the Keras-defaults build is the same network, as the
+#: authors trained it): their numbers sit beside the paper's "LR-Net" row.
+PAPER_LRNET = ("lrnet_paper", "lrnet_paper_keras")
+
 for _name, (_spec, _desc) in MK_VARIANTS.items():
     register_model(ModelEntry(_name, lambda n, s=_spec: MKNet(dataclasses.replace(s, num_classes=n)), _desc,
-                              spec=dataclasses.replace(_spec, name=_name)))
+                              spec=dataclasses.replace(_spec, name=_name), paper_row="LR-Net" if _name in PAPER_LRNET else ""))
 
 
 # --------------------------------------------------------------------------- baselines
@@ -216,13 +223,25 @@ BASELINES: dict[str, tuple[Callable[[int, bool], nn.Module], int, str]] = {
 }
 
 
+#: The paper's own comparators (its Table I and claims are about them); the others are the kit's extra baselines.
+PAPER_COMPARATORS = ("vgg16", "inception_v3", "resnet50")
+#: The paper's Table I rows (docs/paper.md §2) by architecture: ResNet-50 has none.
+PAPER_ROWS = {"vgg16": "VGG-16", "inception_v3": "InceptionV3"}
+
+
 def _register_baselines() -> None:
     for arch, (builder, size, display) in BASELINES.items():
+        facts = {"baseline": arch, "paper_row": PAPER_ROWS.get(arch, ""), "paper_comparator": arch in PAPER_COMPARATORS}
         register_model(ModelEntry(f"{arch}_scratch", lambda n, b=builder: b(n, True),
-                                  f"{display} from scratch, stem adapted to 1×28×28"))
+                                  f"{display} from scratch, stem adapted to 1×28×28", **facts))
         register_model(ModelEntry(
             f"{arch}_paper", lambda n, b=builder, s=size: nn.Sequential(PaperInput(s), b(n, False)),
-            f"{display}, paper protocol: resized to {size}×{size}, repeated to 3 channels"))
+            f"{display}, paper protocol: resized to {size}×{size}, repeated to 3 channels", **facts))
+
+
+def registered(name: str) -> ModelEntry | None:
+    """A model's registry entry, or None for a name the registry does not know (a row of another kit's model)."""
+    return _REGISTRY.get(str(name))
 
 
 _register_baselines()

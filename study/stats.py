@@ -74,7 +74,7 @@ DECIDED = ("better", "worse")
 REFERENCE_NAMES: tuple[str, ...] = ("paper", "lrnet_paper")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Comparison:
     """One variant-vs-reference comparison of a metric (diff = variant - reference).
 
@@ -721,8 +721,10 @@ def _paired(v, r, alpha, margin, variant, reference) -> _Raw:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         correlation = float(np.corrcoef(v, r)[0, 1]) if n >= 3 and v.std() > 0 and r.std() > 0 else math.nan
-    c = Comparison(variant, reference, n, n, float(v.mean()), float(r.mean()), mean, low, high, p,
-                   p, math.nan, True, "", margin, p_eq, p_eq, alpha, correlation=correlation)
+    c = Comparison(variant=variant, reference=reference, n_variant=n, n_reference=n, mean_variant=float(v.mean()),
+                   mean_reference=float(r.mean()), diff=mean, ci_low=low, ci_high=high, p_value=p, p_adjusted=p,
+                   mde=math.nan, paired=True, verdict="", margin=margin, p_equivalence=p_eq, p_equivalence_adjusted=p_eq,
+                   alpha_used=alpha, correlation=correlation)
     return _Raw(c, sd, n, 1.0)
 
 
@@ -732,8 +734,10 @@ def _welch(v, r, alpha, margin, variant, reference) -> _Raw:
     mr = float(r.mean()) if nr else math.nan
     diff = mv - mr
     if min(nv, nr) < 2:
-        c = Comparison(variant, reference, nv, nr, mv, mr, diff, math.nan, math.nan, math.nan,
-                       math.nan, math.nan, False, INSUFFICIENT, margin, math.nan, math.nan, alpha)
+        c = Comparison(variant=variant, reference=reference, n_variant=nv, n_reference=nr, mean_variant=mv,
+                       mean_reference=mr, diff=diff, ci_low=math.nan, ci_high=math.nan, p_value=math.nan,
+                       p_adjusted=math.nan, mde=math.nan, paired=False, verdict=INSUFFICIENT, margin=margin,
+                       alpha_used=alpha)
         return _Raw(c, math.nan, nv, 1.0)
     res = _quiet_test(stats.ttest_ind, v, r, equal_var=False)
     p = float(res.pvalue)
@@ -747,8 +751,10 @@ def _welch(v, r, alpha, margin, variant, reference) -> _Raw:
         df = (a + b) ** 2 / (a**2 / (nv - 1) + b**2 / (nr - 1))
         p_eq = _tost_p(diff, math.sqrt(a + b), df, margin)
     pooled_sd = math.sqrt(((nv - 1) * v.var(ddof=1) + (nr - 1) * r.var(ddof=1)) / (nv + nr - 2))
-    c = Comparison(variant, reference, nv, nr, mv, mr, diff, low, high, p, p, math.nan, False, "",
-                   margin, p_eq, p_eq, alpha)
+    c = Comparison(variant=variant, reference=reference, n_variant=nv, n_reference=nr, mean_variant=mv,
+                   mean_reference=mr, diff=diff, ci_low=low, ci_high=high, p_value=p, p_adjusted=p, mde=math.nan,
+                   paired=False, verdict="", margin=margin, p_equivalence=p_eq, p_equivalence_adjusted=p_eq,
+                   alpha_used=alpha)
     return _Raw(c, pooled_sd, nv, nr / nv)
 
 

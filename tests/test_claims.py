@@ -15,19 +15,24 @@ import pytest
 from scipy import stats as sps
 
 from study import stats
-from study.report import claims, tables
+from study.report import claims, contrasts, tables
 from study.report.claims import INCONCLUSIVE, NOT_SUPPORTED, NOT_TESTABLE, SUPPORTED, check_claims
 
 MODELS = {"lrnet_paper", "vgg16_scratch", "inception_v3_scratch"}
 
 
 def _comparisons(*rows: tuple[str, str]) -> pd.DataFrame:
-    """A `lrnet_vs_baselines` frame with one row per (baseline, verdict)."""
+    """A `contrasts.baselines_vs_lrnet` frame with one row per (baseline, LR-Net's verdict): the row holds the
+    baseline's side (variant − reference), so LR-Net "better" is stored as the baseline "worse"."""
     return pd.DataFrame([{
-        "dataset": "mnist", "protocol": "val-split", "baseline": baseline, "mean_lrnet": 99.0, "mean_baseline": 97.0,
-        "diff": 2.0, "ci_low": 0.5, "ci_high": 3.5, "p_value": 0.01, "p_adjusted": 0.02, "mde": 1.5, "margin": 3.0,
-        "verdict": verdict,
+        "dataset": "mnist", "protocol": "val-split", "variant": baseline, "reference": tables.LRNET, "mean_reference": 99.0,
+        "mean_variant": 97.0, "diff": -2.0, "ci_low": -3.5, "ci_high": -0.5, "p_value": 0.01, "p_adjusted": 0.02,
+        "mde": 1.5, "margin": 3.0, "verdict": _baseline_side(verdict),
     } for baseline, verdict in rows])
+
+
+def _baseline_side(verdict: str) -> str:
+    return {"better": "worse", "worse": "better"}.get(verdict, verdict)
 
 
 def _costs(**models: dict) -> pd.DataFrame:
@@ -52,8 +57,8 @@ def test_accuracy_supported_only_when_better_against_every_paper_baseline():
     assert claim.key == "accuracy" and claim.verdict == SUPPORTED and claim.kind == "supported"
     assert claim.headline.startswith("LR-Net better in 2, worse in 0, equivalent (±3 pts) in 0, inconclusive in 0 of 2")
     assert len(claim.evidence) == 2
-    assert claim.evidence[0] == ("mnist: LR-Net 99.00 vs vgg16_scratch 97.00 (Δ +2.00 pts, 95% CI [+0.50, +3.50], "
-                                 "Holm p = 0.020) → LR-Net better")
+    assert claim.evidence[0] == ("mnist: LR-Net 99.00 vs vgg16_scratch 97.00 (Δ vgg16_scratch − LR-Net -2.00 pts, "
+                                 "95% CI [-3.50, -0.50], Holm p = 0.020) → LR-Net better")
 
 
 @pytest.mark.parametrize("contradiction", ["worse", stats.equivalence_verdict(3.0)])
@@ -192,16 +197,16 @@ def _hand_paired(lrnet, baseline):
     return mean, mean - half, mean + half, p, p_tost
 
 
-def test_lrnet_vs_baselines_matches_a_hand_computed_paired_interval_and_verdicts():
-    out = tables.lrnet_vs_baselines(_results_table(), margin=3.0).set_index("baseline")
+def test_baselines_vs_lrnet_matches_a_hand_computed_paired_interval_and_verdicts():
+    out = contrasts.baselines_vs_lrnet(_results_table(), margin=3.0).set_index("variant")
     assert list(out.index) == ["inception_v3_scratch", "vgg16_scratch"]
     hand = {b: _hand_paired(LRNET, v) for b, v in (("vgg16_scratch", VGG), ("inception_v3_scratch", INCEPTION))}
-    for baseline, (mean, low, high, p, _) in hand.items():
+    for baseline, (mean, low, high, p, _) in hand.items():  # hand: LR-Net − baseline; the table: baseline − LR-Net
         row = out.loc[baseline]
-        assert bool(row["paired"]) and row["n_lrnet"] == row["n_baseline"] == 5
-        assert row["mean_lrnet"] == pytest.approx(np.mean(LRNET) * 100)
-        assert row["diff"] == pytest.approx(mean)
-        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+        assert bool(row["paired"]) and row["n_reference"] == row["n_variant"] == 5 and row["reference"] == "lrnet_paper"
+        assert row["mean_reference"] == pytest.approx(np.mean(LRNET) * 100)
+        assert row["diff"] == pytest.approx(-mean)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((-high, -low))
         assert row["p_value"] == pytest.approx(p)
     # Holm over the two baselines of mnist: smaller p × 2, the larger p × 1, made monotone.
     ps = sorted((hand[b][3], b) for b in hand)
@@ -209,25 +214,28 @@ def test_lrnet_vs_baselines_matches_a_hand_computed_paired_interval_and_verdicts
     assert out.loc[ps[1][1], "p_adjusted"] == pytest.approx(max(min(1.0, 2 * ps[0][0]), ps[1][0]))
     tosts = sorted((hand[b][4], b) for b in hand)
     assert out.loc[tosts[0][1], "p_equivalence_adjusted"] == pytest.approx(min(1.0, 2 * tosts[0][0]))
-    # About 5 points ahead of VGG with a tight interval: "better" for LR-Net (not the baseline's "worse").
-    assert hand["vgg16_scratch"][1] > 0 and out.loc["vgg16_scratch", "verdict"] == "better"
+    # About 5 points ahead of VGG with a tight interval: the baseline is "worse" (variant − reference, as everywhere)
+    assert hand["vgg16_scratch"][1] > 0 and out.loc["vgg16_scratch", "verdict"] == "worse"
     # Within 0.2 points of InceptionV3 on every seed: the TOST bounds the difference inside ±3.
     assert out.loc["inception_v3_scratch", "verdict"] == stats.equivalence_verdict(3.0)
     claim = check_claims(out.reset_index(), _no_costs(), MODELS)[0]
     assert claim.verdict == NOT_SUPPORTED  # equivalent to InceptionV3 is not "more accurate"
 
 
-def test_lrnet_vs_baselines_sign_flips_when_lrnet_is_behind():
+def test_a_baseline_ahead_of_lrnet_is_better_and_the_claim_reads_lrnet_worse():
     table = _results_table()
     worse = table["model"] == "lrnet_paper"
     table.loc[worse, "test_accuracy"] = table.loc[worse, "test_accuracy"] - 0.10  # 10 points behind InceptionV3
-    out = tables.lrnet_vs_baselines(table).set_index("baseline")
+    out = contrasts.baselines_vs_lrnet(table).set_index("variant")
     lrnet = [a - 0.10 for a in LRNET]
     mean, low, high, _, _ = _hand_paired(lrnet, INCEPTION)
     row = out.loc["inception_v3_scratch"]
-    assert row["diff"] == pytest.approx(mean) and mean < -5
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
-    assert row["verdict"] == "worse"
+    assert row["diff"] == pytest.approx(-mean) and mean < -5
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((-high, -low))
+    assert row["verdict"] == "better"
+    claim = check_claims(out.reset_index(), _no_costs(), MODELS)[0]
+    assert claim.verdict == NOT_SUPPORTED
+    assert any(e.startswith("mnist: LR-Net") and e.endswith("→ LR-Net worse") for e in claim.evidence)
 
 
 # --- what each claim says, word for word, where a slip would mislead a reader -------------------------

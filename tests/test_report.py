@@ -110,16 +110,16 @@ def test_table_two_medians_match_pandas(built):
     assert "one multiply-add counts as one FLOP" in html
 
 
-def test_lrnet_vs_baselines_is_paired_and_holm_adjusted(built):
+def test_baselines_vs_lrnet_is_paired_and_holm_adjusted(built):
     runs, out = built
-    csv = pd.read_csv(out / "fixture" / "lrnet_vs_baselines.csv")
+    csv = pd.read_csv(out / "fixture" / "baselines_vs_lrnet.csv").rename(columns={"variant": "baseline"})
     rows = _paper_rows(runs)
     for dataset, group in csv.groupby("dataset"):
         raw = []
         for baseline in group["baseline"]:
             lr = rows[(rows["model"] == "lrnet_paper") & (rows["dataset"] == dataset)].set_index("seed")
             base = rows[(rows["model"] == baseline) & (rows["dataset"] == dataset)].set_index("seed")
-            diff = (lr["test_accuracy"] - base["test_accuracy"]).dropna() * 100
+            diff = (base["test_accuracy"] - lr["test_accuracy"]).dropna() * 100  # variant − reference
             result = csv[(csv["dataset"] == dataset) & (csv["baseline"] == baseline)].iloc[0]
             assert result["diff"] == pytest.approx(diff.mean())
             assert bool(result["paired"])
@@ -440,9 +440,12 @@ def test_verdict_kinds_and_styles(verdict, kind, css):
 
 
 def _claim(*verdicts: str):
+    """The accuracy claim where LR-Net's verdicts against the baselines are `verdicts` (stored from the baseline's
+    side, variant − reference, as `contrasts.baselines_vs_lrnet` gives them)."""
     comparisons = pd.DataFrame([{
-        "dataset": "mnist", "baseline": ("vgg16_scratch", "inception_v3_paper", "resnet50_paper")[i], "mean_lrnet": 99.0, "mean_baseline": 98.0, "diff": 1.0,
-        "ci_low": -1.0, "ci_high": 3.0, "p_adjusted": 0.2, "mde": 3.4, "margin": 3.0, "verdict": v,
+        "dataset": "mnist", "variant": ("vgg16_scratch", "inception_v3_paper", "resnet50_paper")[i], "reference": "lrnet_paper",
+        "mean_reference": 99.0, "mean_variant": 98.0, "diff": -1.0, "ci_low": -3.0, "ci_high": 1.0, "p_adjusted": 0.2,
+        "mde": 3.4, "margin": 3.0, "verdict": {"better": "worse", "worse": "better"}.get(v, v),
     } for i, v in enumerate(verdicts)])
     costs = pd.DataFrame(columns=["model", *tables.COST_COLUMNS])
     return check_claims(comparisons, costs, {"lrnet_paper", "vgg16_scratch"})[0]

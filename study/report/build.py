@@ -140,7 +140,7 @@ def write_study_report(study: StudyRun, folder: Path) -> Path:
     baselines = tables.trained_baselines(table)
     proxy = summary.is_proxy(study)
     table_one = tables.table_one(table if baselines else table.iloc[0:0], proxy)
-    versus = tables.lrnet_vs_baselines(table, margin)
+    versus = contrasts.baselines_vs_lrnet(table, margin)
     table_two = tables.table_two(table, study.costs)
     # the paper's claims are about its converged networks: a proxy's numbers never decide them
     claims = check_claims(versus, table_two, set(main["model"])) if baselines and not proxy else []

@@ -36,7 +36,7 @@ def check_claims(comparisons: pd.DataFrame, costs: pd.DataFrame, models: set[str
     """Verdicts on (a) accuracy, (b) parameters and (c) speed of LR-Net against the baselines.
 
     Args:
-        comparisons: `tables.lrnet_vs_baselines` (LR-Net minus each baseline, per dataset).
+        comparisons: `contrasts.baselines_vs_lrnet` (each baseline − LR-Net, per dataset: LR-Net is the reference).
         costs: `tables.table_two` (median cost per model).
         models: every model with an ok clean-data row, to say what is missing.
     """
@@ -55,18 +55,18 @@ def _missing_models(models: set[str]) -> str | None:
 def _accuracy_claim(comparisons: pd.DataFrame, models: set[str]) -> Claim:
     statement = "(a) LR-Net is more accurate than the baselines"
     if not comparisons.empty:  # the claim is about the paper's own comparators, in the paper's protocol
-        comparisons = comparisons[comparisons["baseline"].map(is_paper_baseline).astype(bool)]
+        comparisons = comparisons[comparisons["variant"].map(is_paper_baseline).astype(bool)]
     missing = _missing_models(models)
     if missing or comparisons.empty:
         reason = missing or "LR-Net and the baselines share no dataset"
         return Claim("accuracy", statement, f"{NOT_TESTABLE}: {reason}", ())
     evidence = tuple(
-        f"{r.dataset}: LR-Net {r.mean_lrnet:.2f} vs {r.baseline} {r.mean_baseline:.2f} "
-        f"(Δ {r.diff:+.2f} pts, 95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], Holm p = {display.p_value(r.p_adjusted)}) "
-        f"→ {_outcome(r.verdict, r.mde)}"
+        f"{r.dataset}: LR-Net {r.mean_reference:.2f} vs {r.variant} {r.mean_variant:.2f} "
+        f"(Δ {r.variant} − LR-Net {r.diff:+.2f} pts, 95% CI [{r.ci_low:+.2f}, {r.ci_high:+.2f}], Holm p = "
+        f"{display.p_value(r.p_adjusted)}) → {_outcome(r.verdict, r.mde)}"
         for r in comparisons.itertuples()
     )
-    kinds = comparisons["verdict"].map(verdict_kind)
+    kinds = comparisons["verdict"].map(lrnet_side)
     testable = kinds[kinds != "insufficient"]
     if testable.empty:
         return Claim("accuracy", statement, f"{NOT_TESTABLE}: fewer than 2 seeds per model", evidence)
@@ -90,10 +90,19 @@ def _accuracy_claim(comparisons: pd.DataFrame, models: set[str]) -> Claim:
     return Claim("accuracy", statement, verdict, evidence, headline)
 
 
+def lrnet_side(verdict: str) -> str:
+    """A baseline's verdict against LR-Net, read from LR-Net's side (the claim is about LR-Net): a baseline worse is
+    LR-Net better; equivalent, inconclusive and insufficient read the same from both sides."""
+    kind = verdict_kind(verdict)
+    return {"better": "worse", "worse": "better"}.get(kind, kind)
+
+
 def _outcome(verdict: str, mde: float) -> str:
     """One comparison's verdict as evidence reads it: "LR-Net better", "inconclusive (MDE 3.4 pts)"."""
-    kind = verdict_kind(verdict)
-    if kind in ("better", "worse", "equivalent"):
+    kind = lrnet_side(verdict)
+    if kind in ("better", "worse"):
+        return f"LR-Net {kind}"
+    if kind == "equivalent":
         return f"LR-Net {verdict}"
     if kind == "inconclusive":
         return f"{verdict} (MDE {display.pts(mde)} pts)"

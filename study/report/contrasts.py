@@ -118,3 +118,29 @@ def scale_of(study) -> str:
         return scale
     values = study.table["scale"].dropna().astype(str).unique() if "scale" in study.table.columns else []
     return " | ".join(sorted(values)) if len(values) else f"the {study.profile} profile's budget and width"
+
+
+#: Columns of `baselines_vs_lrnet`: the group, then `stats.Comparison`'s fields (variant = the baseline).
+BASELINE_COLUMNS = ["dataset", "protocol", "variant", "reference", "n_variant", "n_reference", "mean_variant",
+                    "mean_reference", "diff", "ci_low", "ci_high", "p_value", "p_adjusted", "mde", "paired", "verdict",
+                    "margin", "p_equivalence_adjusted"]
+
+
+def baselines_vs_lrnet(table: pd.DataFrame, margin: float = DEFAULT_MARGIN) -> pd.DataFrame:
+    """Table I's family: each baseline − LR-Net per dataset and protocol (paired by seed), Holm across the baselines
+    of a dataset; the same sign as every other contrast (variant − reference, LR-Net the reference), so a baseline
+    "worse" is LR-Net ahead. The paper's claims read it (`claims`)."""
+    seeds = tables.per_seed(tables.main_rows(table), ["model", "dataset", "protocol"])
+    records = []
+    for (dataset, protocol), group in seeds.groupby(["dataset", "protocol"], sort=False):
+        baselines = [m for m in tables.model_order(group["model"]) if tables.is_baseline(m)]
+        if tables.LRNET not in set(group["model"]) or not baselines:
+            continue
+        groups = {m: (group.loc[group["model"] == m, "value"].to_numpy(), group.loc[group["model"] == m, "seed"].to_numpy())
+                  for m in [tables.LRNET, *baselines]}
+        for c in stats.compare_family(groups, reference=tables.LRNET, margin=margin):
+            records.append({"dataset": dataset, "protocol": protocol, **c.as_dict()})
+    out = pd.DataFrame(records).reindex(columns=BASELINE_COLUMNS)
+    if out.empty:
+        return out
+    return tables.sort_like(out, dataset=tables.dataset_order(out["dataset"]), variant=tables.model_order(out["variant"]))

@@ -22,6 +22,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from study import stats  # noqa: E402
+from study.report.curves import METRIC_NAMES, MIN_POINTS, drawn_metrics  # noqa: E402
 from study.report.tables import LRNET, dataset_order, degradation_order, model_order  # noqa: E402
 
 HIGHLIGHT = "#d55e00"
@@ -138,8 +139,6 @@ def curves_figure(curves: pd.DataFrame, dataset: str, palette: dict[str, str]) -
     left out of that metric's panel, and a panel without any curve is not drawn (e.g. validation logged only
     at the end of a one-epoch run).
     """
-    from study.report.curves import METRIC_NAMES, MIN_POINTS, drawn_metrics
-
     data = curves[curves["dataset"] == dataset]
     x_name = "optimizer step" if len(data) and data["x_name"].iloc[0] == "step" else "epoch"
     metrics = drawn_metrics(curves, dataset)

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from study.errors import KitError
+from study.storage import sqlalchemy_url
 
 #: Parameters a grid study's trials carry to name their cell: never searched, never plotted.
 CELL_PARAMS = ("variant", "dataset", "seed")
@@ -95,8 +96,6 @@ def load(study):
 def _sources(study) -> list[tuple[str, Callable[[], Any]]]:
     """Where the study's trials may be, each opened only when reached: the storage URL first, then the journal."""
     import optuna
-
-    from study.storage import sqlalchemy_url
 
     sources: list[tuple[str, Callable[[], Any]]] = []
     url = getattr(study, "storage_url", None)

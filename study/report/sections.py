@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from study import stats
+from study.capacity import TOLERANCE
 from study.report import contrasts, display, figures, optuna_search, summary, tables
 from study.report.curves import METRIC_NAMES, drawable, drawn_metrics, load_histories, mean_curves
 from study.report.html import (
@@ -282,19 +283,20 @@ def tuning_subsection(sub: Section, out: Outputs, tuned: pd.DataFrame, budget: d
 
 
 def versus_subsection(sub: Section, out: Outputs, versus: pd.DataFrame) -> None:
-    sub.add(Note("Δ = LR-Net − baseline in points. Paired by seed where at least two seeds are shared, "
-                 "Welch otherwise; p-values Holm-adjusted across the baselines of each dataset. Verdict: better / "
-                 "worse (t-test), equivalent within the margin (TOST), else inconclusive — then read the CI and "
-                 "the minimum detectable difference (MDE)."))
+    sub.add(Note("Δ = baseline − LR-Net in points, as every contrast of the kit reads (variant − reference; LR-Net is "
+                 "the reference): a negative Δ and a baseline \"worse\" mean LR-Net is ahead. Paired by seed where at "
+                 "least two seeds are shared, Welch otherwise; p-values Holm-adjusted across the baselines of each "
+                 "dataset. Verdict: better / worse (t-test), equivalent within the margin (TOST), else inconclusive — "
+                 "then read the CI and the minimum detectable difference (MDE)."))
     sub.add(frame_table(versus, {
-        "dataset": ("dataset", display.text), "baseline": ("baseline", display.text),
-        "LR-Net %": ("mean_lrnet", display.pts), "baseline %": ("mean_baseline", display.pts),
-        "n": lambda r: f"{r['n_lrnet']} / {r['n_baseline']}",
-        "Δ": lambda r: display.pts(r["diff"], signed=True),
+        "dataset": ("dataset", display.text), "baseline": ("variant", display.text),
+        "baseline %": ("mean_variant", display.pts), "LR-Net %": ("mean_reference", display.pts),
+        "n": lambda r: f"{r['n_variant']} / {r['n_reference']}",
+        "Δ (baseline − LR-Net)": lambda r: display.pts(r["diff"], signed=True),
         "95% CI": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
         "p (Holm)": ("p_adjusted", display.p_value), "test": lambda r: "paired" if r["paired"] else "Welch",
-        "MDE": ("mde", display.mde), "LR-Net is": verdict_cell,
-    }, caption="LR-Net against the baselines.", csv=out.csv(versus, "lrnet_vs_baselines")))
+        "MDE": ("mde", display.mde), "the baseline is": verdict_cell,
+    }, caption="Each baseline against LR-Net.", csv=out.csv(versus, "baselines_vs_lrnet")))
     if beyond(versus, *tables.DIFFERENCE_BOUNDS):
         sub.add(Note(CLIPPED_NOTE, "warn"))
 
@@ -506,9 +508,10 @@ def curves_section(book: ReportBook, out: Outputs, study: StudyRun, main: pd.Dat
         section.add(Note(f"{len(missing)} history files missing or unreadable:", "info", missing, collapse_over=8))
 
 
-#: FLOP spans up to this (max/min − 1) draw no accuracy-vs-FLOPs front: FLOP-matched variants lie within ±5 % of
-#: their reference (study.capacity.TOLERANCE), so their spread is cost noise, not a cost axis
-_SAME_COST = 0.105
+#: FLOP spans up to this (max/min − 1) draw no accuracy-vs-FLOPs front: FLOP-matched variants lie within
+#: ±`capacity.TOLERANCE` of their reference, so two of them differ by at most (1 + t) / (1 − t) − 1 (10.5 % at ±5 %):
+#: their spread is cost noise, not a cost axis
+_SAME_COST = (1 + TOLERANCE) / (1 - TOLERANCE) - 1
 
 
 def pareto_section(book: ReportBook, out: Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:

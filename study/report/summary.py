@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from study import stats
+from study.capacity import TOLERANCE
 from study.report import display, tables
 from study.report.contrasts import axes as contrast_axes
 from study.report.contrasts import (
@@ -29,6 +30,7 @@ from study.report.contrasts import (
     ordered,
     scale_of,
 )
+from study.studies import list_studies, studies_folder
 
 #: The study a plain `nox -s ablations` runs; it leads the summary and the CSV.
 CONTRASTS_STUDY = "contrasts"
@@ -140,8 +142,6 @@ def _cost(study, label: str) -> dict[str, float]:
 def capacity_note(study, variant: str, reference: str) -> str:
     """What a verdict must say when the networks compared differ in cost beyond the matching tolerance (matched on
     the other cost, or not matched): " Its params are 1.95× the reference's (FLOPs 1.00×).", else ""."""
-    from study.capacity import TOLERANCE
-
     mine, theirs = _cost(study, variant), _cost(study, reference)
     ratios = {k: mine[k] / theirs[k] for k in ("params", "flops")
               if all(math.isfinite(x) and x > 0 for x in (mine[k], theirs[k]))}
@@ -456,8 +456,6 @@ def search_findings(study) -> list[dict[str, str]]:
 
 def not_run(found: Iterable[str], available: Iterable[str] | None = None) -> list[dict[str, str]]:
     """Studies of `ablations/` with no run directory: name, question and the command that runs them."""
-    from study.studies import list_studies, studies_folder
-
     names = list_studies() if available is None else list(available)
     found = set(found)
     return [{"name": name, "description": _toml_description(studies_folder() / f"{name}.toml"),
@@ -535,8 +533,6 @@ def scale_check(study, frame: pd.DataFrame, siblings: Iterable) -> dict[str, Any
 def ladder_study_for(axis: str, profile: str) -> tuple[str, str] | None:
     """The study of `ablations/` whose ladder checks an axis under a profile, and its expected time as its file
     states it (`[study] expected_min`)."""
-    from study.studies import list_studies, studies_folder
-
     for name in list_studies():
         try:
             with (studies_folder() / f"{name}.toml").open("rb") as fh:

@@ -6,12 +6,12 @@ Accuracies come out in percentage points (fraction × 100) so they read like the
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pandas as pd
 
 from study import stats
+from study.models import registered
 from study.results import KEY
 
 ACCURACY = "test_accuracy"
@@ -33,24 +33,21 @@ PAPER_TABLE_I: dict[str, dict[str, float]] = {
     "InceptionV3": {"mnist": 93.31, "fashion-mnist": 94.44, "oracle-mnist": 92.60},
     "LR-Net": {"mnist": 99.47, "fashion-mnist": 95.03, "oracle-mnist": 95.13},
 }
-_BASELINE = re.compile(r"(vgg16_bn|vgg16|inception_v3|resnet50|alexnet|resnet18)_(scratch|paper)")
-_PAPER_ROW = {"vgg16": "VGG-16", "inception_v3": "InceptionV3"}
 #: Columns that identify one training run whatever axis recorded it, so a run shared by two axes
 #: (the paper configuration is every axis's reference) counts once when axes are pooled.
 RUN_IDENTITY = ("model", "spec_hash", "dataset", "degradation", "protocol", "fold", "seed", "profile")
 
 
 def is_baseline(model: str) -> bool:
-    """Whether a model name is one of the paper's baselines (`<arch>_scratch` / `<arch>_paper`)."""
-    return bool(_BASELINE.fullmatch(str(model)))
+    """Whether a model is a registered baseline (`<arch>_scratch` / `<arch>_paper`: the model registry says)."""
+    entry = registered(model)
+    return bool(entry and entry.baseline)
 
 
 def paper_model(model: str) -> str | None:
-    """The paper's Table I row a model is compared with, or None if the paper has no number."""
-    if model in (LRNET, LRNET + "_keras"):  # the Keras-defaults build is the same network, as the authors trained it
-        return "LR-Net"
-    match = _BASELINE.fullmatch(str(model))
-    return _PAPER_ROW.get(match.group(1)) if match else None
+    """The paper's Table I row a model is compared with (the model registry's `paper_row`), or None."""
+    entry = registered(model)
+    return entry.paper_row or None if entry else None
 
 
 def model_order(models) -> list[str]:
@@ -80,10 +77,6 @@ def degradation_order(degradations) -> list[str]:
         return (1, tuple(parts))
 
     return sorted(set(degradations), key=key)
-
-
-#: The kinds of verdict `stats.compare` gives, in the order the report counts them.
-VERDICT_KINDS = ("better", "worse", "equivalent", "inconclusive", "insufficient")
 
 
 def verdict_kind(verdict) -> str:
@@ -220,53 +213,8 @@ def tuning_table(tuning: dict, profile: str) -> pd.DataFrame:
 
 def is_paper_baseline(model: str) -> bool:
     """Whether a model is one of the paper's own comparators (VGG-16, InceptionV3, ResNet-50), in either protocol."""
-    return bool(re.fullmatch(r"(vgg16|inception_v3|resnet50)_(scratch|paper)", str(model)))
-
-
-def lrnet_vs_baselines(table: pd.DataFrame, margin: float = 3.0) -> pd.DataFrame:
-    """LR-Net minus each baseline per dataset (paired by seed), Holm-adjusted across the baselines of a dataset.
-
-    Verdicts as in `stats.compare`: better / worse / equivalent within ±`margin` points / inconclusive.
-    """
-    seeds = per_seed(main_rows(table), ["model", "dataset", "protocol"])
-    frames = []
-    for (dataset, protocol), group in seeds.groupby(["dataset", "protocol"], sort=False):
-        baselines = [m for m in model_order(group["model"]) if is_baseline(m)]
-        if LRNET not in set(group["model"]) or not baselines:
-            continue
-        # compare_family compares every group against the reference; LR-Net is the reference so
-        # that one Holm family covers "LR-Net vs each baseline", and the sign is flipped below.
-        groups = {
-            m: (group.loc[group["model"] == m, "value"].to_numpy(), group.loc[group["model"] == m, "seed"].to_numpy())
-            for m in [LRNET, *baselines]
-        }
-        for comparison in stats.compare_family(groups, reference=LRNET, margin=margin):
-            frames.append({"dataset": dataset, "protocol": protocol, "baseline": comparison.variant,
-                           **_lrnet_minus(comparison)})
-    columns = ["dataset", "protocol", "baseline", "n_lrnet", "n_baseline", "mean_lrnet", "mean_baseline",
-               "diff", "ci_low", "ci_high", "p_value", "p_adjusted", "mde", "paired", "verdict", "margin",
-               "p_equivalence_adjusted"]
-    out = pd.DataFrame(frames, columns=columns)
-    if out.empty:
-        return out
-    return sort_like(out, dataset=dataset_order(out["dataset"]), baseline=model_order(out["baseline"]))
-
-
-def _lrnet_minus(c: stats.Comparison) -> dict:
-    """Restate "baseline vs LR-Net" as "LR-Net vs baseline": negate the difference and swap better/worse.
-
-    Equivalence (within ±margin) and "inconclusive" are symmetric, so they carry over unchanged; so do
-    the MDE and the p-values (two-sided t-test, TOST against a symmetric margin).
-    """
-    flip = {"better": "worse", "worse": "better"}
-    return {
-        "n_lrnet": c.n_reference, "n_baseline": c.n_variant,
-        "mean_lrnet": c.mean_reference, "mean_baseline": c.mean_variant,
-        "diff": -c.diff, "ci_low": -c.ci_high, "ci_high": -c.ci_low,
-        "p_value": c.p_value, "p_adjusted": c.p_adjusted, "mde": c.mde, "paired": c.paired,
-        "verdict": flip.get(c.verdict, c.verdict), "margin": c.margin,
-        "p_equivalence_adjusted": c.p_equivalence_adjusted,
-    }
+    entry = registered(model)
+    return bool(entry and entry.paper_comparator)
 
 
 TABLE_TWO_COLUMNS = ("model", "rows", *COST_COLUMNS, "train_img_per_s_fast", "infer_img_per_s_fast", "spread_pct",
