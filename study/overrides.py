@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.errors import SpecError
+from study.errors import SpecError, UnknownModelError
+from study.studies import StudySpec, read_study, study_from_document
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*|\d+)((?:\[\d+\])*)")
 _BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.:+-]*")
@@ -101,36 +102,28 @@ def apply_overrides(doc: dict[str, Any], overrides: Sequence[Override]) -> dict[
     return doc
 
 
-def load_study_with(path: str | Path, overrides: Sequence[Override]):
-    """`studies.load_study` with overrides: a loader error names the `--set` that caused it, and an
-    override whose type the loader does not check (it crashes with a TypeError) is still one line."""
-    from study.studies import load_study
-
+def load_study_with(path: str | Path, overrides: Sequence[Override]) -> StudySpec:
+    """`studies.load_study` with the overrides laid over the file first: a loader error names the `--set` that
+    caused it (the loader checks every key's type, so a wrongly typed value is its one-line error like any other)."""
+    doc = read_study(path)
     try:
-        return load_study(path, overrides=tuple(overrides))
-    except SpecError as err:
+        return study_from_document(apply_overrides(doc, overrides), path)
+    except (SpecError, UnknownModelError) as err:
         if not overrides:
             raise
-        culprit = next((o for o in overrides if _fails_alone(path, o)), None)
+        culprit = next((o for o in overrides if _error_alone(doc, path, o) == str(err)), None)
         named = culprit.text if culprit else " ".join(o.text for o in overrides)
         raise type(err)(f"{err} (set by --set {named})") from None
-    except (TypeError, ValueError, AttributeError) as err:
-        if not overrides:
-            raise
-        culprit = next((o for o in overrides if _fails_alone(path, o)), None)
-        named = culprit.text if culprit else " ".join(o.text for o in overrides)
-        raise SpecError(f"{path}: --set {named}: a value of the wrong type for this key ({type(err).__name__}: {err}); "
-                        "allowed: the type the study file uses for it") from None
 
 
-def _fails_alone(path: str | Path, override: Override) -> bool:
-    from study.studies import load_study
-
+def _error_alone(doc: dict[str, Any], path: str | Path, override: Override) -> str:
+    """The loader's error with this one override ("" when it loads): the same error as all of them together names
+    it as the cause."""
     try:
-        load_study(path, overrides=(override,))
-    except (TypeError, ValueError, AttributeError, SpecError):
-        return True
-    return False
+        study_from_document(apply_overrides(doc, (override,)), path)
+    except (SpecError, UnknownModelError) as err:
+        return str(err)
+    return ""
 
 
 def describe(overrides: Sequence[Override]) -> list[str]:

@@ -15,14 +15,13 @@ The quick profile's numbers come from measured calibrations on 2 CPU cores (docs
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from study.errors import KitError, SpecError
+from study.schema import Doc, MinLen, NonEmpty, Noun, Range, fields_of, file_keys
 from study.train import TrainConfig
 
 
@@ -131,11 +130,58 @@ PROFILES: dict[str, Profile] = {
                      seeds=5, n_trials=4, width=0.25, guard_min=13.0, workers=2, cost_batch=32),
 }
 
-_PROFILE_KEYS = ("seeds", "n_trials", "width", "guard_min", "workers", "keep_weights", "cost_batch", "datasets", "train",
-                 "steps", "rungs")
-#: What a rung of a ladder may change: its training budget and its width (everything else is the profile's).
-RUNG_KEYS = ("steps", "epochs", "train_subset", "width")
 ASSUMED_TRAIN_IMAGES = 54_000  # a 60k train split less the 10 % validation carve-out, when no subset is set
+
+
+_THE_PROFILES = "the profile's"
+_WIDTH = Range(0, 1e6, low_open=True, high_open=True)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung of a ladder (`rungs = [{ steps = 450 }, { steps = 1800 }]`): the profile with its training budget
+    and/or its width changed; every other setting is the profile's."""
+
+    steps: Annotated[int | None, Range(1), Doc("the rung's budget in optimizer steps (as `steps` of the profile)",
+                                               default=_THE_PROFILES)] = None
+    epochs: Annotated[int | None, Range(1), Doc("the rung's epoch cap (`train.epochs`)", default=_THE_PROFILES)] = None
+    train_subset: Annotated[int | None, Range(0), Doc("the rung's training subset (`train.train_subset`)",
+                                                      default=_THE_PROFILES)] = None
+    width: Annotated[float | None, _WIDTH, Doc("the rung's width multiplier", default=_THE_PROFILES)] = None
+
+
+@dataclass(frozen=True)
+class ProfileTable:
+    """A study file's `[profiles.<name>]` table: what it changes of the registered profile `<name>`. A key left out
+    keeps the profile's value; every change is listed in the profile's description (`Profile.overrides`)."""
+
+    seeds: Annotated[int | None, Range(1), Doc("seeds per grid cell (seeds 0 … seeds-1; the older list form "
+                                               "[0, 1, …] reads as its length)", default=_THE_PROFILES)] = None
+    n_trials: Annotated[int | None, Range(1), Doc("trials of a search study", default=_THE_PROFILES)] = None
+    workers: Annotated[int | None, Range(1), Doc("worker processes a study run starts on one machine, each with "
+                                                 "cores // workers threads", default=_THE_PROFILES)] = None
+    cost_batch: Annotated[int | None, Range(1), Doc("the one batch Table II profiles every model at (`study.costs`)",
+                                                    default=_THE_PROFILES)] = None
+    width: Annotated[float | None, _WIDTH, Doc("the width multiplier applied to every MK network (1.0 = the paper's "
+                                               "widths)", default=_THE_PROFILES)] = None
+    guard_min: Annotated[float | None, Range(0, 1e6, high_open=True), Doc(
+        "stop *starting* trials after this many minutes (0 = never); never cuts a trial", default=_THE_PROFILES)] = None
+    keep_weights: Annotated[bool | None, Doc("save each trial's best-validation weights beside its row "
+                                             "(`checkpoints/`)", default=_THE_PROFILES)] = None
+    datasets: Annotated[tuple[str, ...] | None, NonEmpty, Noun("a dataset name"), Doc(
+        "the study's datasets this profile runs (a subset of `study.datasets`)", default="all of the study's")] = None
+    train: Annotated[Mapping[str, Any] | None, Doc(
+        "training settings laid over the profile's: keys of `TrainConfig`, listed below", default=_THE_PROFILES)] = None
+    steps: Annotated[int | None, Range(1), Doc(
+        "the budget as it is spoken: this many optimizer steps of the profile's batch over its epochs, on a stratified "
+        "subset of steps × batch / epochs images (it sets `train.train_subset`)", default=_THE_PROFILES)] = None
+    rungs: Annotated[tuple[Annotated[Rung, NonEmpty], ...] | None, MinLen(2), Doc(
+        "a ladder: the same cells trained at each of these budgets and/or widths, smallest first (tables below)",
+        default="no ladder")] = None
+
+
+#: The `[profiles.<name>]` keys that set a `Profile` field as they are (the rest build its training config and ladder).
+_AS_IS = tuple(k for k in file_keys(ProfileTable) if k not in ("train", "steps", "rungs"))
 
 
 def get_profile(name: str) -> Profile:
@@ -155,102 +201,55 @@ def with_training(profile: Profile, **changes: Any) -> Profile:
 
 
 def override(profile: Profile, table: Mapping[str, Any], where: str) -> Profile:
-    """A profile with a study file's `[profiles.<name>]` table laid over it; every problem is one SpecError line."""
+    """A profile with a study file's `[profiles.<name>]` table (`ProfileTable`) laid over it; every problem is one
+    SpecError line."""
     prefix = f"profiles.{profile.name}"
-    unknown = sorted(set(table) - set(_PROFILE_KEYS))
-    if unknown:
-        raise SpecError.at(where, f"{prefix}.{unknown[0]}", "unknown key", ', '.join(_PROFILE_KEYS))
-    changes: dict[str, Any] = {}
-    for key in ("seeds", "n_trials", "workers", "cost_batch"):
-        if key in table:
-            value = table[key]
-            if isinstance(value, list) and key == "seeds" and value == list(range(len(value))):
-                value = len(value)  # the old "seeds = [0, 1, 2]" form
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise SpecError.at(where, f"{prefix}.{key}", f"got {json.dumps(value)}", "an integer ≥ 1")
-            changes[key] = value
-    for key in ("width", "guard_min"):
-        if key in table:
-            value = table[key]
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1e6 or (key == "width" and value <= 0):
-                raise SpecError.at(where, f"{prefix}.{key}", f"got {json.dumps(value)}", "a positive number")
-            changes[key] = float(value)
-    if "keep_weights" in table:
-        if not isinstance(table["keep_weights"], bool):
-            raise SpecError.at(where, f"{prefix}.keep_weights", f"got {json.dumps(table['keep_weights'])}", "true or false")
-        changes["keep_weights"] = table["keep_weights"]
-    if "datasets" in table:
-        value = table["datasets"]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise SpecError.at(where, f"{prefix}.datasets", f"got {json.dumps(value, default=str)}", "a list of the study's dataset names")
-        changes["datasets"] = tuple(value)
+    seeds = table.get("seeds") if isinstance(table, Mapping) else None
+    if isinstance(seeds, list) and seeds == list(range(len(seeds))):
+        table = {**table, "seeds": len(seeds)}  # the old "seeds = [0, 1, 2]" form
+    given = fields_of(ProfileTable, table, where, prefix + ".")
+    changes = {k: given[k] for k in _AS_IS if k in given}
+    listed = [f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in changes.items()]
     train = profile.train
-    if "train" in table:
-        train = _train_override(train, table["train"], where, prefix)
-    listed = [f"{k}={','.join(v) if isinstance(v, tuple) else v}" for k, v in changes.items()] + [f"train.{k}={v}" for k, v in dict(table.get("train", {})).items()]
-    if "steps" in table:
-        train = _steps(train, table["steps"], where, prefix)
-        listed.append(f"steps={table['steps']}")
+    if "train" in given:
+        fields_of(TrainConfig, given["train"], where, f"{prefix}.train.")
+        # laid over as written, not as converted: a whole-number lr stays an int, as in the `config` text of the
+        # rows it trained (equal text = equal training)
+        train = dataclasses.replace(train, **given["train"])
+        listed += [f"train.{k}={v}" for k, v in given["train"].items()]
+    if "steps" in given:
+        train = _steps(train, given["steps"], where, prefix)
+        listed.append(f"steps={given['steps']}")
     changed = dataclasses.replace(profile, train=train, overrides=(*profile.overrides, *listed), **changes)
-    if "rungs" in table:
-        changed = dataclasses.replace(changed, rungs=_rungs(changed, table["rungs"], where, prefix))
+    if "rungs" in given:
+        changed = dataclasses.replace(changed, rungs=_rungs(changed, given["rungs"], where, prefix))
     return changed
 
 
-def _steps(train: TrainConfig, value: Any, where: str, prefix: str) -> TrainConfig:
+def _steps(train: TrainConfig, steps: int, where: str, prefix: str) -> TrainConfig:
     """A budget written as it is spoken: `steps` optimizer steps of the profile's batch, over its epochs, on a
     stratified subset of steps × batch / epochs images (450 steps of batch 32 = one epoch of 14,400 images)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SpecError.at(where, f"{prefix}.steps", f"got {json.dumps(value, default=str)}", "an integer ≥ 1")
-    images, rest = divmod(value * train.batch_size, train.epochs)
+    images, rest = divmod(steps * train.batch_size, train.epochs)
     if rest:
-        raise SpecError.at(where, f"{prefix}.steps", f"{value} steps of batch {train.batch_size} do not split into "
+        raise SpecError.at(where, f"{prefix}.steps", f"{steps} steps of batch {train.batch_size} do not split into "
                            f"{train.epochs} equal epochs", f"a multiple of {train.epochs // math.gcd(train.epochs, train.batch_size)}")
     return dataclasses.replace(train, train_subset=images)
 
 
-def _rungs(profile: Profile, value: Any, where: str, prefix: str) -> tuple[Profile, ...]:
-    """A ladder: each rung is the profile with its budget (`steps`, `epochs`, `train_subset`) and/or `width`
-    changed, labelled by its scale ("1,800 steps, width ×0.25"); at least two distinct rungs, smallest first."""
-    allowed = f"a list of at least two tables with keys from {', '.join(RUNG_KEYS)}, e.g. [{{ steps = 450 }}, {{ steps = 1800 }}]"
-    if not isinstance(value, list) or len(value) < 2 or not all(isinstance(r, dict) and r for r in value):
-        raise SpecError.at(where, f"{prefix}.rungs", f"got {json.dumps(value, default=str)}", allowed)
-    rungs = []
-    for i, table in enumerate(value):
-        unknown = sorted(set(table) - set(RUNG_KEYS))
-        if unknown:
-            raise SpecError.at(where, f"{prefix}.rungs[{i}].{unknown[0]}", "unknown key", ", ".join(RUNG_KEYS))
-        train = {k: table[k] for k in ("epochs", "train_subset") if k in table}
-        rung_table = {k: v for k, v in table.items() if k in ("steps", "width")} | ({"train": train} if train else {})
-        rung = override(dataclasses.replace(profile, rungs=(), overrides=()), rung_table, where)
-        rungs.append(dataclasses.replace(rung, rung=rung.scale, overrides=profile.overrides))
-    labels = [r.rung for r in rungs]
+def _rungs(profile: Profile, rungs: tuple[Rung, ...], where: str, prefix: str) -> tuple[Profile, ...]:
+    """A ladder: each rung is the profile with its budget and/or width changed, labelled by its scale ("1,800 steps,
+    width ×0.25"); distinct rungs, smallest first."""
+    built = []
+    for rung in rungs:
+        given = {k: v for k, v in dataclasses.asdict(rung).items() if v is not None}
+        train = {k: given.pop(k) for k in ("epochs", "train_subset") if k in given}
+        changed = override(dataclasses.replace(profile, rungs=(), overrides=()), given | ({"train": train} if train else {}),
+                           where)
+        built.append(dataclasses.replace(changed, rung=changed.scale, overrides=profile.overrides))
+    labels = [r.rung for r in built]
     if len(set(labels)) != len(labels):
         raise SpecError.at(where, f"{prefix}.rungs", f"two rungs have the same scale ({labels})", "distinct budgets or widths")
-    sizes = [r.budget_images * r.width ** 2 for r in rungs]
+    sizes = [r.budget_images * r.width ** 2 for r in built]
     if sizes != sorted(sizes):
         raise SpecError.at(where, f"{prefix}.rungs", f"rungs {labels} are not in order of size", "the smallest rung first")
-    return tuple(rungs)
-
-
-def _train_override(train: TrainConfig, table: Any, where: str, prefix: str) -> TrainConfig:
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    hints = typing.get_type_hints(TrainConfig)
-    if not isinstance(table, dict):
-        raise SpecError.at(where, f"{prefix}.train", f"got {json.dumps(table, default=str)}", "a table of TrainConfig fields")
-    for key, value in table.items():
-        if key not in fields or key == "profile":
-            allowed = ", ".join(k for k in fields if k != "profile")
-            raise SpecError.at(where, f"{prefix}.train.{key}", "unknown key", allowed)
-        default = fields[key].default
-        if isinstance(default, bool) != isinstance(value, bool) or (
-                isinstance(default, (int, float)) and not isinstance(value, (int, float))) or (
-                isinstance(default, str) and not isinstance(value, str)):
-            raise SpecError(f"{where}: {prefix}.train.{key}: got {json.dumps(value, default=str)}; "
-                            f"allowed: a {type(default).__name__} like the default {json.dumps(default)}")
-        if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
-            raise SpecError.at(where, f"{prefix}.train.{key}", f"got {json.dumps(value)}", "an integer")
-        choices = typing.get_args(hints[key])
-        if choices and value not in choices:
-            raise SpecError.at(where, f"{prefix}.train.{key}", f"got {json.dumps(value)}", ', '.join(choices))
-    return dataclasses.replace(train, **table)
+    return tuple(built)

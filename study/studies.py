@@ -18,21 +18,41 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from study import capacity
 from study.blocks import network_complexity
-from study.errors import SpecError, UnknownModelError
+from study.data import list_datasets, parse_degradation
+from study.errors import DataError, SpecError, UnknownModelError
 from study.models import ResolvedModel, get_entry, resolve_model
-from study.profiles import PROFILES, Profile, override
+from study.profiles import PROFILES, Profile, ProfileTable, Rung, override
+from study.schema import (
+    Choice,
+    Distinct,
+    Doc,
+    NonEmpty,
+    Noun,
+    Range,
+    coerce,
+    file_keys,
+    from_mapping,
+    table_markdown,
+    toml_value,
+    unknown_key,
+)
 from study.spec import (
+    MAX_BLOCKS,
+    HeadSpec,
+    Links,
+    MKBlockSpec,
     NetworkSpec,
+    NodeSpec,
     load_network,
     network_from_mapping,
     read_toml,
-    unknown_key,
     validate_network,
 )
+from study.train import TrainConfig
 
 #: The example studies and network specs the kit ships: a clone's ablations/, or the copy inside an installed
 #: package (study/examples, a link to ablations/ in the source tree).
@@ -54,14 +74,21 @@ def studies_folder() -> Path:
 class Variant:
     """One cell of an axis: a registered model, or the study's base network with overrides."""
 
-    label: str
-    reference: bool = False
-    model: str = ""  # a registered model or a .toml network spec (relative to the study file); else the base network
-    block: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # applied to every MK block
-    blocks: int = 0  # block count ≥ 1 (left out: the base's)
-    head: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    profiles: tuple[str, ...] = ()  # run only under these profiles (empty = every profile)
-    match: str = ""  # "flops" or "params": widths scaled to the reference's cost (±5 %); "" = as written
+    label: Annotated[str, NonEmpty, Doc("the cell's name in rows, tables and figures; unique in the study")]
+    reference: Annotated[bool, Doc("the variant every other one of the axis is compared with (at most one)")] = False
+    model: Annotated[str, Noun("a registered model name or a .toml network spec"), Doc(
+        "a registered model, or a .toml network spec relative to the study file; overrides below apply to an MK "
+        "network", default="the study's `base`")] = ""
+    block: Annotated[Mapping[str, Any], Doc(
+        "MK-block settings laid over every block of the network (the keys of a network spec's `block`)")] = \
+        dataclasses.field(default_factory=dict)
+    blocks: Annotated[int, Range(1), Noun("a block count"), Doc("the number of MK blocks", default="the base's")] = 0
+    head: Annotated[Mapping[str, Any], Doc("head settings laid over the network's (the keys of a network spec's "
+                                           "`head`)")] = dataclasses.field(default_factory=dict)
+    profiles: Annotated[tuple[str, ...], Choice(PROFILES), Noun("a profile name"), Doc(
+        "run only under these profiles", default="every profile")] = ()
+    match: Annotated[Literal["", "flops", "params"], Doc(
+        "`flops` or `params`: widths scaled until the cost is the reference's (±5 %); \"\" = as written")] = ""
 
 
 @dataclass(frozen=True)
@@ -80,16 +107,27 @@ class ResolvedVariant:
 class SearchSpace:
     """The MK-block space an Optuna search samples, and the bands that reject a spec before training."""
 
-    kernels: tuple[tuple[int, ...], ...] = ((3,), (3, 5), (3, 5, 7), (1, 3, 5), (3, 5, 7, 9))
-    links: tuple[str, ...] = ("paper", "none", "residual", "dense")
-    blocks: tuple[int, int] = (1, 3)
-    width_multiplier: tuple[float, float] = (0.25, 1.5)
-    dropout: tuple[float, float] = (0.0, 0.5)
-    lr: tuple[float, float] = (3e-4, 1e-2)
-    flops_band: tuple[float, float] = (0.0, float("inf"))
-    params_band: tuple[float, float] = (0.0, float("inf"))
-    objectives: tuple[str, ...] = ("accuracy",)  # or ("accuracy", "flops"): a Pareto front
-    pruner: str = "median"  # median | hyperband | none
+    kernels: Annotated[tuple[Annotated[tuple[int, ...], NonEmpty], ...], NonEmpty, Doc(
+        "the kernel sets a trial chooses from (a block's `kernels`)")] = ((3,), (3, 5), (3, 5, 7), (1, 3, 5), (3, 5, 7, 9))
+    links: Annotated[tuple[Links, ...], NonEmpty, Doc("the wirings a trial chooses from (a block's `links`)")] = \
+        ("paper", "none", "residual", "dense")
+    blocks: Annotated[tuple[int, int], Range(1, MAX_BLOCKS), Doc("the range of the block count")] = (1, 3)
+    width_multiplier: Annotated[tuple[float, float], Range(0, low_open=True), Doc(
+        "the range of the blocks' width multiplier")] = (0.25, 1.5)
+    dropout: Annotated[tuple[float, float], Range(0, 1, high_open=True), Doc("the range of the head's dropout")] = \
+        (0.0, 0.5)
+    lr: Annotated[tuple[float, float], Range(0, low_open=True), Doc(
+        "the range of the learning rate (sampled on a log scale)")] = (3e-4, 1e-2)
+    flops_band: Annotated[tuple[float, float], Range(0, math.inf), Doc(
+        "multiply-adds per image a sampled network must have: outside the band a trial is pruned before training")] = \
+        (0.0, float("inf"))
+    params_band: Annotated[tuple[float, float], Range(0, math.inf), Doc(
+        "parameters a sampled network must have: outside the band a trial is pruned before training")] = \
+        (0.0, float("inf"))
+    objectives: Annotated[tuple[Literal["accuracy", "flops"], ...], NonEmpty, Distinct, Doc(
+        "what the search optimises: validation accuracy, or accuracy and FLOPs (a Pareto front)")] = ("accuracy",)
+    pruner: Annotated[Literal["median", "hyperband", "none"], Doc(
+        "the Optuna pruner that stops trained trials early")] = "median"
 
 
 @dataclass(frozen=True)
@@ -99,11 +137,16 @@ class Tuning:
     budget, selected on validation accuracy (the test split is never touched); the grid then trains
     each variant with its chosen values (`study.tuning`)."""
 
-    lr: tuple[float, ...] = (5e-4, 1.5e-3, 4.5e-3)
-    weight_decay: tuple[float, ...] = (0.0,)
-    seed: int = 1000  # the tuning runs' first seed: apart from the grid's seeds 0, 1, …
-    dataset: str = ""  # "" = the profile's first dataset
-    seeds: int = 2  # runs per grid point (seeds seed, seed + 1, …): a point is chosen on its mean validation accuracy
+    lr: Annotated[tuple[float, ...], Range(0, 1, low_open=True, high_open=True), NonEmpty, Distinct, Doc(
+        "the learning rates of the grid")] = (5e-4, 1.5e-3, 4.5e-3)
+    weight_decay: Annotated[tuple[float, ...], Range(0, 1, high_open=True), NonEmpty, Distinct, Doc(
+        "the weight decays of the grid")] = (0.0,)
+    seed: Annotated[int, Range(0), Doc("the tuning runs' first seed: apart from the grid's seeds 0, 1, …")] = 1000
+    dataset: Annotated[str, Doc("the dataset the tuning runs train and validate on (one of the study's)",
+                                default="the profile's first dataset")] = ""
+    seeds: Annotated[int, Range(1), Doc(
+        "runs per grid point (seeds seed, seed + 1, …): a point is chosen on its mean validation accuracy (2 or more, "
+        "or say in the file why one)")] = 2
 
     @property
     def points(self) -> list[dict[str, float]]:
@@ -114,6 +157,51 @@ class Tuning:
     def runs(self) -> list[dict[str, float]]:
         """Every trial of one variant's tuning study: each point at each tuning seed, seed-major."""
         return [{**point, "seed": self.seed + i} for i in range(self.seeds) for point in self.points]
+
+
+@dataclass(frozen=True)
+class Design:
+    """`design = { sd = { "<variant>" = 0.97, … }, source = "…", mde_target = 3.0 }`: the SD of each contrast's paired
+    differences the design was sized on, where it was measured, and the MDE it aimed at; the report checks the run
+    against it."""
+
+    sd: Annotated[Mapping[str, float], Range(0, low_open=True), Doc(
+        "per variant label: the SD of its paired differences from the reference the design assumed, in points")] = \
+        dataclasses.field(default_factory=dict)
+    source: Annotated[str, Doc("where the planned SDs were measured, e.g. a docs/ page (required with `sd`)")] = ""
+    mde_target: Annotated[float, Range(0), Doc("the minimum detectable difference the design aimed at, in points")] = 0.0
+
+
+@dataclass(frozen=True)
+class StudyTable:
+    """A study file's `[study]` table as written; `load_study` resolves it into the `StudySpec`."""
+
+    name: Annotated[str, NonEmpty, Doc("the study's name: its runs/<name>/ folder and its report page",
+                                       default="the file's name")] = ""
+    axis: Annotated[str, NonEmpty, Doc("the question the study's variants answer: rows are grouped and compared by "
+                                       "axis (see above)", default="the study's name")] = ""
+    kind: Annotated[str, Doc("`grid`, `robustness` or `search` (see above)")] = "grid"
+    description: Annotated[str, Doc("one line saying what the study asks, shown with its results")] = ""
+    base: Annotated[str, Noun("a registered model name"), Doc(
+        "the MK network a variant without `model` overrides")] = "lrnet_paper"
+    datasets: Annotated[tuple[str, ...], NonEmpty, Choice(list_datasets), Noun("a dataset name"), Doc(
+        "the datasets every variant trains on")] = ("fashion-mnist",)
+    degradations: Annotated[tuple[str, ...], NonEmpty, Noun("a degradation text"), Doc(
+        "the test-time degradation levels of a robustness study, e.g. [\"none\", \"blur:1.0\", \"noise:0.2\"]")] = \
+        ("none",)
+    default_run: Annotated[bool, Doc("part of a plain `study run` (`nox -s ablations`)")] = True
+    order: Annotated[int, Doc("the study's position in a multi-study run; lower runs first")] = 50
+    equivalence_margin: Annotated[float, Range(0, 100, low_open=True), Doc(
+        "±accuracy points within which a contrast counts as equivalent")] = 3.0
+    equivalence_margin_relative: Annotated[float, Range(0, 1, low_open=True), Doc(
+        "instead of `equivalence_margin`: the margin as a share of the reference's error rate (0.15 of a 19 % error "
+        "rate is ±2.9 points)", default="none: the margin is in points")] = 0.0
+    margin_reason: Annotated[str, NonEmpty, Doc("why the margin is what it is, shown beside every equivalence "
+                                                "verdict", default="none")] = ""
+    expected_min: Annotated[Mapping[str, float], Range(0, low_open=True), Doc(
+        "the minutes a run of the study takes per profile, as measured and stated, e.g. { quick = 60 }")] = \
+        dataclasses.field(default_factory=dict)
+    design: Annotated[Design, Doc("the spread the design was sized on (keys below)", default="none")] = Design()
 
 
 @dataclass(frozen=True)
@@ -155,69 +243,72 @@ class StudySpec:
         return next((v for v in self.variants if v.reference), None)
 
 
-_STUDY_KEYS = {"name", "axis", "kind", "description", "base", "datasets", "variants", "degradations", "search", "profiles",
-               "default_run", "equivalence_margin", "order", "expected_min", "margin_reason", "design",
-               "equivalence_margin_relative"}
+#: The tables of a study file.
+_TABLES = ("study", "variants", "search", "profiles", "tuning")
 _KINDS = ("grid", "robustness", "search")
-
-
-def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, prefix: str = "") -> None:
-    for key in table:
-        if key not in allowed:
-            raise unknown_key(where, prefix + key, allowed)
 
 
 def _profiles(tables: Any, where: str) -> dict[str, Profile]:
     """Every profile, with the study file's `[profiles.<name>]` tables laid over; an unknown name is an error."""
     if not isinstance(tables, dict):
         raise SpecError.at(where, "profiles", f"got {json.dumps(tables, default=str)}", "tables [profiles.<name>]")
-    for name, table in tables.items():
+    for name in tables:
         if name not in PROFILES:
             raise SpecError.at(where, f"profiles.{name}", "unknown profile", ", ".join(PROFILES))
-        if not isinstance(table, dict):
-            raise SpecError.at(where, f"profiles.{name}", f"got {json.dumps(table, default=str)}", "a table of profile fields")
     return {name: override(profile, tables.get(name, {}), where) for name, profile in PROFILES.items()}
 
 
-def load_study(path: str | Path, overrides: tuple = ()) -> StudySpec:
-    """Load and validate a study TOML file; any problem is one SpecError line naming the file and key.
-    `overrides` (`study.overrides.Override`, from `--set`) are laid over the file before validation."""
+def load_study(path: str | Path) -> StudySpec:
+    """Load and validate a study TOML file; any problem is one SpecError line naming the file and key
+    (`study.overrides.load_study_with` lays `--set` overrides over the file first)."""
+    return study_from_document(read_study(path), path)
+
+
+def read_study(path: str | Path) -> dict[str, Any]:
+    """A study file's TOML document, unchecked; a missing or unparsable file is one SpecError line."""
+    return read_toml(Path(path), f"a study file, e.g. one of {', '.join(list_studies())}")
+
+
+def study_from_document(doc: Mapping[str, Any], path: str | Path) -> StudySpec:
+    """The study a TOML document of the file `path` describes, validated; any problem is one SpecError line.
+
+    Every table is read by the schema reader (`study.schema`) against its declaration (`StudyTable`, `Variant`,
+    `SearchSpace`, `Tuning`, `ProfileTable`); what no type can say is checked after it, here."""
     path = Path(path)
     where = str(path)
-    doc = read_toml(path, f"a study file, e.g. one of {', '.join(list_studies())}")
-    if overrides:
-        from study.overrides import apply_overrides
-
-        doc = apply_overrides(doc, overrides)
-    _check_keys(doc, {"study", "variants", "search", "profiles", "tuning"}, where)
+    for key in doc:
+        if key not in _TABLES:
+            raise unknown_key(where, key, _TABLES)
     table = _table(doc.get("study", {}), where, "study")
-    _check_keys(table, _STUDY_KEYS - {"variants", "search", "profiles"}, where, "study.")
     kind = table.get("kind", "grid")
     if kind not in _KINDS:
         raise SpecError.at(where, "study.kind", f"{json.dumps(kind, default=str)} is not a study kind", ", ".join(_KINDS))
-    name, axis, description, base = (_text(table, key, default, where) for key, default in (
-        ("name", path.stem), ("axis", table.get("name", path.stem)), ("description", ""), ("base", "lrnet_paper")))
-    _known_model(base, where, "study.base")
-    datasets = _datasets(table.get("datasets", ["fashion-mnist"]), where)
+    study = from_mapping(StudyTable, table, where, "study.")
+    name = study.name or path.stem
+    _known_model(study.base, where, "study.base")
+    _check_degradations(study.degradations, where)
     variants = _variants(doc.get("variants", []), kind, where)
-    search = _search_space(doc.get("search", {}), where)
+    search = from_mapping(SearchSpace, doc.get("search", {}), where, "search.")
     profiles = _profiles(doc.get("profiles", {}), where)
     for profile in profiles.values():
-        extra = [d for d in profile.datasets if d not in datasets]
+        extra = [d for d in profile.datasets if d not in study.datasets]
         if extra:
             raise SpecError.at(where, f"profiles.{profile.name}.datasets", f"{extra[0]!r} is not one of the study's datasets",
-                               ", ".join(datasets))
-    degradations = _degradations(table.get("degradations", ["none"]), where)
-    spec = StudySpec(name=name, axis=axis, kind=kind, description=description,
-                     base=base, datasets=datasets, variants=variants, degradations=degradations, search=search,
-                     profiles=profiles, path=where, default_run=bool(table.get("default_run", True)),
-                     equivalence_margin=_margin(table.get("equivalence_margin", 3.0), where),
-                     run_order=_order(table.get("order", 50), where),
-                     tuning=_tuning(doc["tuning"], kind, datasets, where) if "tuning" in doc else None,
-                     expected_min=_expected(table.get("expected_min", {}), profiles, where),
-                     margin_reason=_text(table, "margin_reason", "", where) if "margin_reason" in table else "",
-                     margin_relative=_relative_margin(table, where),
-                     design=_design(table.get("design", {}), [v.label for v in variants], where))
+                               ", ".join(study.datasets))
+    for key in study.expected_min:
+        if key not in profiles:
+            raise SpecError.at(where, f"study.expected_min.{key}", "unknown profile", ", ".join(profiles))
+    if "equivalence_margin_relative" in table and "equivalence_margin" in table:
+        raise SpecError.at(where, "study.equivalence_margin_relative", "given with equivalence_margin",
+                           "one of the two: points, or a share of the reference's error rate")
+    spec = StudySpec(name=name, axis=study.axis or name, kind=kind, description=study.description,
+                     base=study.base, datasets=study.datasets, variants=variants, degradations=study.degradations,
+                     search=search, profiles=profiles, path=where, default_run=study.default_run,
+                     equivalence_margin=study.equivalence_margin, run_order=study.order,
+                     tuning=_tuning(doc["tuning"], kind, study.datasets, where) if "tuning" in doc else None,
+                     expected_min=study.expected_min, margin_reason=study.margin_reason,
+                     margin_relative=study.equivalence_margin_relative,
+                     design=_design(study.design, [v.label for v in variants], where) if table.get("design") else {})
     networks = {v.label: variant_network(spec, v) for v in spec.variants}  # built and validated once
     by_width: dict[float, dict[str, ResolvedVariant]] = {}  # rungs of one width resolve alike: match once
 
@@ -237,46 +328,18 @@ def _table(value: Any, where: str, key: str) -> dict:
     return value
 
 
-def _text(table: Mapping[str, Any], key: str, default: str, where: str) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or (key != "description" and not value.strip()):
-        raise SpecError.at(where, f"study.{key}", f"got {json.dumps(value, default=str)}", "a non-empty string")
-    return value
-
-
-def _strings(value: Any, where: str, key: str, allowed: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise SpecError.at(where, key, f"got {json.dumps(value, default=str)}", allowed)
-    return tuple(value)
-
-
-def _datasets(value: Any, where: str) -> tuple[str, ...]:
-    from study.data import list_datasets
-
-    datasets = _strings(value, where, "study.datasets", f"a list of dataset names from {', '.join(list_datasets())}")
-    unknown = [d for d in datasets if d not in list_datasets()]
-    if unknown:
-        raise SpecError.at(where, "study.datasets", f"unknown dataset {unknown[0]!r}", ", ".join(list_datasets()))
-    return datasets
-
-
-def _degradations(value: Any, where: str) -> tuple[str, ...]:
-    from study.data import parse_degradation
-    from study.errors import DataError
-
-    degradations = _strings(value, where, "study.degradations", 'a list of degradation texts, e.g. ["none", "blur:1.0"]')
-    for text in degradations:
+def _check_degradations(degradations: tuple[str, ...], where: str) -> None:
+    """Every degradation text parses (`study.data.parse_degradation`)."""
+    for i, text in enumerate(degradations):
         try:
             parse_degradation(text)
         except DataError as err:
-            raise SpecError.at(where, "study.degradations", str(err), "see `study.data.DEGRADATIONS`") from None
-    return degradations
+            raise SpecError.at(where, f"study.degradations[{i}]", str(err), "see `study.data.DEGRADATIONS`") from None
 
 
 def _variants(tables: Any, kind: str, where: str) -> tuple[Variant, ...]:
-    if not isinstance(tables, list):
-        raise SpecError.at(where, "variants", f"got {json.dumps(tables, default=str)}", "[[variants]] tables")
-    variants = tuple(_variant(v, i, where) for i, v in enumerate(tables))
+    """The `[[variants]]` tables, read and each model resolved; labels unique, at most one reference."""
+    variants = tuple(_variant_model(v, i, where) for i, v in enumerate(coerce(tables, tuple[Variant, ...], "variants", where)))
     if kind != "search" and not variants:
         raise SpecError.at(where, "variants", "no variants", "one or more [[variants]] tables")
     labels = [v.label for v in variants]
@@ -288,122 +351,38 @@ def _variants(tables: Any, kind: str, where: str) -> tuple[Variant, ...]:
     return variants
 
 
-_PRUNERS = ("median", "hyperband", "none")
-_OBJECTIVES = ("accuracy", "flops")
-
-
-def _search_space(table: Any, where: str) -> SearchSpace:
-    """The `[search]` table, each field checked against the shape of its default; one line per problem."""
-    if not isinstance(table, dict):
-        raise SpecError.at(where, "search", f"got {json.dumps(table, default=str)}", "a [search] table")
-    _check_keys(table, {f.name for f in dataclasses.fields(SearchSpace)}, where, "search.")
-    for key, value in table.items():
-        if not _fits(value, getattr(SearchSpace, key)):
-            raise SpecError.at(where, f"search.{key}", f"got {json.dumps(value, default=str)}",
-                               f"the shape of the default {json.dumps(getattr(SearchSpace, key), default=str)}")
-    space = SearchSpace(**{k: _tupled(v) for k, v in table.items()})
-    for key in ("blocks", "width_multiplier", "dropout", "lr", "flops_band", "params_band"):
-        low, high = getattr(space, key)
-        if not low <= high:
-            raise SpecError.at(where, f"search.{key}", f"[{low}, {high}] is empty", "[low, high] with low ≤ high")
-    if space.pruner not in _PRUNERS or not set(space.objectives) <= set(_OBJECTIVES) or not space.objectives:
-        raise SpecError.at(where, "search.pruner/objectives", f"got {space.pruner!r} / {list(space.objectives)}",
-                           f"pruner one of {', '.join(_PRUNERS)}; objectives from {', '.join(_OBJECTIVES)}")
-    return space
+def _variant_model(variant: Variant, i: int, where: str) -> Variant:
+    """A variant whose model exists: a registered name, or a .toml spec beside the study file, stored as a path that
+    works from anywhere."""
+    if variant.model.endswith(".toml"):
+        path = Path(where).parent / variant.model
+        if not path.is_file():
+            raise SpecError.at(where, f"variants[{i}].model", f"no network spec file {str(path)!r}",
+                               "a .toml network spec, relative to the study file, or a registered model name")
+        return dataclasses.replace(variant, model=str(path.resolve()))
+    if variant.model:
+        _known_model(variant.model, where, f"variants[{i}].model")
+    return variant
 
 
 def _tuning(table: Any, kind: str, datasets: tuple[str, ...], where: str) -> Tuning:
-    """The `[tuning]` table of a grid study: non-empty lists of positive rates / non-negative decays."""
-    table = _table(table, where, "tuning")
+    """The `[tuning]` table of a grid study; its dataset one of the study's."""
     if kind != "grid":
         raise SpecError.at(where, "tuning", f"a {kind} study has no tuning stage", "[tuning] in a grid study only")
-    _check_keys(table, {f.name for f in dataclasses.fields(Tuning)}, where, "tuning.")
-    for key in ("lr", "weight_decay"):
-        value = table.get(key, [])
-        if key in table and (not isinstance(value, list) or not value or len(set(value)) != len(value) or not all(
-                _fits(v, 1.0) and (v > 0 if key == "lr" else v >= 0) and v < 1 for v in value)):
-            raise SpecError.at(where, f"tuning.{key}", f"got {json.dumps(value, default=str)}",
-                               f"a list of distinct numbers in {'(0' if key == 'lr' else '[0'}, 1)")
-    if not isinstance(table.get("seed", 0), int) or isinstance(table.get("seed"), bool) or table.get("seed", 0) < 0:
-        raise SpecError.at(where, "tuning.seed", f"got {json.dumps(table.get('seed'), default=str)}", "an integer ≥ 0")
-    if not isinstance(table.get("seeds", 2), int) or isinstance(table.get("seeds"), bool) or table.get("seeds", 2) < 1:
-        raise SpecError.at(where, "tuning.seeds", f"got {json.dumps(table.get('seeds'), default=str)}",
-                           "an integer ≥ 1 (runs per grid point; 2 or more, or say in the file why one)")
-    if table.get("dataset", datasets[0]) not in datasets:
-        raise SpecError.at(where, "tuning.dataset", f"got {json.dumps(table.get('dataset'), default=str)}", ", ".join(datasets))
-    return Tuning(**{k: tuple(float(x) for x in v) if isinstance(v, list) else v for k, v in table.items()})
+    tuning = from_mapping(Tuning, table, where, "tuning.")
+    if "dataset" in table and tuning.dataset not in datasets:
+        raise SpecError.at(where, "tuning.dataset", f"got {json.dumps(tuning.dataset)}", ", ".join(datasets))
+    return tuning
 
 
-def _fits(value: Any, default: Any) -> bool:
-    """Whether a TOML value has the shape of a default (lists for tuples, numbers for numbers)."""
-    if isinstance(default, tuple):
-        if not isinstance(value, list) or (len(default) == 2 and not isinstance(default[0], tuple)
-                                           and isinstance(default[0], (int, float)) and len(value) != 2):
-            return False
-        sample = default[0] if default else None
-        return all(_fits(v, sample) for v in value) if sample is not None else True
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, int):
-        return isinstance(value, int)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and (math.isfinite(value) or value == math.inf)
-    return isinstance(value, type(default))
-
-
-def _margin(value: Any, where: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 100:
-        raise SpecError.at(where, "study.equivalence_margin", f"got {json.dumps(value)}", "accuracy points in (0, 100]")
-    return float(value)
-
-
-def _expected(value: Any, profiles: Mapping[str, Profile], where: str) -> dict[str, float]:
-    """`expected_min = { quick = 60 }`: the minutes a run of the study takes per profile, as measured and stated."""
-    if not isinstance(value, dict) or not all(k in profiles and _fits(v, 1.0) and v > 0 for k, v in value.items()):
-        raise SpecError.at(where, "study.expected_min", f"got {json.dumps(value, default=str)}",
-                           f"a table of minutes per profile ({', '.join(profiles)}), e.g. {{ quick = 60 }}")
-    return {k: float(v) for k, v in value.items()}
-
-
-def _design(value: Any, labels: list[str], where: str) -> dict[str, Any]:
-    """`design = { sd = { "<variant>" = 0.97, … }, source = "…", mde_target = 3.0 }`: the SD of each contrast's paired
-    differences the design was sized on, where it was measured, and the MDE it aimed at; the report checks the run
-    against it."""
-    allowed = 'a table { sd = { "<variant label>" = points, … }, source = "where the SDs were measured", mde_target = points }'
-    if not isinstance(value, dict) or set(value) - {"sd", "source", "mde_target"}:
-        raise SpecError.at(where, "study.design", f"got {json.dumps(value, default=str)}", allowed)
-    sds = value.get("sd", {})
-    if not isinstance(sds, dict) or not all(k in labels and _fits(v, 1.0) and v > 0 for k, v in sds.items()):
-        raise SpecError.at(where, "study.design.sd", f"got {json.dumps(sds, default=str)}",
-                           f"positive SDs in points for variants among {', '.join(labels)}")
-    if sds and not isinstance(value.get("source"), str):
+def _design(design: Design, labels: list[str], where: str) -> dict[str, Any]:
+    """The design as the report reads it: SDs of the study's variants only, and where they were measured."""
+    for label in design.sd:
+        if label not in labels:
+            raise SpecError.at(where, f"study.design.sd.{label}", "not a variant of the study", ", ".join(labels))
+    if design.sd and not design.source.strip():
         raise SpecError.at(where, "study.design.source", "missing", "where the planned SDs were measured, e.g. a docs/ page")
-    target = value.get("mde_target", 0.0)
-    if not _fits(target, 1.0) or target < 0:
-        raise SpecError.at(where, "study.design.mde_target", f"got {json.dumps(target)}", "points ≥ 0")
-    return {"sd": {k: float(v) for k, v in sds.items()}, "source": value.get("source", ""), "mde_target": float(target)} \
-        if value else {}
-
-
-def _relative_margin(table: Mapping[str, Any], where: str) -> float:
-    """`equivalence_margin_relative = 0.15`: the margin as a share of the reference's error rate (15 % of 19 % error
-    is ±2.9 points), instead of `equivalence_margin` in points."""
-    if "equivalence_margin_relative" not in table:
-        return 0.0
-    value = table["equivalence_margin_relative"]
-    if "equivalence_margin" in table:
-        raise SpecError.at(where, "study.equivalence_margin_relative", "given with equivalence_margin",
-                           "one of the two: points, or a share of the reference's error rate")
-    if not _fits(value, 1.0) or not 0 < value <= 1:
-        raise SpecError.at(where, "study.equivalence_margin_relative", f"got {json.dumps(value)}",
-                           "a share of the reference's error rate in (0, 1], e.g. 0.15")
-    return float(value)
-
-
-def _order(value: Any, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise SpecError.at(where, "study.order", f"got {json.dumps(value)}", "an integer (lower runs first)")
-    return value
+    return dataclasses.asdict(design)
 
 
 def _resolve_variants(spec: StudySpec, profile: Profile, networks: Mapping[str, NetworkSpec | str]) -> dict[str, ResolvedVariant]:
@@ -449,41 +428,6 @@ def _known_model(name: str, where: str, key: str) -> None:
         get_entry(name)
     except UnknownModelError as err:
         raise UnknownModelError(f"{where}: {key}: {err}") from None
-
-
-def _tupled(value: Any) -> Any:
-    return tuple(_tupled(v) for v in value) if isinstance(value, list) else value
-
-
-_VARIANT_TYPES = (("reference", bool, "true or false"),
-                  ("model", str, "a registered model name or a .toml network spec, relative to the study file"),
-                  ("block", dict, "a table of MK-block settings"), ("head", dict, "a table of head settings"),
-                  ("blocks", int, "a block count ≥ 1 (leave the key out for the base's)"))
-
-
-def _variant(table: Any, i: int, where: str) -> Variant:
-    if not isinstance(table, dict):
-        raise SpecError.at(where, f"variants[{i}]", f"got {json.dumps(table)}", "a table with label and overrides")
-    _check_keys(table, {f.name for f in dataclasses.fields(Variant)}, where, f"variants[{i}].")
-    if not isinstance(table.get("label"), str) or not table["label"]:
-        raise SpecError.at(where, f"variants[{i}].label", "missing or empty", "a non-empty string naming the cell")
-    for key, kind, allowed in _VARIANT_TYPES:
-        value = table.get(key)
-        if value is not None and (not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 1))):
-            raise SpecError.at(where, f"variants[{i}].{key}", f"got {json.dumps(value, default=str)}", allowed)
-    if table.get("model", "").endswith(".toml"):  # a spec file beside the study: stored as a path that works from anywhere
-        path = Path(where).parent / table["model"]
-        if not path.is_file():
-            raise SpecError.at(where, f"variants[{i}].model", f"no network spec file {str(path)!r}",
-                               "a .toml network spec, relative to the study file, or a registered model name")
-        table = {**table, "model": str(path.resolve())}
-    elif table.get("model"):
-        _known_model(table["model"], where, f"variants[{i}].model")
-    if table.get("match", "") not in ("", *capacity.MATCHES):
-        raise SpecError.at(where, f"variants[{i}].match", f"got {json.dumps(table['match'])}", ", ".join(capacity.MATCHES))
-    if not isinstance(table.get("profiles", []), list):
-        raise SpecError.at(where, f"variants[{i}].profiles", f"got {json.dumps(table['profiles'])}", 'a list of profile names, e.g. ["paper"]')
-    return Variant(**{**table, "profiles": tuple(table.get("profiles", ()))})
 
 
 def variant_network(study: StudySpec, variant: Variant) -> NetworkSpec | str:
@@ -560,3 +504,110 @@ def study_path(name: str, folder: Path | None = None) -> Path:
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise SpecError(f"unknown study {name!r}: {hint}studies are the .toml files in {folder}: {', '.join(list_studies(folder))}")
     return path
+
+
+# --------------------------------------------------------------------------- the reference page
+
+#: The command that writes docs/study-files.md (tests/test_schema.py fails when the page is stale).
+REGENERATE = "python -m study.studies > docs/study-files.md"
+
+_INTRO = """\
+A **study file** (`ablations/<name>.toml`) says what a study varies, on which data, with which seeds and budgets; a
+**network spec file** (`ablations/specs/<name>.toml`) describes one MK network. Both are read by one typed reader
+(`study.schema`) against the declarations this page is generated from: an unknown key, a value of the wrong type or
+out of its bounds is one line naming the file, the key, the problem and what is allowed (exit code 2), and so is a
+rule that ties keys together (unique labels, one reference, a profile's datasets among the study's, …). `--set
+KEY=VALUE` changes a key from the command line, checked the same way.
+
+## The words
+
+- **axis**: the question a study's variants answer (`kernels`, `links`, …). Every row records its axis, and the
+  report compares each variant of an axis with the axis's reference: a paired contrast, variant − reference, seed by
+  seed.
+- **kind**: how a study runs its cells.
+  - `grid`: every variant × dataset × seed (Optuna's GridSampler), after an optional `[tuning]` stage;
+  - `robustness`: every variant trained clean, then tested at every level of `study.degradations`;
+  - `search`: an Optuna search over the MK-block space of `[search]` (one objective or a Pareto front); it needs no
+    variants.
+- **reference**: the variant with `reference = true` (at most one per study), usually the paper's configuration:
+  every other variant is compared with it, and `match = "flops"` / `"params"` scales a variant's widths to its cost.
+- **blocks**: in a variant, the number of MK blocks of its network, a count ≥ 1; left out, the base network's count.
+  In a network spec file, `blocks` is a count (1 to 5, every block the `block` table) or a list of tables, each laid
+  over `block` at its position.
+- **profile**: how much work a run does (training budget, seeds, proxy width; `study.profiles`). A study runs under
+  one of the registered profiles (`paper`, `quick`); its `[profiles.<name>]` table changes that profile for this
+  study, and every change is listed wherever the profile is described.
+"""
+
+
+def _per_profile(value_of: Any) -> str:
+    """A default that depends on the profile: each registered profile's value."""
+    return "; ".join(f"{name}: `{toml_value(value_of(profile))}`" for name, profile in PROFILES.items())
+
+
+def _profile_default(key: str) -> str:
+    if key in ("seeds", "n_trials", "workers", "cost_batch", "width", "guard_min", "keep_weights"):
+        return _per_profile(lambda p: getattr(p, key))
+    return ""
+
+
+def _train_default(key: str) -> str:
+    default = getattr(TrainConfig(), key)
+    differing = [f"{name} `{toml_value(getattr(p.train, key))}`" for name, p in PROFILES.items()
+                 if getattr(p.train, key) != default]
+    return f"`{toml_value(default)}`" + (f" ({', '.join(differing)})" if differing else "")
+
+
+def study_files_markdown() -> str:
+    """docs/study-files.md: every key of a study file and of a network spec file with its type, default and meaning,
+    written from the declarations the loaders read (`study.schema`)."""
+    block_keys = ", ".join(file_keys(MKBlockSpec))
+    network_rows = [
+        ("block", f"a table {{{block_keys}}}", "the paper's block", "MK-block settings of every block (keys below)"),
+        ("blocks", f"a block count in [1, {MAX_BLOCKS}], or a list of 1 to {MAX_BLOCKS} tables {{{block_keys}}}", "`3`",
+         "the MK blocks: a count repeats `block`; a list gives each block's settings, laid over `block`")]
+    sections = [
+        "# Study files and network spec files\n",
+        f"<!-- Generated by `{REGENERATE}` from the declarations in study/studies.py, study/profiles.py,\n"
+        "study/train.py and study/spec.py: edit those, not this page. -->\n",
+        _INTRO,
+        "## `[study]`\n\nWhat the study is and how its results are judged.\n",
+        table_markdown(StudyTable),
+        "### `design`\n\n`design = { sd = { \"<variant>\" = 0.97 }, source = \"…\", mde_target = 3.0 }`: the spread the "
+        "design was sized on, where it was measured, and the MDE it aimed at; the report checks the run against it.\n",
+        table_markdown(Design),
+        "## `[[variants]]`\n\nOne table per cell of the axis (a grid or robustness study needs at least one).\n",
+        table_markdown(Variant),
+        "## `[search]`\n\nA search study's space: what a trial samples, and the bands that reject a network before "
+        "training.\n",
+        table_markdown(SearchSpace),
+        "## `[tuning]`\n\nA grid study's tuning stage: before the grid, every variant gets the same budget, an Optuna "
+        "study over this grid of learning rate × weight decay at the profile's training budget, selected on validation "
+        "accuracy (the test split is never touched); the grid then trains each variant with its chosen values.\n",
+        table_markdown(Tuning),
+        "## `[profiles.<name>]`\n\n`<name>` is a registered profile (" + ", ".join(f"`{p}`" for p in PROFILES)
+        + "). A key left out keeps the profile's value.\n",
+        table_markdown(ProfileTable, defaults=_profile_default),
+        "### `train`\n\nThe training config (`study.train.TrainConfig`); each key given replaces the profile's value. "
+        "The default column gives `TrainConfig`'s default and, in brackets, the registered profiles that differ.\n",
+        table_markdown(TrainConfig, defaults=_train_default),
+        "### `rungs`\n\n" + " ".join(line.strip() for line in Rung.__doc__.split("\n")) + " At least two rungs, "
+        "distinct and smallest first.\n",
+        table_markdown(Rung),
+        "## Network spec files\n\nThe top-level keys of a network spec file (`ablations/specs/`; a variant's `block` "
+        "and `head` use the keys of the tables below).\n",
+        table_markdown(NetworkSpec, skip=("blocks",), rows=network_rows),
+        "### `block` and each table of `blocks`\n\n" + " ".join(line.strip() for line in MKBlockSpec.__doc__.split("\n"))
+        + "\n",
+        table_markdown(MKBlockSpec),
+        "### `head`\n\n" + " ".join(line.strip() for line in HeadSpec.__doc__.split("\n")) + "\n",
+        table_markdown(HeadSpec),
+        "### `nodes`\n\nAn explicit block graph: one table per named tensor, in order; a node reads `x` (the block's "
+        "input) or nodes above it, and `output` names the tensors the block's 1×1 convolution merges.\n",
+        table_markdown(NodeSpec),
+    ]
+    return "\n".join(sections)
+
+
+if __name__ == "__main__":
+    print(study_files_markdown(), end="")

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from study.errors import KitError
 from study.files import atomic_path
 from study.measure import autocast, count_flops, count_params, peak_memory_mb, provenance
 from study.models import ResolvedModel, resolve_model
+from study.schema import Doc, Internal, Range
 from study.spec import NetworkSpec
 
 
@@ -39,34 +40,41 @@ class TrainConfig:
     early stopping by `patience`. The same seed gives the same row on an idle or a busy machine.
     """
 
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    adam_eps: float = 1e-8  # Adam/AdamW ε; the authors' Keras default is 1e-7
-    momentum: float = 0.9  # SGD only
-    schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    batch_size: int = 128
-    epochs: int = 1000  # cap; early stopping usually ends the run first
-    patience: int = 30  # epochs without a val-loss improvement before stopping
-    label_smoothing: float = 0.0
-    grad_clip: float = 0.0  # max global grad norm (0 = off)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-    fast: bool = False  # train the `study.fast` rewrite of the model (same function)
-    fast_eval: bool = False  # evaluate with the frozen `study.fast` inference rewrite (same function); implied by `fast`
-    augment: str = ""  # e.g. "crop:2"
-    train_subset: int = 0  # 0 = all training samples
-    val_subset: int = 0
-    test_subset: int = 0  # 0 = the whole test split (the paper's comparison needs it whole)
-    eval_batch_size: int = 500
-    val_fraction: float = 0.1
-    profile: str = "custom"  # the name of the profile this config came from (`study.profiles`)
+    optimizer: Annotated[Literal["adam", "adamw", "sgd"], Doc("the optimizer (SGD with Nesterov momentum)")] = "adam"
+    lr: Annotated[float, Range(0, low_open=True), Doc("the learning rate (the peak rate of a one-cycle schedule)")] = 1e-3
+    weight_decay: Annotated[float, Range(0), Doc("the optimizer's weight decay")] = 0.0
+    adam_eps: Annotated[float, Range(0, low_open=True), Doc("Adam/AdamW ε; the authors' Keras default is 1e-7")] = 1e-8
+    momentum: Annotated[float, Range(0, 1, high_open=True), Doc("SGD only: the momentum")] = 0.9
+    schedule: Annotated[Literal["constant", "cosine", "onecycle"], Doc(
+        "the learning-rate schedule over the run's optimizer steps")] = "constant"
+    batch_size: Annotated[int, Range(1), Doc("training images per optimizer step")] = 128
+    epochs: Annotated[int, Range(1), Doc("the epoch cap; early stopping usually ends the run first")] = 1000
+    patience: Annotated[int, Range(1), Doc("epochs without a val-loss improvement before stopping")] = 30
+    label_smoothing: Annotated[float, Range(0, 1, high_open=True), Doc("the cross-entropy's label smoothing")] = 0.0
+    grad_clip: Annotated[float, Range(0), Doc("the largest global gradient norm (0 = no clipping)")] = 0.0
+    precision: Annotated[Literal["fp32", "bf16", "fp16"], Doc("the training precision (bf16/fp16: autocast)")] = "fp32"
+    channels_last: Annotated[bool, Doc("train in the channels-last memory format")] = False
+    compile: Annotated[bool, Doc("train the `torch.compile`d model")] = False
+    fast: Annotated[bool, Doc("train the `study.fast` rewrite of the model (the same function)")] = False
+    fast_eval: Annotated[bool, Doc("evaluate with the frozen `study.fast` inference rewrite (the same function); "
+                                   "implied by `fast`")] = False
+    augment: Annotated[str, Doc("training-time augmentation, e.g. \"crop:2\" (\"\" = none)")] = ""
+    train_subset: Annotated[int, Range(0), Doc("a stratified subset of this many training images (0 = all)")] = 0
+    val_subset: Annotated[int, Range(0), Doc("a subset of this many validation images (0 = all)")] = 0
+    test_subset: Annotated[int, Range(0), Doc("a subset of this many test images (0 = the whole test split, as the "
+                                               "paper's comparison needs)")] = 0
+    eval_batch_size: Annotated[int, Range(1), Doc("images per evaluation batch (speed only: evaluation is per "
+                                                  "image)")] = 500
+    val_fraction: Annotated[float, Range(0, 1, low_open=True, high_open=True), Doc(
+        "the share of the train split carved out for validation")] = 0.1
+    profile: Annotated[str, Internal, Doc("the name of the profile this config came from (`study.profiles`)")] = "custom"
     # before each evaluation, reset the batch-norm running statistics and recompute them as a plain average over
     # this many training batches (fixed order, `torch.optim.swa_utils.update_bn`); 0 = off. A short budget can
     # leave them far from the batch statistics (momentum 0.99 keeps 0.99^100 = 37 % of the initial ones after
     # 100 steps): eval mode then tests another function than the one trained.
-    bn_recalibrate: int = 0
+    bn_recalibrate: Annotated[int, Range(0), Doc(
+        "before each evaluation, recompute the batch-norm statistics as a plain average over this many training "
+        "batches (0 = off): after a short budget they can be far from the batch statistics")] = 0
 
 
 #: Fields added to `TrainConfig` after rows were first written, left out of `config` at their default, so a row

@@ -214,9 +214,3 @@ def missing_points(ctx: Context, storage_url: str | None = None) -> dict[str, in
                 pass
         missing[variant.label] = sum(run not in done for run in tuning.runs)
     return missing
-
-
-def load_tuning(run_dir: Path, study: str) -> dict[str, Any]:
-    """A study's tuning record ({} when it has no tuning stage or none ran yet)."""
-    path = tuning_path(run_dir, study)
-    return json.loads(path.read_text()) if path.exists() else {}

@@ -52,7 +52,7 @@ def test_malformed_overrides_are_one_line(text, fragment):
     ("variants.0.blocc.kernels=[3]", "variants[0].blocc: unknown key"),
     ('variants.0.block.kernels=[3,"a"]', 'block.kernels[1]: got "a"'),
     ("variants.7.label=x", "variants has 4 entries, so index 7 does not exist"),
-    ("study.datasets=5", "study.datasets: got 5; allowed: a list of dataset names"),
+    ("study.datasets=5", "study.datasets: got 5; allowed: a non-empty list of dataset names from "),
     ("study.axis.name=x", "study.axis is str 'links', not a table"),
 ])
 def test_a_bad_override_is_one_line_naming_its_key(text, fragment, capsys):

@@ -4,6 +4,7 @@ validation split before the grid, the grid trains each with its choice, and Tabl
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pandas as pd
@@ -12,6 +13,7 @@ import pytest
 from study import cells, costs, results, train, tuning
 from study.cli import main
 from study.errors import SpecError
+from study.report.load import load_run
 from study.studies import load_study
 from tests.helpers import write_tiny_dataset
 
@@ -60,7 +62,7 @@ def test_each_model_trains_with_the_point_its_tuning_chose_on_validation(study_f
     original = train._final_evaluation
     monkeypatch.setattr(train, "_final_evaluation", lambda *a, **k: tested.append(a[4]) or original(*a, **k))
     assert _run(study_file, tmp_path) == 0
-    record = tuning.load_tuning(tmp_path / "runs", "tiny_paper")["quick"]
+    record = load_run(tmp_path / "runs" / "tiny_paper").tuning["quick"]  # the report's reader of tuning.json
     assert record["budget"]["points"] == 4 and record["budget"]["selected_on"] == "best mean validation accuracy over 2 seeds"
     rows = results.load_rows(results.results_path(tmp_path / "runs", "tiny_paper"))
     assert len(rows) == 4 and len(tested) == 4  # the 16 tuning runs never evaluated the test split
@@ -118,9 +120,9 @@ def test_a_passed_deadline_stops_the_tuning_and_no_cell_trains_untuned(study_fil
 
 
 @pytest.mark.parametrize("table, problem", [
-    ("[tuning]\nlr = []", "tuning.lr: got []"),
-    ("[tuning]\nlr = [0.001, 0.001]", "tuning.lr: got [0.001, 0.001]"),
-    ("[tuning]\nweight_decay = [-0.1]", "tuning.weight_decay: got [-0.1]"),
+    ("[tuning]\nlr = []", "tuning.lr: got []; allowed: a non-empty list of distinct numbers in (0, 1)"),
+    ("[tuning]\nlr = [0.001, 0.001]", "tuning.lr: got [0.001, 0.001]; allowed: a non-empty list of distinct numbers"),
+    ("[tuning]\nweight_decay = [-0.1]", "tuning.weight_decay[0]: got -0.1; allowed: a number in [0, 1)"),
     ("[tuning]\ndataset = \"mnist\"", "tuning.dataset: got \"mnist\""),
     ("[tuning]\nsteps = 3", "tuning.steps"),
     ("[profiles.quick]\ndatasets = [\"mnist\"]", "profiles.quick.datasets: 'mnist' is not one of the study's datasets"),
@@ -129,7 +131,7 @@ def test_a_bad_tuning_or_profile_dataset_is_one_line(tmp_path, table, problem):
     path = tmp_path / "bad.toml"
     path.write_text('[study]\naxis = "links"\ndatasets = ["fashion-mnist"]\n\n[[variants]]\nlabel = "a"\nmodel = "lrnet_half"\n\n'
                     + table + "\n")
-    with pytest.raises(SpecError, match=problem.replace("[", r"\[").replace("]", r"\]")) as err:
+    with pytest.raises(SpecError, match=re.escape(problem)) as err:
         load_study(path)
     assert "\n" not in str(err.value)
 
