@@ -10,7 +10,6 @@ the ablation wirings (`none`, `residual`, `dense`) are generators of such graphs
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -19,10 +18,13 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from study.errors import SpecError
+from study.ops import ALLOWED_OPS, OPS, lookup
+from study.schema import Doc, coerce, from_mapping, unknown_key
 
+#: The names of the op table `study.ops.OPS`, as a type (tests/test_ops.py checks that the two agree).
 Op = Literal["conv", "cat", "norm", "add"]
 Links = Literal["paper", "none", "residual", "dense"]
 
@@ -44,57 +46,76 @@ class NodeSpec:
     `add`: sum of two inputs; the second is projected by a 1×1 convolution where channels differ.
     """
 
-    name: str
-    op: Op
-    inputs: tuple[str, ...]
-    kernel: int = 0
-    width: int = 0
+    name: Annotated[str, Doc("the tensor's name, read by later nodes' `inputs` and by `output` (letters, digits and _)")]
+    op: Annotated[Op, Doc("`conv`: a kernel×kernel \"same\" convolution of one input to `width` channels, then the "
+                          "activation; `cat`: channel concatenation of the inputs; `norm`: normalisation of one input; "
+                          "`add`: the sum of two inputs, the second projected by a 1×1 convolution where channels differ")]
+    inputs: Annotated[tuple[str, ...], Doc("the tensors it reads: `x` (the block input) or earlier nodes; one name may be "
+                                           "written `input = \"x\"` or `inputs = \"x\"`")]
+    kernel: Annotated[int, Doc("`conv` only: the kernel size (odd, ≥ 1)")] = 0
+    width: Annotated[int, Doc("`conv` only: the output channels (≥ 1)")] = 0
 
 
 @dataclass(frozen=True)
 class MKBlockSpec:
     """A multi-kernel block: knobs that generate its graph (or an explicit graph) and its output stage."""
 
-    kernels: tuple[int, ...] = (3, 5, 7)
-    links: Links = "paper"
-    stage1_widths: tuple[int, ...] = PAPER_WIDTHS["stage1_widths"]
-    stage2_self_widths: tuple[int, ...] = PAPER_WIDTHS["stage2_self_widths"]
-    stage2_cross_widths: tuple[int, ...] = PAPER_WIDTHS["stage2_cross_widths"]
-    stage3_width: int = PAPER_WIDTHS["stage3_width"]
-    stages: int = 3  # stage count of the none/residual/dense wirings
-    width_multiplier: float = 1.0
-    out_channels: int = 24
-    norm: Literal["batch", "group", "none"] = "batch"
-    groups: int = 8  # group count for norm = "group" (clipped to divide the channels)
-    norm_position: Literal["after-act", "in-conv"] = "after-act"
-    activation: Literal["relu", "gelu", "silu"] = "relu"
-    pool: Literal["max", "avg", "conv", "none"] = "max"
-    nodes: tuple[NodeSpec, ...] = ()  # explicit graph; overrides the knobs above when given
-    output: tuple[str, ...] = ()  # tensors merged by the 1×1 output conv (explicit graphs only)
+    kernels: Annotated[tuple[int, ...], Doc("the kernel sizes, odd and ascending without repeats; the first is the "
+                                            "primary kernel (docs/paper.md §1)")] = (3, 5, 7)
+    links: Annotated[Links, Doc("the wiring the knobs generate: `paper` (the paper's block), `none` (inception stages "
+                                "stacked), `residual` (each stage adds its input), `dense` (each stage reads x and every "
+                                "earlier stage)")] = "paper"
+    stage1_widths: Annotated[tuple[int, ...], Doc(
+        "channels of each kernel's stage-1 convolution, by position in `kernels` (later positions reuse the last); "
+        "the stage widths of the none/residual/dense wirings; each ≥ 1")] = PAPER_WIDTHS["stage1_widths"]
+    stage2_self_widths: Annotated[tuple[int, ...], Doc(
+        "paper wiring: channels of the stage-2 convolutions of the first two kernels on the primary branch (≥ 1)")] = \
+        PAPER_WIDTHS["stage2_self_widths"]
+    stage2_cross_widths: Annotated[tuple[int, ...], Doc(
+        "paper wiring: channels of the stage-2 convolutions on the normalised kernel prefixes (≥ 1)")] = \
+        PAPER_WIDTHS["stage2_cross_widths"]
+    stage3_width: Annotated[int, Doc("paper wiring: channels of the stage-3 convolution (≥ 1)")] = PAPER_WIDTHS["stage3_width"]
+    stages: Annotated[int, Doc("stage count of the none/residual/dense wirings (≥ 1)")] = 3
+    width_multiplier: Annotated[float, Doc("scales every width above (> 0; rounded, at least 1 channel)")] = 1.0
+    out_channels: Annotated[int, Doc("channels of the block's 1×1 output convolution (≥ 1)")] = 24
+    norm: Annotated[Literal["batch", "group", "none"], Doc("the normalisation of `norm` nodes and of the output")] = "batch"
+    groups: Annotated[int, Doc("group count for norm = \"group\" (≥ 1, clipped to divide the channels)")] = 8
+    norm_position: Annotated[Literal["after-act", "in-conv"], Doc(
+        "`after-act`: the graph's `norm` nodes normalise (the paper's order); `in-conv`: every convolution normalises "
+        "before its activation instead")] = "after-act"
+    activation: Annotated[Literal["relu", "gelu", "silu"], Doc("the activation after every convolution")] = "relu"
+    pool: Annotated[Literal["max", "avg", "conv", "none"], Doc(
+        "the downsampling after the block: 2×2 max or average pooling, a stride-2 convolution, or none")] = "max"
+    nodes: Annotated[tuple[NodeSpec, ...], Doc("an explicit graph (tables, see below); overrides the knobs above when "
+                                               "given")] = ()
+    output: Annotated[tuple[str, ...], Doc("the tensors merged by the 1×1 output convolution (explicit graphs "
+                                           "only)")] = ()
 
 
 @dataclass(frozen=True)
 class HeadSpec:
     """The classifier: the paper's dense stack with dropout, or global-average-pool + linear."""
 
-    kind: Literal["dense", "gap"] = "dense"
-    hidden: tuple[int, ...] = (256, 128, 128, 64)
-    dropout: float = 0.3
+    kind: Annotated[Literal["dense", "gap"], Doc("`dense`: the paper's stack of dense layers with dropout; `gap`: "
+                                                 "global average pooling, dropout, one linear layer")] = "dense"
+    hidden: Annotated[tuple[int, ...], Doc("dense head: the hidden layers' widths, each ≥ 1 ([] = flatten + linear)")] = \
+        (256, 128, 128, 64)
+    dropout: Annotated[float, Doc("the dropout probability, in [0, 1)")] = 0.3
 
 
 @dataclass(frozen=True)
 class NetworkSpec:
     """A whole network: stacked MK blocks, a head, the input shape and the class count."""
 
-    name: str = "lrnet_paper"
-    blocks: tuple[MKBlockSpec, ...] = (MKBlockSpec(),) * 3
-    head: HeadSpec = HeadSpec()
-    in_channels: int = 1
-    input_size: int = 28
-    num_classes: int = 10
-    # "keras": the authors' Keras defaults (Glorot-uniform weights, zero biases, BatchNorm momentum 0.99 in
-    # Keras terms = 0.01 in PyTorch's, ε 1e-3); "pytorch": PyTorch's. Initialisation and BN only: same cost.
-    defaults: Literal["pytorch", "keras"] = "pytorch"
+    name: Annotated[str, Doc("the model's name in rows and the report", default="the file's name")] = "lrnet_paper"
+    blocks: Annotated[tuple[MKBlockSpec, ...], Doc("the MK blocks, 1 to 5 (at most as many pooling blocks as the input size halves to 1)")] = (MKBlockSpec(),) * 3
+    head: Annotated[HeadSpec, Doc("the classifier")] = HeadSpec()
+    in_channels: Annotated[int, Doc("the input's channels (≥ 1)")] = 1
+    input_size: Annotated[int, Doc("the input's height and width in pixels (≥ 1)")] = 28
+    num_classes: Annotated[int, Doc("the classes the head predicts (≥ 1)")] = 10
+    defaults: Annotated[Literal["pytorch", "keras"], Doc(
+        "`keras`: the authors' Keras defaults (Glorot-uniform weights, zero biases, BatchNorm momentum 0.99 in Keras "
+        "terms = 0.01 in PyTorch's, ε 1e-3); `pytorch`: PyTorch's. Initialisation and BN only: same cost")] = "pytorch"
 
     def digest(self) -> str:
         """A short hash of the resolved spec (same hash = same network)."""
@@ -216,12 +237,7 @@ def graph_channels(nodes: tuple[NodeSpec, ...], in_channels: int) -> dict[str, i
     """Channel count of every tensor of a block graph whose input `x` has `in_channels`."""
     ch = {"x": in_channels}
     for node in nodes:
-        if node.op == "conv":
-            ch[node.name] = node.width
-        elif node.op == "cat":
-            ch[node.name] = sum(ch[i] for i in node.inputs)
-        else:  # norm and add keep the first input's channels
-            ch[node.name] = ch[node.inputs[0]]
+        ch[node.name] = lookup(node.op).channels(node, ch)
     return ch
 
 
@@ -292,19 +308,19 @@ def _validate_graph(block: MKBlockSpec, at: str, fail) -> None:
             fail(f"{key}.name", f"{node.name!r} is not a plain name", "letters, digits and _ (not starting with a digit)")
         if node.name in known:
             fail(f"{key}.name", f"tensor {node.name!r} is defined twice", "unique names other than \"x\"")
-        arity = {"conv": 1, "norm": 1, "add": 2}.get(node.op)
-        if arity is not None and len(node.inputs) != arity:
-            fail(f"{key}.inputs", f"{node.op} takes {arity} input(s), got {len(node.inputs)}", f"exactly {arity}")
-        if node.op == "cat" and not node.inputs:
-            fail(f"{key}.inputs", "cat of nothing", "one or more tensor names")
+        op = OPS.get(node.op) if isinstance(node.op, str) else None
+        if op is None:
+            fail(f"{key}.op", f"{node.op!r} is not a valid choice", ALLOWED_OPS)
+        problem = op.input_problem(len(node.inputs))
+        if problem:
+            fail(f"{key}.inputs", *problem)
         for name in node.inputs:
             if name not in known:
                 fail(f"{key}.inputs", f"tensor {name!r} does not exist (yet)", _names(known))
-        if node.op == "conv":
-            if node.kernel < 1 or node.kernel % 2 == 0:
-                fail(f"{key}.kernel", f"kernel {node.kernel} is even or not positive", "odd sizes ≥ 1")
-            if node.width < 1:
-                fail(f"{key}.width", f"width {node.width}", "an integer ≥ 1")
+        bad_size = op.size_problem(node)
+        if bad_size:
+            field, *problem = bad_size
+            fail(f"{key}.{field}", *problem)
         known.add(node.name)
     for name in output:
         if name not in known:
@@ -316,65 +332,6 @@ def _names(known: set[str]) -> str:
 
 
 # --------------------------------------------------------------------------- TOML loading
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        inner = typing.get_args(tp)[0]
-        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}.get(inner)
-        if dataclasses.is_dataclass(inner):
-            plural = "tables"
-        return f"a list of {plural or _type_name(inner)}"
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return "a table"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(tp, str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
-    """Check `value` against the annotation `tp`, converting lists to tuples and tables to specs."""
-    origin = typing.get_origin(tp)
-
-    def wrong(detail: str = "") -> typing.NoReturn:
-        shown = json.dumps(value) if not isinstance(value, dict) else "a table"
-        raise SpecError.at(where, key, detail or 'got ' + shown, _type_name(tp))
-
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            wrong(f"{json.dumps(value)} is not a valid choice")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            wrong()
-        inner = typing.get_args(tp)[0]
-        return tuple(_coerce(v, inner, f"{key}[{i}]", where) for i, v in enumerate(value))
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            wrong()
-        return from_mapping(tp, value, where, prefix=f"{key}.")
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            wrong()
-        return float(value)
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        wrong()
-    if tp in (str, bool) and not isinstance(value, tp):
-        wrong()
-    return value
-
-
-def from_mapping(cls: type, data: Mapping[str, Any], where: str = "spec", prefix: str = "") -> Any:
-    """Build a frozen spec dataclass from a TOML table: unknown keys and wrong types are SpecErrors."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in hints:
-            raise unknown_key(where, prefix + key, names)
-        kwargs[key] = _coerce(value, hints[key], prefix + key, where)
-    return cls(**kwargs)
 
 
 _NETWORK_KEYS = ("name", "blocks", "block", "head", "in_channels", "input_size", "num_classes", "defaults")
@@ -405,10 +362,10 @@ def network_from_mapping(data: Mapping[str, Any], where: str = "spec") -> Networ
         if not isinstance(override, dict):
             raise SpecError.at(where, f"blocks[{i}]", f"got {json.dumps(override)}", "a table of MK-block settings")
         merged = {**base, **override}
-        if "nodes" in merged:
+        if isinstance(merged.get("nodes"), list):  # anything else is the reader's type error
             merged["nodes"] = [_node_table(n, f"blocks[{i}].nodes[{j}]", where) for j, n in enumerate(merged["nodes"])]
         built.append(from_mapping(MKBlockSpec, merged, where, prefix=f"blocks[{i}]." if override else "block."))
-    head = _coerce(data.pop("head", {}), HeadSpec, "head", where)
+    head = coerce(data.pop("head", {}), HeadSpec, "head", where)
     spec = from_mapping(NetworkSpec, data, where)
     return validate_network(dataclasses.replace(spec, blocks=tuple(built), head=head), where)
 
@@ -438,13 +395,6 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         raise SpecError(f"{path}: not a text file (not UTF-8); allowed: {what} in TOML") from None
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: not valid TOML ({err}); allowed: TOML 1.0") from None
-
-
-def unknown_key(where: str, key: str, allowed: list[str] | tuple[str, ...] | set[str]) -> SpecError:
-    """The error for a key a table does not have, with the closest allowed key."""
-    close = difflib.get_close_matches(key.rpartition(".")[2], list(allowed), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return SpecError.at(where, key, f"unknown key{hint}", ', '.join(sorted(allowed) if isinstance(allowed, set) else allowed))
 
 
 def load_network(path: str | Path) -> NetworkSpec:

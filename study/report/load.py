@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from study.results import load_rows, load_table, read_rows, row_key
+from study.stats import relative_margin, truthy
 
 
 @dataclass
@@ -87,8 +88,6 @@ def load_run(run_dir: Path, storage: str | None = None) -> StudyRun:
 
 def _margin_in_points(provenance: dict, table: pd.DataFrame) -> dict:
     """A margin given as a share of the reference's error rate, in points: from the reference's mean test accuracy."""
-    from study.stats import relative_margin, truthy
-
     share = provenance.get("equivalence_margin_relative")
     if not isinstance(share, (int, float)) or not share > 0 or not len(table):
         return provenance
