@@ -140,7 +140,7 @@ def block_graph(spec: MKBlockSpec) -> tuple[tuple[NodeSpec, ...], tuple[str, ...
     """The block's tensor graph (nodes, merged outputs): the explicit one or the one its knobs generate."""
     if spec.nodes:
         return spec.nodes, spec.output
-    return _WIRINGS[spec.links](spec)
+    return WIRINGS[spec.links](spec)
 
 
 def _paper_wiring(spec: MKBlockSpec) -> tuple[tuple[NodeSpec, ...], tuple[str, ...]]:
@@ -230,7 +230,8 @@ def _dense_wiring(spec: MKBlockSpec) -> tuple[tuple[NodeSpec, ...], tuple[str, .
     return tuple(nodes), tuple(seen)
 
 
-_WIRINGS = {"paper": _paper_wiring, "none": _plain_wiring, "residual": _residual_wiring, "dense": _dense_wiring}
+#: Each link type (`Links`) → the function that wires its block graph (tests/test_specs.py checks the two agree).
+WIRINGS = {"paper": _paper_wiring, "none": _plain_wiring, "residual": _residual_wiring, "dense": _dense_wiring}
 
 
 def graph_channels(nodes: tuple[NodeSpec, ...], in_channels: int) -> dict[str, int]:

@@ -1,10 +1,9 @@
 """Study specs: the TOML files of `ablations/` that say what a study varies, on which data, with
 which seeds and budgets, loaded into frozen dataclasses with one-line errors.
 
-A study is one of three kinds:
-- `grid`: every variant × dataset × seed, run through Optuna's GridSampler;
-- `robustness`: every model trained clean, then tested at every degradation level;
-- `search`: an Optuna search over the MK-block space (single- or multi-objective).
+A study's `kind` names a registered study kind (`study.kinds`: grid, robustness, search, or one of your own named
+in $STUDY_KINDS); the kind decides whether a study needs variants and may have a tuning stage, and how it runs and
+reports.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from study import capacity
 from study.blocks import network_complexity
 from study.data import list_datasets, parse_degradation
 from study.errors import DataError, SpecError, UnknownModelError
+from study.kinds.registry import PLUGINS_ENV, get_kind, kind_names
 from study.models import ResolvedModel, get_entry, resolve_model
 from study.profiles import PROFILES, Profile, ProfileTable, Rung, override
 from study.schema import (
@@ -180,7 +180,8 @@ class StudyTable:
                                        default="the file's name")] = ""
     axis: Annotated[str, NonEmpty, Doc("the question the study's variants answer: rows are grouped and compared by "
                                        "axis (see above)", default="the study's name")] = ""
-    kind: Annotated[str, Doc("`grid`, `robustness` or `search` (see above)")] = "grid"
+    kind: Annotated[str, Doc("a registered study kind: `grid`, `robustness`, `search` (see above), or one of your own "
+                             "whose module $STUDY_KINDS names (docs/architecture.md, \"Extending the kit\")")] = "grid"
     description: Annotated[str, Doc("one line saying what the study asks, shown with its results")] = ""
     base: Annotated[str, Noun("a registered model name"), Doc(
         "the MK network a variant without `model` overrides")] = "lrnet_paper"
@@ -245,7 +246,6 @@ class StudySpec:
 
 #: The tables of a study file.
 _TABLES = ("study", "variants", "search", "profiles", "tuning")
-_KINDS = ("grid", "robustness", "search")
 
 
 def _profiles(tables: Any, where: str) -> dict[str, Profile]:
@@ -281,8 +281,9 @@ def study_from_document(doc: Mapping[str, Any], path: str | Path) -> StudySpec:
             raise unknown_key(where, key, _TABLES)
     table = _table(doc.get("study", {}), where, "study")
     kind = table.get("kind", "grid")
-    if kind not in _KINDS:
-        raise SpecError.at(where, "study.kind", f"{json.dumps(kind, default=str)} is not a study kind", ", ".join(_KINDS))
+    if kind not in kind_names():
+        raise SpecError.at(where, "study.kind", f"{json.dumps(kind, default=str)} is not a study kind",
+                           f"{', '.join(kind_names())} (a kind of your own: name its module in ${PLUGINS_ENV})")
     study = from_mapping(StudyTable, table, where, "study.")
     name = study.name or path.stem
     _known_model(study.base, where, "study.base")
@@ -340,7 +341,7 @@ def _check_degradations(degradations: tuple[str, ...], where: str) -> None:
 def _variants(tables: Any, kind: str, where: str) -> tuple[Variant, ...]:
     """The `[[variants]]` tables, read and each model resolved; labels unique, at most one reference."""
     variants = tuple(_variant_model(v, i, where) for i, v in enumerate(coerce(tables, tuple[Variant, ...], "variants", where)))
-    if kind != "search" and not variants:
+    if get_kind(kind).needs_variants and not variants:
         raise SpecError.at(where, "variants", "no variants", "one or more [[variants]] tables")
     labels = [v.label for v in variants]
     dup = next((lab for lab in labels if labels.count(lab) > 1), None)
@@ -367,8 +368,10 @@ def _variant_model(variant: Variant, i: int, where: str) -> Variant:
 
 def _tuning(table: Any, kind: str, datasets: tuple[str, ...], where: str) -> Tuning:
     """The `[tuning]` table of a grid study; its dataset one of the study's."""
-    if kind != "grid":
-        raise SpecError.at(where, "tuning", f"a {kind} study has no tuning stage", "[tuning] in a grid study only")
+    if not get_kind(kind).tunable:
+        tunable = [name for name in kind_names() if get_kind(name).tunable]
+        raise SpecError.at(where, "tuning", f"a {kind} study has no tuning stage",
+                           f"[tuning] in a study of kind {' or '.join(tunable)}")
     tuning = from_mapping(Tuning, table, where, "tuning.")
     if "dataset" in table and tuning.dataset not in datasets:
         raise SpecError.at(where, "tuning.dataset", f"got {json.dumps(tuning.dataset)}", ", ".join(datasets))
@@ -528,7 +531,9 @@ KEY=VALUE` changes a key from the command line, checked the same way.
   - `grid`: every variant × dataset × seed (Optuna's GridSampler), after an optional `[tuning]` stage;
   - `robustness`: every variant trained clean, then tested at every level of `study.degradations`;
   - `search`: an Optuna search over the MK-block space of `[search]` (one objective or a Pareto front); it needs no
-    variants.
+    variants;
+  - a kind of your own: one module registering a `study.kinds.base.StudyKind`, named in `$STUDY_KINDS`
+    (docs/architecture.md, "Extending the kit").
 - **reference**: the variant with `reference = true` (at most one per study), usually the paper's configuration:
   every other variant is compared with it, and `match = "flops"` / `"params"` scales a variant's widths to its cost.
 - **blocks**: in a variant, the number of MK blocks of its network, a count ≥ 1; left out, the base network's count.

@@ -8,6 +8,7 @@ Each bad file starts with `# expect: <substring of the error line>`. To add a ca
 from __future__ import annotations
 
 import dataclasses
+import typing
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 from study.cli import main
 from study.errors import KitError, SpecError, UnknownModelError
 from study.models import PAPER, get_entry
+from study.ops import OPS
 from study.spec import (
     HeadSpec,
     MKBlockSpec,
@@ -404,3 +406,13 @@ def test_the_size_limit_can_be_raised(monkeypatch):
         check_size(big)
     monkeypatch.setenv("STUDY_MAX_ACTIVATIONS", "1e9")
     check_size(big)
+
+
+def test_every_link_type_has_a_wiring():
+    # a link type is one name in spec.Links and one wiring in spec.WIRINGS (docs/architecture.md, "A new link type")
+    from study import spec
+
+    assert set(typing.get_args(spec.Links)) == set(spec.WIRINGS)
+    for links in typing.get_args(spec.Links):
+        nodes, output = spec.block_graph(dataclasses.replace(MKBlockSpec(), links=links))
+        assert nodes and output and {n.op for n in nodes} <= set(OPS)
