@@ -8,10 +8,10 @@ Each bad file starts with `# expect: <substring of the error line>`. To add a ca
 from __future__ import annotations
 
 import dataclasses
-import typing
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
