@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from study import data as datasets
+from study import results, train
 from study.errors import KitError
 from study.files import atomic_path
 from study.models import ResolvedModel, list_models, resolve_model
@@ -104,7 +105,6 @@ def retest(runs: str | Path, row: Mapping[str, Any], degrade: str | None = None,
     Returns:
         `loss`, `accuracy` and `img_per_s` of `study.train.evaluate`.
     """
-    from study import train
 
     weights = checkpoint_file(runs, row)
     if weights is None:
@@ -132,7 +132,6 @@ def prune(runs: str | Path, study: str, keep: int = 1, dry_run: bool = False) ->
     Selection is by validation accuracy, never test accuracy. Rows stay as they are: `study test` of a
     pruned row says its checkpoint is gone.
     """
-    from study import results
 
     if keep < 0:
         raise KitError(f"--keep {keep}: keep 0 or more checkpoints per variant")

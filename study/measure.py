@@ -29,7 +29,9 @@ from fvcore.nn import FlopCountAnalysis  # noqa: E402
 from fvcore.nn.jit_handles import get_shape  # noqa: E402
 from torch import nn  # noqa: E402
 
+from study import fast as fast_path  # noqa: E402
 from study.errors import KitError  # noqa: E402
+from study.models import resolve_model  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -303,8 +305,6 @@ def profile_model(name: str, *, batch: int = 128, device: str = "cpu", precision
             compile: bool = False, fast: bool = False, timing: bool = True, repeats: int = 5) -> dict[str, Any]:
     """Everything `study profile` reports, as a dict: counts, and (with `timing`) train/inference throughput
     and peak memory under one setting."""
-    from study import fast as fast_path
-    from study.models import resolve_model
 
     if device == "cuda" and not torch.cuda.is_available():
         raise KitError("--device cuda: no CUDA device is visible; use --device cpu or run on a GPU machine")

@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from study.blocks import MKNet
+from study.capacity import check_size
 from study.errors import UnknownModelError
 from study.spec import HeadSpec, NetworkSpec, load_network, replace_blocks
 
@@ -100,7 +101,6 @@ def resolve_model(model: str | Path | NetworkSpec | ResolvedModel, where: str = 
 
     Specs given as such keep their own `num_classes`; registered MK networks take the caller's.
     """
-    from study.capacity import check_size
 
     if isinstance(model, ResolvedModel):
         return model

@@ -31,9 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from study import results
+from study.blocks import network_complexity
+from study.capacity import scaled
 from study.kinds.registry import get_kind
-from study.models import ResolvedModel
+from study.measure import time_training
+from study.models import ResolvedModel, build_model, resolve_model
+from study.objectives import sample_network
+from study.overrides import load_study_with
 from study.profiles import ASSUMED_TRAIN_IMAGES
+from study.studies import Variant, list_studies, study_path, variant_network
 
 
 @dataclasses.dataclass
@@ -123,8 +129,6 @@ class StudyPlan:
 
 def select_studies(only: str | None, every: bool, overrides: Sequence = ()) -> list:
     """The studies a `study run` with these options runs, validated (with `--set` overrides), in run order."""
-    from study.overrides import load_study_with
-    from study.studies import list_studies, study_path
 
     names = [n.strip() for n in only.split(",")] if only else list_studies()
     specs = [load_study_with(study_path(n), overrides) for n in names]  # a bad spec fails before any training
@@ -175,9 +179,6 @@ def _budget(row: dict[str, Any], default: int) -> int:
 def _profiled_seconds(network: ResolvedModel, ctx) -> float:
     """Training-step seconds of one cell, from a few timed steps (see the module docstring)."""
     import torch
-
-    from study.measure import time_training
-    from study.models import build_model
 
     cfg = ctx.cfg
     with torch.random.fork_rng():  # profiling must not move the run's random state
@@ -238,9 +239,6 @@ def band_rejection(ctx, samples: int = 200, seed: int = 0) -> tuple[int, Counter
     """How many of `samples` specs drawn uniformly from a search space the FLOPs/params bands reject, and why."""
     import optuna
 
-    from study.blocks import network_complexity
-    from study.objectives import sample_network
-
     space = ctx.spec.search
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     reasons: Counter = Counter()
@@ -266,11 +264,6 @@ def search_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
         if trained:
             plan.seconds["trial"] = (statistics.fmean(trained), "measured")
         else:  # the base network stands in for a typical sampled spec
-            from study.blocks import network_complexity
-            from study.capacity import scaled
-            from study.models import resolve_model
-            from study.studies import variant_network
-
             base = resolve_model(variant_network(ctx.spec, _base_variant()))
             if base.spec is not None:
                 base = resolve_model(scaled(base.spec, ctx.profile_spec.width))
@@ -281,7 +274,6 @@ def search_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
 
 
 def _base_variant():
-    from study.studies import Variant
 
     return Variant(label="base")
 

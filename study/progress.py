@@ -46,6 +46,7 @@ class Progress:
 
     def refresh_total(self) -> None:
         """Recount the rows every study will have (adaptive seeds grow it)."""
+        # imported here, not at the top: `study --help` imports this module and must not load torch
         from study.cells import expected_rows
 
         self.bar.total = sum(expected_rows(c) for c in self.contexts)

@@ -24,7 +24,7 @@ from study.blocks import network_complexity
 from study.data import list_datasets, parse_degradation
 from study.errors import DataError, SpecError, UnknownModelError
 from study.kinds.registry import PLUGINS_ENV, get_kind, kind_names
-from study.models import ResolvedModel, get_entry, resolve_model
+from study.models import ResolvedModel, get_entry, list_models, resolve_model
 from study.profiles import PROFILES, Profile, ProfileTable, Rung, override
 from study.schema import (
     Choice,
@@ -466,7 +466,6 @@ def variant_network(study: StudySpec, variant: Variant) -> NetworkSpec | str:
 
 @functools.cache
 def _registered_digests() -> dict[str, str]:
-    from study.models import list_models
 
     digests: dict[str, str] = {}
     for name in list_models():

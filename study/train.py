@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from study import data as datasets
 from study.errors import KitError
+from study.fast import optimize, tune_allocator
 from study.files import atomic_path
 from study.measure import autocast, count_flops, count_params, peak_memory_mb, provenance
 from study.models import ResolvedModel, resolve_model
@@ -160,7 +161,6 @@ def _evaluator(model: nn.Module, runner: nn.Module, cfg: TrainConfig) -> nn.Modu
     """What evaluation runs: with `fast`, the frozen inference rewrite of the current weights (same function)."""
     if not (cfg.fast or cfg.fast_eval):
         return runner
-    from study.fast import optimize
 
     return optimize(model, "infer", precision=cfg.precision)
 
@@ -274,8 +274,6 @@ def _build(resolved: ResolvedModel, data: _Data, cfg: TrainConfig, seed: int, de
         model = model.to(memory_format=torch.channels_last)
     runner = model
     if cfg.fast or cfg.fast_eval:
-        from study.fast import optimize, tune_allocator
-
         tune_allocator()  # process-wide: speed only
         runner = optimize(model, "train") if cfg.fast else model
     if cfg.compile:
