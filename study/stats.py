@@ -70,8 +70,6 @@ INSUFFICIENT = "insufficient data (n<2)"
 INCONCLUSIVE = "inconclusive"
 #: Verdicts that settle a comparison, besides "equivalent within ±M pts" (`equivalence_verdict`).
 DECIDED = ("better", "worse")
-#: Names the reference variant may carry when no row of an axis is flagged `is_reference`.
-REFERENCE_NAMES: tuple[str, ...] = ("paper", "lrnet_paper")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -777,15 +775,14 @@ def truthy(value: Any) -> bool:
 
 
 def _reference_name(rows: pd.DataFrame) -> str | None:
-    """The axis' reference variant: the flagged one, else one named like the paper configuration."""
-    if "is_reference" in rows.columns:
-        flagged = set(rows.loc[rows["is_reference"].map(truthy), "variant"].astype(str))
-        if len(flagged) > 1:
-            raise ValueError(f"several reference variants flagged on one axis: {sorted(flagged)}")
-        if flagged:
-            return flagged.pop()
-    present = set(rows["variant"].astype(str))
-    return next((name for name in REFERENCE_NAMES if name in present), None)
+    """The axis' reference variant: the one its rows flag (`is_reference`, the role study.json records), never one
+    guessed from its name; None when no row is flagged."""
+    if "is_reference" not in rows.columns:
+        return None
+    flagged = set(rows.loc[rows["is_reference"].map(truthy), "variant"].astype(str))
+    if len(flagged) > 1:
+        raise ValueError(f"several reference variants flagged on one axis: {sorted(flagged)}")
+    return flagged.pop() if flagged else None
 
 
 def _groups(rows: pd.DataFrame, by: list[str]):

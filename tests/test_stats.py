@@ -435,9 +435,12 @@ def _table(reference_flag: bool = True) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("flagged", [True, False])
-def test_compare_axis(flagged):
-    table = _table(flagged)
+def test_compare_axis_never_guesses_the_reference_from_a_name():
+    assert compare_axis(_table(reference_flag=False), "kernels").empty  # "lrnet_paper" is not flagged: no reference
+
+
+def test_compare_axis():
+    table = _table()
     out = compare_axis(table, "kernels")
     assert list(out.columns[:3]) == ["axis", "dataset", "degradation"]
     assert len(out) == 6 and set(out["reference"]) == {"lrnet_paper"}
@@ -934,6 +937,8 @@ def test_an_mde_of_exactly_the_target_is_decided():
 
 
 def _run(variant, value, *, seed=0, axis="k", dataset="fm", degradation="none", **extra):
+    """One ok row; the variant named "paper" is flagged the reference unless `is_reference` says otherwise."""
+    extra.setdefault("is_reference", variant == "paper")
     return dict(axis=axis, variant=variant, dataset=dataset, degradation=degradation, seed=seed, status="ok",
                 test_accuracy=value, **extra)
 

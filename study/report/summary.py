@@ -430,7 +430,7 @@ def search_findings(study) -> list[dict[str, str]]:
     seeds (`study.confirm`), and the best is the one with the best mean test accuracy over its seeds, with its 95 % CI;
     a point that rests on one seed is called a candidate, not a finding."""
     rows = tables.ok_rows(study.table)
-    rows = rows[rows["axis"] == "search"].dropna(subset=[tables.ACCURACY])
+    rows = rows.dropna(subset=[tables.ACCURACY])  # every row of a search study is a trial or a confirming seed
     if rows.empty:
         return []
     trials = rows["variant"].nunique()
