@@ -13,11 +13,9 @@ import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from study.errors import SpecError, UnknownModelError
-from study.studies import StudySpec, read_study, study_from_document
+from study.errors import SpecError
 
 _PART = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*|\d+)((?:\[\d+\])*)")
 _BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.:+-]*")
@@ -100,30 +98,6 @@ def apply_overrides(doc: dict[str, Any], overrides: Sequence[Override]) -> dict[
                     node[step] = {}
                 node = node[step]
     return doc
-
-
-def load_study_with(path: str | Path, overrides: Sequence[Override]) -> StudySpec:
-    """`studies.load_study` with the overrides laid over the file first: a loader error names the `--set` that
-    caused it (the loader checks every key's type, so a wrongly typed value is its one-line error like any other)."""
-    doc = read_study(path)
-    try:
-        return study_from_document(apply_overrides(doc, overrides), path)
-    except (SpecError, UnknownModelError) as err:
-        if not overrides:
-            raise
-        culprit = next((o for o in overrides if _error_alone(doc, path, o) == str(err)), None)
-        named = culprit.text if culprit else " ".join(o.text for o in overrides)
-        raise type(err)(f"{err} (set by --set {named})") from None
-
-
-def _error_alone(doc: dict[str, Any], path: str | Path, override: Override) -> str:
-    """The loader's error with this one override ("" when it loads): the same error as all of them together names
-    it as the cause."""
-    try:
-        study_from_document(apply_overrides(doc, (override,)), path)
-    except (SpecError, UnknownModelError) as err:
-        return str(err)
-    return ""
 
 
 def describe(overrides: Sequence[Override]) -> list[str]:

@@ -37,9 +37,8 @@ from study.kinds.registry import get_kind
 from study.measure import time_training
 from study.models import ResolvedModel, build_model, resolve_model
 from study.objectives import sample_network
-from study.overrides import load_study_with
 from study.profiles import ASSUMED_TRAIN_IMAGES
-from study.studies import Variant, list_studies, study_path, variant_network
+from study.studies import Variant, list_studies, load_study, study_path, variant_network
 
 
 @dataclasses.dataclass
@@ -131,7 +130,7 @@ def select_studies(only: str | None, every: bool, overrides: Sequence = ()) -> l
     """The studies a `study run` with these options runs, validated (with `--set` overrides), in run order."""
 
     names = [n.strip() for n in only.split(",")] if only else list_studies()
-    specs = [load_study_with(study_path(n), overrides) for n in names]  # a bad spec fails before any training
+    specs = [load_study(study_path(n), overrides) for n in names]  # a bad spec fails before any training
     if not only:
         specs = [s for s in specs if every or s.default_run]
         specs.sort(key=lambda s: (s.run_order, s.name))

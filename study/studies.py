@@ -14,7 +14,7 @@ import functools
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +25,7 @@ from study.data import list_datasets, parse_degradation
 from study.errors import DataError, SpecError, UnknownModelError
 from study.kinds.registry import PLUGINS_ENV, get_kind, kind_names
 from study.models import ResolvedModel, get_entry, list_models, resolve_model
+from study.overrides import Override, apply_overrides
 from study.profiles import PROFILES, Profile, ProfileTable, Rung, override
 from study.schema import (
     Choice,
@@ -258,10 +259,29 @@ def _profiles(tables: Any, where: str) -> dict[str, Profile]:
     return {name: override(profile, tables.get(name, {}), where) for name, profile in PROFILES.items()}
 
 
-def load_study(path: str | Path) -> StudySpec:
-    """Load and validate a study TOML file; any problem is one SpecError line naming the file and key
-    (`study.overrides.load_study_with` lays `--set` overrides over the file first)."""
-    return study_from_document(read_study(path), path)
+def load_study(path: str | Path, overrides: Sequence[Override] = ()) -> StudySpec:
+    """Load and validate a study TOML file, with `--set` overrides (`study.overrides`) laid over it first; any problem
+    is one SpecError line naming the file and key, and, when an override caused it, the `--set` that did (the loader
+    checks every key's type, so a wrongly typed value is its one-line error like any other)."""
+    doc = read_study(path)
+    try:
+        return study_from_document(apply_overrides(doc, overrides), path)
+    except (SpecError, UnknownModelError) as err:
+        if not overrides:
+            raise
+        culprit = next((o for o in overrides if _error_alone(doc, path, o) == str(err)), None)
+        named = culprit.text if culprit else " ".join(o.text for o in overrides)
+        raise type(err)(f"{err} (set by --set {named})") from None
+
+
+def _error_alone(doc: dict[str, Any], path: str | Path, override: Override) -> str:
+    """The loader's error with this one override ("" when it loads): the same error as all of them together names
+    it as the cause."""
+    try:
+        study_from_document(apply_overrides(doc, (override,)), path)
+    except (SpecError, UnknownModelError) as err:
+        return str(err)
+    return ""
 
 
 def read_study(path: str | Path) -> dict[str, Any]:

@@ -18,8 +18,8 @@ import study.train
 from study import objectives, results
 from study.cli import main
 from study.errors import SpecError
-from study.overrides import load_study_with
 from study.profiles import PROFILES, override
+from study.studies import load_study
 from tests.helpers import tiny_grid_study, write_tiny_dataset
 
 TRAIN = ('seeds = 3\nworkers = 1\nwidth = 1.0\ntrain = {{ val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, '
@@ -183,8 +183,8 @@ def test_a_bad_ladder_is_one_line_naming_the_key(table, message):
 
 
 def test_the_transfer_study_pairs_the_default_contrasts_at_450_and_1800_steps():
-    spec = load_study_with(Path(__file__).parent.parent / "ablations" / "transfer.toml", ())
-    default = load_study_with(Path(__file__).parent.parent / "ablations" / "contrasts.toml", ())
+    spec = load_study(Path(__file__).parent.parent / "ablations" / "transfer.toml", ())
+    default = load_study(Path(__file__).parent.parent / "ablations" / "contrasts.toml", ())
     quick = spec.profiles["quick"]
     assert [r.rung for r in quick.rungs] == ["450 steps, width ×0.25", "1,800 steps, width ×0.25"]
     low = quick.rungs[0]

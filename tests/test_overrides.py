@@ -9,7 +9,7 @@ import pytest
 from study import overrides
 from study.cli import main
 from study.errors import EXIT_INCOMPLETE, SpecError
-from study.studies import study_path
+from study.studies import load_study, study_path
 from tests.helpers import tiny_grid_study, write_tiny_dataset
 
 TINY = tiny_grid_study()
@@ -63,7 +63,7 @@ def test_a_bad_override_is_one_line_naming_its_key(text, fragment, capsys):
 
 
 def test_an_override_changes_the_study_as_if_written_in_the_file():
-    spec = overrides.load_study_with(study_path("links"), overrides.parse_overrides(
+    spec = load_study(study_path("links"), overrides.parse_overrides(
         ["profiles.quick.seeds=7", "variants.1.block.kernels=[3,5]", 'variants.1.label="none {3,5}"']))
     assert spec.profiles["quick"].seeds == 7 and "seeds=7" in spec.profiles["quick"].describe()
     assert spec.variants[1].label == "none {3,5}"
@@ -92,7 +92,7 @@ def test_a_set_that_changes_a_finished_variants_network_makes_its_cell_stale(tmp
     path = tmp_path / "tinychanged.toml"
     path.write_text(TINY)
     runs = tmp_path / "runs"
-    spec = overrides.load_study_with(path, ())
+    spec = load_study(path, ())
     row = {"study": "tinychanged", "axis": "links", "variant": "none", "dataset": "fashion-mnist", "degradation": "none",
            "protocol": cells.resolve_protocol("fashion-mnist"), "fold": 0, "seed": 0, "profile": "quick",
            "status": "ok", "wall_s": 5.0, "spec_hash": spec.resolved["quick"]["none"].model.digest}

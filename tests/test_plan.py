@@ -11,7 +11,8 @@ import pytest
 from study import cells, objectives, plan, results
 from study.cli import main
 from study.errors import SpecError
-from study.overrides import load_study_with, parse_overrides
+from study.overrides import parse_overrides
+from study.studies import load_study
 from tests.helpers import tiny_grid_study, write_tiny_dataset
 
 TINY_TRAIN = 'train = { train_subset = 60, val_subset = 60, test_subset = 60, epochs = 1, batch_size = 30, precision = "fp32" }'
@@ -67,7 +68,7 @@ def _finished_row(ctx, variant: str, seed: int, wall_s: float, flops: int) -> di
 
 def test_dry_run_lists_every_cell_marks_the_done_ones_and_trains_nothing(tiny, tmp_path, no_training, capsys):
     path, runs = tiny("tinyplan", GRID), tmp_path / "runs"
-    spec = load_study_with(path, ())
+    spec = load_study(path, ())
     ctx = cells.Context(spec, "quick", runs, seeds=(0, 1), commit="test")
     flops = spec.resolved["quick"]["paper"].flops
     results.append_row(ctx.results_path, _finished_row(ctx, "paper", 0, 12.0, flops))
@@ -108,15 +109,15 @@ def test_plan_table_and_profiled_estimate_without_any_rows(tiny, tmp_path, no_tr
 
 
 def test_search_plan_reports_the_share_the_bands_reject(tiny, tmp_path, no_training):
-    open_band = load_study_with(tiny("tinysearch", SEARCH), ())
+    open_band = load_study(tiny("tinysearch", SEARCH), ())
     ctx = cells.Context(open_band, "quick", tmp_path / "runs", seeds=(0,), commit="test")
     assert plan.band_rejection(ctx, samples=40) == (0, {})
-    shut = load_study_with(tiny("tinysearch", SEARCH), parse_overrides(["search.flops_band=[0, 1]"]))
+    shut = load_study(tiny("tinysearch", SEARCH), parse_overrides(["search.flops_band=[0, 1]"]))
     rejected, reasons = plan.band_rejection(cells.Context(shut, "quick", tmp_path / "runs", seeds=(0,)), samples=40)
     assert rejected == 40 and reasons == {"flops above the band": 40}
     # a band at the median FLOPs of the space rejects a share strictly between none and all
     flops = sorted(_sampled_flops(ctx, 40))
-    middle = load_study_with(tiny("tinysearch", SEARCH), parse_overrides([f"search.flops_band=[0, {flops[20]}]"]))
+    middle = load_study(tiny("tinysearch", SEARCH), parse_overrides([f"search.flops_band=[0, {flops[20]}]"]))
     rejected, _ = plan.band_rejection(cells.Context(middle, "quick", tmp_path / "runs", seeds=(0,)), samples=40)
     assert rejected == sum(f > flops[20] for f in flops) and 0 < rejected < 40
     p = plan.search_plan(cells.Context(middle, "quick", tmp_path / "runs", seeds=(0,)), samples=40, profile=False)
@@ -136,6 +137,6 @@ def _sampled_flops(ctx, n: int) -> list[int]:
 def test_plan_of_a_bad_study_is_the_loaders_one_line(tiny, capsys):
     path = tiny("tinybad", GRID.replace('links = "none"', 'links = "nonee"'))
     with pytest.raises(SpecError):
-        load_study_with(path, ())
+        load_study(path, ())
     assert main(["plan", "--only", str(path), "--no-profiling"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

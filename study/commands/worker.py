@@ -35,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from study import cells, search, storage, tracking
-    from study.overrides import load_study_with, parse_overrides
+    from study.overrides import parse_overrides
     from study.results import results_path
-    from study.studies import study_path
+    from study.studies import load_study, study_path
 
     if os.environ.get("STUDY_THREADS"):
         torch.set_num_threads(int(os.environ["STUDY_THREADS"]))
-    spec = load_study_with(study_path(args.study), parse_overrides(args.overrides))
+    spec = load_study(study_path(args.study), parse_overrides(args.overrides))
     if args.export:
         if not args.storage:
             raise KitError("--export copies rows from a shared storage: give --storage URL too")

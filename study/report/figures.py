@@ -23,7 +23,13 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from study import stats  # noqa: E402
 from study.report.curves import METRIC_NAMES, MIN_POINTS, drawn_metrics  # noqa: E402
-from study.report.tables import LRNET, dataset_order, degradation_order, model_order  # noqa: E402
+from study.report.tables import (  # noqa: E402
+    LRNET,
+    dataset_order,
+    degradation_order,
+    model_order,
+    table_one_axes,
+)
 
 HIGHLIGHT = "#d55e00"
 OTHER = "#0173b2"
@@ -167,21 +173,22 @@ def pareto_figure(points: pd.DataFrame, palette: dict[str, str]) -> Figure:
     fig, axes = _panels(len(datasets), width=4.6, height=3.6)
     for ax, dataset in zip(axes, datasets, strict=True):
         data = points[points["dataset"] == dataset]
-        colours = [palette.get(m, OTHER) if a == "paper" else "#9a9a9a" for m, a in zip(data["model"], data["axis"], strict=True)]
+        named = data["axis"].isin(table_one_axes(points))  # Table I's models in their colours, the rest grey
+        colours = [palette.get(m, OTHER) if n else "#9a9a9a" for m, n in zip(data["model"], named, strict=True)]
         ax.scatter(data["flops"] / 1e6, data["accuracy"], c=colours, s=18, alpha=0.75, lw=0, zorder=2)
         front = data[data["on_front"]].sort_values("flops")
         ax.step(front["flops"] / 1e6, front["accuracy"], where="post", color=HIGHLIGHT, lw=1.2, zorder=3,
                 label="Pareto front")
         ax.scatter(front["flops"] / 1e6, front["accuracy"], facecolors="none", edgecolors=HIGHLIGHT, s=46,
                    lw=1.2, zorder=4)
-        for row in _labelled(front).itertuples():
+        for row in _labelled(front, table_one_axes(points)).itertuples():
             ax.annotate(str(row.network), (row.flops / 1e6, row.accuracy), fontsize=7, xytext=(4, -10),
                         textcoords="offset points")
         if data["flops"].min() > 0 and data["flops"].max() / data["flops"].min() > 20:
             ax.set_xscale("log")
-        for model in model_order(data.loc[data["axis"] == "paper", "model"]):
+        for model in model_order(data.loc[named, "model"]):
             ax.scatter([], [], color=palette.get(model, OTHER), s=18, label=model)
-        if (data["axis"] != "paper").any():
+        if (~named).any():
             ax.scatter([], [], color="#9a9a9a", s=18, label="ablation / search variants")
         ax.set(title=dataset, xlabel="MFLOPs per image (1 multiply-add = 1 FLOP)", ylabel="test accuracy (%)")
         ax.legend(fontsize=7, frameon=False, loc="best")
@@ -193,12 +200,12 @@ def _kind(degradation: str) -> str:
     return "+".join(part.partition(":")[0] for part in str(degradation).split("+"))
 
 
-def _labelled(front: pd.DataFrame) -> pd.DataFrame:
+def _labelled(front: pd.DataFrame, named_axes: set[str]) -> pd.DataFrame:
     """Front points worth naming on the plot: the Table I models, the cheapest and the most accurate.
 
     Naming every point of a 1,000-trial front makes an unreadable smear; the table below names them all.
     """
-    keep = (front["axis"] == "paper") | (front.index == front["flops"].idxmin()) | (
+    keep = front["axis"].isin(named_axes) | (front.index == front["flops"].idxmin()) | (
         front.index == front["accuracy"].idxmax())
     return front[keep]
 

@@ -217,7 +217,8 @@ def table_two_columns() -> dict:
 
 def table_one_section(section: Section, out: Outputs, table_one: pd.DataFrame, versus: pd.DataFrame,
                        main: pd.DataFrame, study: StudyRun) -> None:
-    source = "the study's “paper” axis" if (main["axis"] == "paper").any() else "all axes (each run once)"
+    axes = sorted(tables.table_one_axes(main))
+    source = f"the study's axis {', '.join(axes)}" if axes else "all axes (each run once)"
     proxy = summary.is_proxy(study)
     if proxy:
         context = paper_context(table_one)

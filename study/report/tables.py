@@ -23,7 +23,6 @@ DIFFERENCE_BOUNDS = (-SCALE, SCALE)
 CLEAN = "none"
 LRNET = "lrnet_paper"
 #: Axes that are not "variant vs paper configuration" comparisons and get their own sections.
-NON_ABLATION_AXES = ("paper", "robustness", "search")
 DATASET_ORDER = ("mnist", "fashion-mnist", "oracle-mnist", "kmnist")
 COST_COLUMNS = ("params", "flops", "train_img_per_s", "infer_img_per_s", "peak_mem_mb")
 
@@ -96,9 +95,21 @@ def ok_rows(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["status"] == "ok"]
 
 
-def pooled(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows with each training run once, however many axes recorded it (the "paper" axis' record wins)."""
-    rows = rows.sort_values("axis", key=lambda axis: axis == "paper", kind="stable")
+def table_one_axes(rows: pd.DataFrame) -> set[str]:
+    """The axes whose rows trained a registered baseline (the model registry says which) on clean data only: Table
+    I's models, whatever the axis is called (an axis that tests degraded data plays the degradation role instead)."""
+    if rows.empty:
+        return set()
+    baseline = rows["model"].astype(str).map(is_baseline).astype(bool)
+    degraded = rows["degradation"].fillna(CLEAN) != CLEAN if "degradation" in rows.columns else baseline & False
+    return set(rows.loc[baseline, "axis"].dropna().astype(str)) - set(rows.loc[degraded, "axis"].dropna().astype(str))
+
+
+def pooled(rows: pd.DataFrame, winners: set[str] | None = None) -> pd.DataFrame:
+    """Rows with each training run once, however many axes recorded it (the record of an axis of `winners`, by
+    default Table I's axes, wins)."""
+    one = table_one_axes(rows) if winners is None else winners
+    rows = rows.sort_values("axis", key=lambda axis: axis.isin(one), kind="stable")
     if rows.empty:
         return rows
     identity = rows.groupby(list(RUN_IDENTITY), dropna=False, sort=False).ngroup()
@@ -111,12 +122,12 @@ def trained_baselines(table: pd.DataFrame) -> bool:
 
 
 def main_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """Clean-data ok rows behind Tables I and II: the "paper" axis if the study has one, else all axes pooled."""
+    """Clean-data ok rows behind Tables I and II: the axes that trained the baselines if the study has any (a study
+    that recorded several axes), else all axes pooled."""
     rows = ok_rows(table)
+    one = table_one_axes(rows)
     rows = rows[rows["degradation"].fillna(CLEAN) == CLEAN]
-    if (rows["axis"] == "paper").any():
-        return rows[rows["axis"] == "paper"]
-    return pooled(rows)
+    return rows[rows["axis"].isin(one)] if one else pooled(rows)
 
 
 def per_seed(rows: pd.DataFrame, by: list[str], metric: str = ACCURACY, scale: float = SCALE) -> pd.DataFrame:
@@ -228,8 +239,9 @@ def table_two(table: pd.DataFrame, costs: pd.DataFrame | None = None) -> pd.Data
     if costs is not None and len(costs):
         return _measured_table_two(costs)
     rows = ok_rows(table)
-    if (rows["axis"] == "paper").any():
-        rows = rows[rows["axis"] == "paper"]
+    one = table_one_axes(rows)
+    if one:
+        rows = rows[rows["axis"].isin(one)]
     if rows.empty:
         return pd.DataFrame(columns=list(TABLE_TWO_COLUMNS))
     costs = rows[["model", *COST_COLUMNS]].copy()
@@ -270,9 +282,15 @@ def _counters(rows: pd.DataFrame) -> pd.Series:
 
 
 def ablation_axes(table: pd.DataFrame) -> list[str]:
-    """Axes comparing variants against the paper configuration, in first-seen order."""
-    axes = ok_rows(table)["axis"].dropna().unique()
-    return [a for a in axes if a not in NON_ABLATION_AXES]
+    """The axes of a table that recorded several (an older run) whose variants are compared with a flagged reference,
+    in first-seen order: not Table I's axis (its own family, `contrasts.baselines_vs_lrnet`) nor an axis tested on
+    degraded data (each level is compared with clean data instead)."""
+    rows = ok_rows(table)
+    degraded = set(rows.loc[rows["degradation"].fillna(CLEAN) != CLEAN, "axis"].dropna().astype(str))
+    flagged = set(rows.loc[rows["is_reference"].map(truthy), "axis"].dropna().astype(str)) \
+        if "is_reference" in rows.columns else set()
+    skip = table_one_axes(rows) | degraded
+    return [a for a in rows["axis"].dropna().astype(str).unique() if a in flagged and a not in skip]
 
 
 def axis_points(table: pd.DataFrame, axis: str) -> pd.DataFrame:
@@ -299,6 +317,7 @@ truthy = stats.truthy  # a results-file flag read leniently (JSON may carry true
 def pareto_points(table: pd.DataFrame) -> pd.DataFrame:
     """Mean clean accuracy and median FLOPs per network and dataset, flagged where on the Pareto front."""
     rows = ok_rows(table)
+    one = table_one_axes(rows)
     rows = rows[rows["degradation"].fillna(CLEAN) == CLEAN].copy()
     rows["flops"] = pd.to_numeric(rows["flops"], errors="coerce")
     rows["params"] = pd.to_numeric(rows["params"], errors="coerce")
@@ -307,12 +326,12 @@ def pareto_points(table: pd.DataFrame) -> pd.DataFrame:
                "params", "on_front"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    # The same network on several axes (every axis's reference) is one point, named as the paper axis names it.
+    # The same network on several axes (every axis's reference) is one point, named as Table I's axis names it.
     rows["network"] = rows["spec_hash"].fillna(rows["model"]).astype(str)
-    rows["label"] = np.where(rows["axis"] == "paper", rows["model"].astype(str),
+    rows["label"] = np.where(rows["axis"].isin(one), rows["model"].astype(str),
                              rows["axis"].astype(str) + ": " + rows["variant"].astype(str))
-    named = rows.sort_values("axis", key=lambda a: a != "paper", kind="stable").drop_duplicates("network")
-    rows = pooled(rows).drop(columns=["label", "axis", "variant"]).merge(
+    named = rows.sort_values("axis", key=lambda a: ~a.isin(one), kind="stable").drop_duplicates("network")
+    rows = pooled(rows, one).drop(columns=["label", "axis", "variant"]).merge(
         named[["network", "label", "axis", "variant"]], on="network"
     )
     rows["accuracy"] = pd.to_numeric(rows[ACCURACY]) * SCALE
@@ -343,13 +362,14 @@ def pareto_front(accuracy: pd.Series, flops: pd.Series) -> list:
 def robustness_table(table: pd.DataFrame) -> pd.DataFrame:
     """Accuracy mean ± 95% CI per model × dataset × degradation, clean accuracy included as "none"."""
     rows = ok_rows(table).assign(degradation=lambda r: r["degradation"].fillna(CLEAN))
-    degraded = rows[(rows["axis"] == "robustness") | (rows["degradation"] != CLEAN)]
+    tested = set(rows.loc[rows["degradation"] != CLEAN, "axis"].dropna().astype(str))  # axes with degraded rows
+    degraded = rows[rows["axis"].isin(tested)]
     columns = ["model", "dataset", "protocol", "degradation", "n", "mean", "ci_low", "ci_high", "ci_clipped"]
     if degraded.empty:
         return pd.DataFrame(columns=columns)
     same_models = rows["model"].isin(degraded["model"]) & rows["dataset"].isin(degraded["dataset"])
     clean = rows[same_models & (rows["degradation"] == CLEAN)]
-    combined = pooled(pd.concat([clean, degraded]))
+    combined = pooled(pd.concat([clean, degraded]), table_one_axes(rows))
     by = ["model", "dataset", "protocol", "degradation"]
     out = summarise(per_seed(combined, by), by)
     return sort_like(out, dataset=dataset_order(out["dataset"]), model=model_order(out["model"]),
