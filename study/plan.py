@@ -15,9 +15,9 @@ fold follow from the data found at run time). Time per cell comes from, in order
    machine as loaded right now, and at the paper profile's epoch cap (early stopping usually ends
    sooner) overstates the epochs: a rough guide until the first rows give measured rates.
 
-For a search, the FLOPs/params bands are checked on specs drawn uniformly from the search space (no
-training): the share they reject is the share of the space the bands cut away (TPE, after its random
-start-up trials, samples where good trials were, so its own rejection rate differs).
+What a kind plans is its own (`StudyKind.plan`): a kind that lists its cells builds its `StudyPlan` from
+`planned_cells` and `cell_seconds` here; a search counts trials instead (`study.kinds.search.search_plan`, which
+also checks its FLOPs/params bands on specs drawn from its space).
 """
 
 from __future__ import annotations
@@ -25,20 +25,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from study import results
-from study.blocks import network_complexity
-from study.capacity import scaled
 from study.kinds.registry import get_kind
 from study.measure import time_training
-from study.models import ResolvedModel, build_model, resolve_model
-from study.objectives import sample_network
+from study.models import ResolvedModel, build_model
 from study.profiles import ASSUMED_TRAIN_IMAGES
-from study.studies import Variant, list_studies, load_study, study_path, variant_network
+from study.studies import list_studies, load_study, study_path
 
 
 @dataclasses.dataclass
@@ -137,7 +133,7 @@ def select_studies(only: str | None, every: bool, overrides: Sequence = ()) -> l
     return specs
 
 
-def grid_cells(ctx, cells: Iterable) -> list[PlannedCell]:
+def planned_cells(ctx, cells: Iterable) -> list[PlannedCell]:
     """Every cell of a study that lists its cells (`StudyKind.cells`), in the run's queue order, marked done as
     `study.cells` judges it."""
     finished = ctx.table.finished()
@@ -149,17 +145,18 @@ def grid_cells(ctx, cells: Iterable) -> list[PlannedCell]:
     return planned
 
 
-def _ok_rows(path: Path, profile: str) -> list[dict[str, Any]]:
+def ok_rows(path: Path, profile: str) -> list[dict[str, Any]]:
+    """The ok rows of a profile whose wall time measures a training (not reused, not a degraded re-test)."""
     return [r for r in results.load_rows(path) if r.get("profile") == profile and r.get("status") == "ok"
             and isinstance(r.get("wall_s"), (int, float)) and not r.get("reused_from") and not r.get("test_degraded_only")]
 
 
-def _seconds_per_flop(ctx) -> float | None:
+def seconds_per_flop(ctx) -> float | None:
     """Median wall seconds per FLOP and training image of the finished rows of this profile anywhere in the
     run directory (a rung of four times the budget costs about four times as much)."""
     default = ctx.spec.profiles[ctx.profile].budget_images
     rates = [r["wall_s"] / (r["flops"] * _budget(r, default)) for p in sorted(Path(ctx.run_dir).glob("*/results.jsonl"))
-             for r in _ok_rows(p, ctx.profile) if isinstance(r.get("flops"), (int, float)) and r["flops"] > 0]
+             for r in ok_rows(p, ctx.profile) if isinstance(r.get("flops"), (int, float)) and r["flops"] > 0]
     return statistics.median(rates) if rates else None
 
 
@@ -187,7 +184,7 @@ def _profiled_seconds(network: ResolvedModel, ctx) -> float:
     return images / timing["img_per_s"]
 
 
-def _estimate(ctx, label: str, network, flops: int | None, measured: dict[str, list[float]],
+def estimate_seconds(ctx, label: str, network, flops: int | None, measured: dict[str, list[float]],
               rates: dict[str, float | None], profile: bool) -> tuple[float, str]:
     """Seconds per cell of one network; `rates` caches seconds per FLOP ("measured", "profiled")."""
     if measured.get(label):
@@ -204,18 +201,18 @@ def _estimate(ctx, label: str, network, flops: int | None, measured: dict[str, l
     return rates["profiled"] * flops, "profiled, FLOPs-scaled"
 
 
-def grid_seconds(ctx, cells: list[PlannedCell], profile: bool = True) -> dict[str, tuple[float, str]]:
+def cell_seconds(ctx, cells: list[PlannedCell], profile: bool = True) -> dict[str, tuple[float, str]]:
     """Seconds per cell of each variant (at each rung) that still has missing cells (see the module docstring
     for the sources). A rung with no rows of its own scales another rung's measured seconds by its budget."""
     measured: dict[str, list[float]] = {}
-    for r in _ok_rows(ctx.results_path, ctx.profile):
+    for r in ok_rows(ctx.results_path, ctx.profile):
         measured.setdefault(estimate_key(r["variant"], str(r.get("rung") or "")), []).append(float(r["wall_s"]))
-    rates: dict[str, float | None] = {"measured": _seconds_per_flop(ctx)}
+    rates: dict[str, float | None] = {"measured": seconds_per_flop(ctx)}
     out = {}
     for c in {c.estimate_key: c for c in cells if not c.done}.values():
         at = ctx.at(c.rung)
         resolved = at.resolved(c.variant)
-        out[c.estimate_key] = _rung_scaled(ctx, c, measured) or _estimate(
+        out[c.estimate_key] = _rung_scaled(ctx, c, measured) or estimate_seconds(
             at, c.estimate_key, resolved.model, resolved.flops, measured, rates, profile)
     return out
 
@@ -232,49 +229,6 @@ def _rung_scaled(ctx, cell: PlannedCell, measured: dict[str, list[float]]) -> tu
             ratio = ladder.at(cell.rung).budget_images / other.budget_images
             return statistics.fmean(measured[key]) * ratio, f"measured at {other.rung}, budget-scaled"
     return None
-
-
-def band_rejection(ctx, samples: int = 200, seed: int = 0) -> tuple[int, Counter]:
-    """How many of `samples` specs drawn uniformly from a search space the FLOPs/params bands reject, and why."""
-    import optuna
-
-    space = ctx.spec.search
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    reasons: Counter = Counter()
-    for _ in range(samples):
-        model, _ = sample_network(study.ask(), ctx)
-        cost = network_complexity(model.spec)
-        for key, band in (("flops", space.flops_band), ("params", space.params_band)):
-            if not band[0] <= cost[key] <= band[1]:
-                reasons[f"{key} {'below' if cost[key] < band[0] else 'above'} the band"] += 1
-                break
-    return sum(reasons.values()), reasons
-
-
-def search_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:
-    """A search study's plan: trials done of its budget, the bands' rejected share, seconds per trial."""
-    rows = [r for r in results.load_rows(ctx.results_path) if r.get("profile") == ctx.profile and r.get("status") != "failed"
-            and r.get("seed") == ctx.seeds[0]]  # trials of the search, not its candidates' confirming seeds
-    rejected, reasons = band_rejection(ctx, samples) if samples else (0, Counter())
-    trained = [float(r["wall_s"]) for r in _ok_rows(ctx.results_path, ctx.profile)]
-    plan = StudyPlan(ctx.spec.name, ctx.spec.kind, ctx.profile, [], {}, trials=ctx.profile_spec.n_trials, trials_done=len(rows),
-                     band_samples=samples, band_rejected=rejected, band_reasons=dict(reasons))
-    if plan.missing:
-        if trained:
-            plan.seconds["trial"] = (statistics.fmean(trained), "measured")
-        else:  # the base network stands in for a typical sampled spec
-            base = resolve_model(variant_network(ctx.spec, _base_variant()))
-            if base.spec is not None:
-                base = resolve_model(scaled(base.spec, ctx.profile_spec.width))
-            flops = network_complexity(base.spec)["flops"] if base.spec is not None else None
-            rates = {"measured": _seconds_per_flop(ctx)}
-            plan.seconds["trial"] = _estimate(ctx, "", base, flops, {}, rates, profile)
-    return plan
-
-
-def _base_variant():
-
-    return Variant(label="base")
 
 
 def study_plan(ctx, samples: int = 200, profile: bool = True) -> StudyPlan:

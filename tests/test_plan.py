@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from study import cells, objectives, plan, results
+from study import cells, objectives, results
 from study.cli import main
 from study.errors import SpecError
+from study.kinds import search as search_kind
 from study.overrides import parse_overrides
 from study.studies import load_study
 from tests.helpers import tiny_grid_study, write_tiny_dataset
@@ -111,16 +112,16 @@ def test_plan_table_and_profiled_estimate_without_any_rows(tiny, tmp_path, no_tr
 def test_search_plan_reports_the_share_the_bands_reject(tiny, tmp_path, no_training):
     open_band = load_study(tiny("tinysearch", SEARCH), ())
     ctx = cells.Context(open_band, "quick", tmp_path / "runs", seeds=(0,), commit="test")
-    assert plan.band_rejection(ctx, samples=40) == (0, {})
+    assert search_kind.band_rejection(ctx, samples=40) == (0, {})
     shut = load_study(tiny("tinysearch", SEARCH), parse_overrides(["search.flops_band=[0, 1]"]))
-    rejected, reasons = plan.band_rejection(cells.Context(shut, "quick", tmp_path / "runs", seeds=(0,)), samples=40)
+    rejected, reasons = search_kind.band_rejection(cells.Context(shut, "quick", tmp_path / "runs", seeds=(0,)), samples=40)
     assert rejected == 40 and reasons == {"flops above the band": 40}
     # a band at the median FLOPs of the space rejects a share strictly between none and all
     flops = sorted(_sampled_flops(ctx, 40))
     middle = load_study(tiny("tinysearch", SEARCH), parse_overrides([f"search.flops_band=[0, {flops[20]}]"]))
-    rejected, _ = plan.band_rejection(cells.Context(middle, "quick", tmp_path / "runs", seeds=(0,)), samples=40)
+    rejected, _ = search_kind.band_rejection(cells.Context(middle, "quick", tmp_path / "runs", seeds=(0,)), samples=40)
     assert rejected == sum(f > flops[20] for f in flops) and 0 < rejected < 40
-    p = plan.search_plan(cells.Context(middle, "quick", tmp_path / "runs", seeds=(0,)), samples=40, profile=False)
+    p = search_kind.search_plan(cells.Context(middle, "quick", tmp_path / "runs", seeds=(0,)), samples=40, profile=False)
     assert (p.trials, p.trials_done, p.missing, p.band_rejected) == (5, 0, 5, rejected)
 
 

@@ -56,8 +56,8 @@ class NoiseKind(StudyKind):
                 study.enqueue_trial(c.params)
 
     def plan(self, ctx: Context, samples: int, profile: bool) -> plan.StudyPlan:
-        cells = plan.grid_cells(ctx, self.cells(ctx))
-        return plan.StudyPlan(ctx.spec.name, self.name, ctx.profile, cells, plan.grid_seconds(ctx, cells, profile))
+        cells = plan.planned_cells(ctx, self.cells(ctx))
+        return plan.StudyPlan(ctx.spec.name, self.name, ctx.profile, cells, plan.cell_seconds(ctx, cells, profile))
 
     def findings(self, study) -> list[dict[str, str]]:
         return [{"kind": "inconclusive", "css": "muted", "verdict": "noise floor",

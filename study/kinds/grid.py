@@ -75,8 +75,8 @@ class GridKind(StudyKind):
         return {v.label: _variant_summary(ctx.resolved(v.label)) for v in ctx.variants}
 
     def plan(self, ctx: Context, samples: int, profile: bool) -> plan.StudyPlan:
-        cells = plan.grid_cells(ctx, self.cells(ctx))
-        return plan.StudyPlan(ctx.spec.name, self.name, ctx.profile, cells, plan.grid_seconds(ctx, cells, profile),
+        cells = plan.planned_cells(ctx, self.cells(ctx))
+        return plan.StudyPlan(ctx.spec.name, self.name, ctx.profile, cells, plan.cell_seconds(ctx, cells, profile),
                               tuning=tuning.missing_points(ctx))
 
     def sections(self, book, out, study, page) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from study import stats
 from study.capacity import TOLERANCE
-from study.report import contrasts, display, figures, optuna_search, summary, tables
+from study.report import contrasts, display, figures, summary, tables
 from study.report.curves import METRIC_NAMES, drawable, drawn_metrics, load_histories, mean_curves
 from study.report.html import (
     Facts,
@@ -542,27 +542,6 @@ def pareto_section(book: ReportBook, out: Outputs, table: pd.DataFrame, palette:
     front = points[points["on_front"]]
     section.add(frame_table(front, columns, caption=f"Pareto-optimal networks ({len(front)} of {len(points)} points; "
                             "all points in the CSV).", csv=csv))
-
-
-def search_section(section: Section, out: Outputs, study: StudyRun) -> None:
-    """The Optuna search of a search study: history, importances and parallel coordinates of the searched parameters."""
-    try:
-        search = optuna_search.load(study)
-    except Exception as err:  # noqa: BLE001  (a corrupt or foreign journal is a note, not a crash)
-        section.add(Note(f"the Optuna study could not be read: {type(err).__name__}: {err}".splitlines()[0], "warn"))
-        return
-    params = optuna_search.searched_params(search)
-    section.add(Note(optuna_search.summary_line(search, params)))
-    trials = optuna_search.trials_frame(search, params)
-    trials_csv = out.csv(trials, "optuna_trials")
-    importances, problem = optuna_search.importances(search, params)
-    importances_csv = out.csv(importances, "optuna_importances") if len(importances) else trials_csv
-    drawn, notes = figures.optuna_figures(search, params, importances=not problem)
-    notes = ([problem] if problem else []) + notes
-    for name, title, svg in drawn:
-        section.add(out.figure(svg, name, title + ".", csv=importances_csv if name == "optuna_importances" else trials_csv))
-    for note in notes:
-        section.add(Note(note, "info"))
 
 
 def robustness_section(book: ReportBook, out: Outputs, table: pd.DataFrame, palette: dict[str, str]) -> None:

@@ -133,7 +133,7 @@ def _cost(study, label: str) -> dict[str, float]:
     variants = study.provenance.get("variants")
     info = variants.get(label) if isinstance(variants, dict) else None
     if isinstance(info, dict):
-        return {k: _number(info.get(k)) for k in ("params", "flops")}
+        return {k: number(info.get(k)) for k in ("params", "flops")}
     rows = study.table[(study.table["variant"].astype(str) == label) & (study.table["status"] == "ok")]
     return {k: float(pd.to_numeric(rows[k], errors="coerce").median()) if k in rows and len(rows) else math.nan
             for k in ("params", "flops")}
@@ -303,17 +303,17 @@ def costs(study) -> list[dict[str, str]]:
             records.append(record)
     out = []
     for r in records:
-        if all(display.missing(_number(r.get(k))) for k in _COST_FIELDS):
+        if all(display.missing(number(r.get(k))) for k in _COST_FIELDS):
             continue
         match = str(r.get("match") or "")
-        width = _number(r.get("width_multiplier"))
+        width = number(r.get("width_multiplier"))
         out.append({
             "variant": r["variant"], "network": display.text(r.get("network")),
             "match": {"flops": "FLOPs", "params": "params"}.get(match, match or "–"),
             "width": "–" if display.missing(width) else f"×{width:.3g}",
-            "mflops": display.mega(_number(r.get("flops"))), "params": display.count(_number(r.get("params"))),
-            "raw_mflops": display.mega(_number(r.get("raw_flops"))),
-            "raw_params": display.count(_number(r.get("raw_params"))),
+            "mflops": display.mega(number(r.get("flops"))), "params": display.count(number(r.get("params"))),
+            "raw_mflops": display.mega(number(r.get("raw_flops"))),
+            "raw_params": display.count(number(r.get("raw_params"))),
             "matched": bool(match),
         })
     return out
@@ -326,7 +326,8 @@ def _first(group: pd.DataFrame, column: str) -> Any:
     return values.iloc[0] if len(values) else None
 
 
-def _number(value: Any) -> float:
+def number(value: Any) -> float:
+    """A value as a float, nan when it is none."""
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -401,57 +402,6 @@ def summarise(study, link: str | None, siblings: Iterable = ()) -> dict[str, Any
         "costs": costs(study) if len(table) or prov.get("variants") else [], "costs_csv": None,
         "frame": frame,
     }
-
-
-def robustness_findings(study) -> list[dict[str, str]]:
-    """Each degradation against clean data per model and dataset, in one line each (paired by seed, Holm across
-    the degradations of a model): {"kind", "css", "verdict", "answer"}."""
-    margin = equivalence_margin(study.provenance)
-    rows = tables.ok_rows(study.table).assign(degradation=lambda r: r["degradation"].fillna(tables.CLEAN))
-    seeds = tables.per_seed(rows, ["model", "dataset", "degradation"])
-    findings = []
-    for (model, dataset), group in seeds.groupby(["model", "dataset"], sort=False):
-        levels = tables.degradation_order(group["degradation"])
-        if tables.CLEAN not in levels or len(levels) < 2:
-            continue
-        groups = {d: (group.loc[group["degradation"] == d, "value"].to_numpy(),
-                      group.loc[group["degradation"] == d, "seed"].to_numpy()) for d in levels}
-        for c in stats.compare_family(groups, reference=tables.CLEAN, margin=margin):
-            record = {**c.as_dict(), "variant": f"{model} under {c.variant}", "reference": "clean data",
-                      "reference_phrase": "the same model on clean images"}
-            findings.append({"kind": tables.verdict_kind(c.verdict), "verdict": c.verdict,
-                             "css": display.verdict_class(c.verdict, c.diff, c.mde),
-                             "answer": answer(record, str(dataset))})
-    return findings
-
-
-def search_findings(study) -> list[dict[str, str]]:
-    """The search's best point in one line, with the seeds behind it: its top candidates were trained again at more
-    seeds (`study.confirm`), and the best is the one with the best mean test accuracy over its seeds, with its 95 % CI;
-    a point that rests on one seed is called a candidate, not a finding."""
-    rows = tables.ok_rows(study.table)
-    rows = rows.dropna(subset=[tables.ACCURACY])  # every row of a search study is a trial or a confirming seed
-    if rows.empty:
-        return []
-    trials = rows["variant"].nunique()
-    points = []
-    for (variant, dataset), group in rows.groupby(["variant", "dataset"], sort=False):
-        values = pd.to_numeric(group[tables.ACCURACY]).to_numpy() * tables.SCALE
-        mean, low, high, n = stats.mean_ci(values)
-        points.append((n, mean, low, high, variant, dataset, _number(group["flops"].median())))
-    confirmed = [p for p in points if p[0] >= 3]
-    if confirmed:
-        n, mean, low, high, variant, dataset, flops = max(confirmed, key=lambda p: p[1])
-        return [{"kind": "inconclusive", "verdict": f"best of {len(confirmed)} confirmed", "css": "muted", "answer": (
-            f"Best of the search's {trials} trained points, after its top {len(confirmed)} were trained again: {variant} "
-            f"at {mean:.2f} % test accuracy [95 % CI {low:.2f}, {high:.2f}] over {n} seeds ({display.mega(flops)} MFLOPs) "
-            f"on {dataset}. Each point's seeds are on the study page; compare it with the reference in a grid study "
-            "before calling it better.")}]
-    n, mean, low, high, variant, dataset, flops = max(points, key=lambda p: p[1])
-    return [{"kind": "inconclusive", "verdict": "candidate", "css": "muted", "answer": (
-        f"Best of {len(rows)} trained trials: {variant} at {mean:.2f} % test accuracy ({display.mega(flops)} MFLOPs) "
-        f"on {dataset}, {n} seed{'s' if n != 1 else ''}: a candidate to confirm over seeds against the reference, "
-        "not a finding.")}]
 
 
 def not_run(found: Iterable[str], available: Iterable[str] | None = None) -> list[dict[str, str]]:

@@ -96,13 +96,16 @@ def ok_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_one_axes(rows: pd.DataFrame) -> set[str]:
-    """The axes whose rows trained a registered baseline (the model registry says which) on clean data only: Table
-    I's models, whatever the axis is called (an axis that tests degraded data plays the degradation role instead)."""
+    """Table I's axis, whatever it is called: the axis that trained the registered baselines (the model registry says
+    which) on clean data, the one with the most such rows where an older table recorded a run on several axes; an
+    empty set when no axis trained a baseline."""
     if rows.empty:
         return set()
     baseline = rows["model"].astype(str).map(is_baseline).astype(bool)
-    degraded = rows["degradation"].fillna(CLEAN) != CLEAN if "degradation" in rows.columns else baseline & False
-    return set(rows.loc[baseline, "axis"].dropna().astype(str)) - set(rows.loc[degraded, "axis"].dropna().astype(str))
+    if "degradation" in rows.columns:
+        baseline &= rows["degradation"].fillna(CLEAN) == CLEAN
+    counts = rows.loc[baseline, "axis"].dropna().astype(str).value_counts(sort=False)
+    return {str(counts.idxmax())} if len(counts) else set()
 
 
 def pooled(rows: pd.DataFrame, winners: set[str] | None = None) -> pd.DataFrame:
