@@ -9,6 +9,8 @@ margin and the family level are the study's own (study.json), else ±3 points at
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
 
@@ -18,6 +20,7 @@ from study.kinds.registry import get_kind
 from study.report import tables
 
 DEFAULT_MARGIN = 3.0
+T = TypeVar("T")
 
 
 def equivalence_margin(provenance: dict) -> float:
@@ -70,12 +73,24 @@ def axes(study) -> list[str]:
     return tables.ablation_axes(study.table)
 
 
+def once(study, key: str, compute: Callable[[], T]) -> T:
+    """`compute()` of a study, computed once and kept on it (`StudyRun.derived`): the index, the page and the other
+    studies' scale checks read the same result (a study object that keeps nothing computes it each time)."""
+    cache = getattr(study, "derived", None)
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
 def by_axis(study) -> dict[str, pd.DataFrame | str]:
     """Every axis's contrasts (`stats.compare_axis`, sorted by the spec's variant order and the ladder's rungs), or
     why the axis could not be compared; computed once per study and kept on it."""
-    cache = getattr(study, "derived", None)
-    if cache is not None and "contrasts" in cache:
-        return cache["contrasts"]
+    return once(study, "contrasts", lambda: _by_axis(study))
+
+
+def _by_axis(study) -> dict[str, pd.DataFrame | str]:
     out: dict[str, pd.DataFrame | str] = {}
     for axis in axes(study):
         try:
@@ -87,8 +102,6 @@ def by_axis(study) -> dict[str, pd.DataFrame | str]:
         out[axis] = ordered(result, study, axis) if len(result) else (
             "Nothing to compare on this axis yet: it needs ok rows of the reference (is_reference) and of at least "
             "one other variant.")
-    if cache is not None:
-        cache["contrasts"] = out
     return out
 
 

@@ -27,6 +27,7 @@ from study.report.contrasts import (
     by_axis,
     equivalence_margin,
     kind_of,
+    once,
     ordered,
     scale_of,
 )
@@ -156,7 +157,11 @@ def capacity_note(study, variant: str, reference: str) -> str:
 
 def transfer_study(study) -> pd.DataFrame:
     """Every contrast of a ladder study from its lowest to its highest rung (`stats.transfer_axis`), one record each
-    (`_TRANSFER_COLUMNS`) with a one-line answer; empty for a study without a ladder."""
+    (`_TRANSFER_COLUMNS`) with a one-line answer; empty for a study without a ladder. Computed once per study."""
+    return once(study, "transfer", lambda: _transfer_study(study))
+
+
+def _transfer_study(study) -> pd.DataFrame:
     if not kind_of(study).contrasts or "rung" not in study.table.columns:
         return pd.DataFrame(columns=_TRANSFER_COLUMNS)
     margin = equivalence_margin(study.provenance)
