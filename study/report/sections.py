@@ -370,11 +370,13 @@ def ablation_section(section: Section, out: Outputs, study: StudyRun,
                 "variant %": ("mean_variant", display.pts), "reference %": ("mean_reference", display.pts),
                 "Δ": lambda r: display.pts(r["diff"], signed=True),
                 "95% CI (unadjusted)": lambda r: display.difference_interval(r["ci_low"], r["ci_high"]),
+                "MDE": ("mde", display.mde), "verdict": verdict_cell,  # the answer first: the rest may scroll
                 "CI at α/m (Holm's level)": lambda r: display.difference_interval(r["ci_adj_low"], r["ci_adj_high"]),
                 "p": ("p_value", display.p_value), "p (Holm)": ("p_adjusted", display.p_value),
                 "SD of Δ": ("sd", display.pts), "r within seed": ("correlation", _r),
-                "MDE": ("mde", display.mde), "verdict": verdict_cell,
-            }, caption=f"Reference: {result['reference'].iloc[0]}. The CI at α/m is the interval at the level Holm's "
+            }, caption=f"Reference: {result['reference'].iloc[0]}"
+                       + ("" if "rung" in result.columns else f", measured at {contrasts.scale_of(study)}")
+                       + ". The CI at α/m is the interval at the level Holm's "
                        "first step tests (Bonferroni, m contrasts): it excludes 0 wherever the verdict is better or worse; "
                        "the unadjusted 95% CI can exclude 0 beside an inconclusive verdict. r within seed: the correlation "
                        "of variant and reference over seeds (pairing helps only when it is clearly positive).",
